@@ -8,3 +8,5 @@ One path from data to report::
 """
 
 __version__ = "0.1.0"
+
+from .runs import LoadedRun, load_run, save_run  # noqa: E402,F401  (after __version__: runs imports it)

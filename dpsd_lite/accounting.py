@@ -65,7 +65,10 @@ def check_delta(delta) -> float:
 
 
 def _check_sigma(noise_multiplier) -> float:
-    value = float(noise_multiplier)
+    try:
+        value = float(noise_multiplier)
+    except (TypeError, ValueError):
+        raise DpsdError(f"noise multiplier must be a positive number, got {noise_multiplier!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise DpsdError(f"noise multiplier must be a positive finite number, got {noise_multiplier!r}")
     return value
@@ -74,7 +77,12 @@ def _check_sigma(noise_multiplier) -> float:
 def gaussian_delta(noise_multiplier: float, epsilon: float) -> float:
     """Exact δ(ε) of one Gaussian release with noise multiplier σ (analytic Gaussian mechanism)."""
     mu = 1.0 / _check_sigma(noise_multiplier)
-    eps = float(epsilon)
+    try:
+        eps = float(epsilon)
+    except (TypeError, ValueError):
+        raise DpsdError(f"epsilon must be a non-negative number, got {epsilon!r}") from None
+    if not math.isfinite(eps) or eps < 0:
+        raise DpsdError(f"epsilon must be a non-negative finite number, got {epsilon!r}")
     # log-space for e^ε Φ(.) to stay finite at large ε
     a = norm.cdf(-eps / mu + mu / 2)
     b = math.exp(eps + norm.logcdf(-eps / mu - mu / 2))
@@ -91,6 +99,8 @@ def gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
 
     sigma = _check_sigma(noise_multiplier)
     delta = check_delta(delta)
+    if gaussian_delta(sigma, 0.0) <= delta:  # the noise alone already meets δ
+        return 0.0
     return float(eps_from_mu(mu=1.0 / sigma, delta=delta))
 
 
@@ -136,6 +146,9 @@ def rr_keep_probability(epsilon: float, k: int) -> float:
 def rr_epsilon(keep_probability: float, k: int) -> float:
     """ε of k-ary randomized response that keeps the true answer with the given probability."""
     p = float(keep_probability)
+    k = int(k)
+    if k < 2:
+        raise DpsdError(f"randomized response needs k >= 2 classes to have an epsilon, got {k}")
     if not (1.0 / k < p < 1.0):
         raise DpsdError(f"keep probability must lie in (1/k, 1) for k={k}, got {p}")
     return math.log(p * (k - 1) / (1.0 - p))
@@ -158,6 +171,10 @@ def composed_epsilon(
     from opacus.accountants import create_accountant
 
     delta = check_delta(delta)
+    if not 0.0 < float(sample_rate) <= 1.0:
+        raise DpsdError(f"sample rate must lie in (0, 1], got {sample_rate!r}")
+    if int(steps) < 1:
+        raise DpsdError(f"steps must be a positive integer, got {steps!r}")
     acc = _make_accountant(accountant, create_accountant)
     acc.history = [(_check_sigma(noise_multiplier), float(sample_rate), int(steps))]
     return float(acc.get_epsilon(delta=delta))

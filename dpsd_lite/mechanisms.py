@@ -233,8 +233,7 @@ class SelectiveRR(Mechanism):
         k = rel.extra["k"]
         B = student_logits.shape[0]
         # channel[b, y] = P(released = labels[b] | true class y)
-        keep = 1.0 / (1.0 + (k.to(student_logits.dtype) - 1) * math.exp(-self.epsilon))
-        other = torch.where(k > 1, (1 - keep) / (k - 1).clamp_min(1), torch.zeros_like(keep))
+        keep, other = (t.to(student_logits.dtype) for t in rr_channel(k, self.epsilon))
         channel = torch.where(rel.mask, other.view(-1, 1), (1.0 / k.to(student_logits.dtype)).view(-1, 1))
         channel = channel.expand(B, K).clone()
         channel[torch.arange(B), rel.labels] = keep
@@ -255,14 +254,22 @@ class SelectiveRR(Mechanism):
         }
 
 
+def rr_channel(k: torch.Tensor, epsilon: float):
+    """(keep, other) probabilities of k-ary RR per row, in float64 to keep the e^ε ratio exact."""
+    kd = k.to(torch.float64)
+    e = math.exp(-epsilon)
+    keep = 1.0 / (1.0 + (kd - 1) * e)
+    other = torch.where(k > 1, e / (1.0 + (kd - 1) * e), torch.zeros_like(keep))
+    return keep, other
+
+
 def rr_output_distribution(true_label, mask, k, epsilon):
-    """B×K probabilities of each released label under selective RR (rows sum to 1)."""
+    """B×K probabilities (float64) of each released label under selective RR (rows sum to 1)."""
     B, K = mask.shape
-    kf = k.to(torch.float32)
-    keep = 1.0 / (1.0 + (kf - 1) * math.exp(-epsilon))
-    other = torch.where(k > 1, (1 - keep) / (kf - 1).clamp_min(1), torch.zeros_like(keep))
+    keep, other = rr_channel(k, epsilon)
+    m = mask.to(torch.float64)
     inside = mask[torch.arange(B), true_label]
-    w = torch.where(inside.view(-1, 1), other.view(-1, 1) * mask, mask / kf.view(-1, 1))
+    w = torch.where(inside.view(-1, 1), other.view(-1, 1) * m, m / k.to(torch.float64).view(-1, 1))
     w[torch.arange(B)[inside], true_label[inside]] = keep[inside]
     return w
 

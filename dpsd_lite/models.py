@@ -92,7 +92,7 @@ class Generator(nn.Module):
         )
         self.out = nn.Conv2d(width // 2, c, 3, padding=1)
 
-    def forward(self, z, c):
+    def forward(self, z, c, ink_scale=None):
         onehot = F.one_hot(c, self.num_classes).to(z.dtype)
         x = self.fc(torch.cat([z, onehot], 1)).view(-1, self.width, *self.init_hw)
         x = self.bn0(x)
@@ -101,12 +101,17 @@ class Generator(nn.Module):
         a = self.out(x)
         if self.ink is None:
             return torch.tanh(a)
-        # Sparse-ink output: per image, the brightest `ink` fraction of pixels
-        # are lit and the rest fall to the dark background, smoothly (tanh).
+        # Sparse-ink output: per image, the brightest fraction of pixels are lit
+        # and the rest fall to the dark background, smoothly (tanh). The
+        # fraction varies per image around `ink` (×0.5 … ×2) so thin and bold
+        # strokes are both explored.
         flat = a.flatten(1)
         n = flat.shape[1]
-        k = max(1, min(n, int(round((1 - self.ink) * n))))
-        thr = flat.kthvalue(k, dim=1, keepdim=True).values.detach()
+        if ink_scale is None:
+            ink_scale = 2.0 ** (torch.rand(flat.shape[0], 1, device=flat.device) * 2 - 1)
+        frac = (self.ink * ink_scale).clamp(1.0 / n, 1.0)
+        idx = ((1 - frac) * (n - 1)).round().long()
+        thr = flat.detach().sort(dim=1).values.gather(1, idx)
         scale = flat.std(dim=1, keepdim=True).detach().clamp_min(1e-6)
         return torch.tanh(self.sharpness * (flat - thr) / scale).view_as(a)
 

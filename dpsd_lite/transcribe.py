@@ -66,10 +66,8 @@ class TranscribeConfig:
     top_k: int = 2  # label: classes kept after warm-up
     clip_norm: float = 1.0  # data: C
     prior_smoothing: float = 0.1  # mix the student's prior with uniform: (1-λ)·p + λ/K
-    adversarial_weight: float = 0.0  # generator: weight of -loss(student, release) on its batch
+    disagreement_weight: float = 1.0  # generator: weight of the twin students' disagreement (0: no twin)
     ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
-    ink_weight: float = 10.0
-    ink_pretrain_steps: int = 50
     nz: int = 64
     seed: int = 0
     device: str = "auto"
@@ -183,10 +181,15 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     mech = make_mechanism(config.noise_mode, config.epsilon, config.delta, top_k=config.top_k,
                           k_min=config.k_min, clip_norm=config.clip_norm)
     K = data.num_classes
-    student = Student(data.image_shape, K).to(device)
     ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
+    student = Student(data.image_shape, K).to(device)
+    # A twin student, trained on the same releases, lets the generator find
+    # inputs where the students still disagree: a proxy for where the student
+    # and the teacher disagree that needs no teacher gradient (DisGUIDE-style).
+    twin = Student(data.image_shape, K).to(device) if config.disagreement_weight else None
+    students = [m for m in (student, twin) if m is not None]
     generator = Generator(data.image_shape, K, nz=config.nz, ink=ink).to(device)
-    opt_s = torch.optim.Adam(student.parameters(), lr=config.lr_student)
+    opt_s = torch.optim.Adam([p for m in students for p in m.parameters()], lr=config.lr_student)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(0.5, 0.999))
     total = config.steps
     sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, total * config.student_steps)
@@ -195,12 +198,12 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     state = RunState(config=config, total_steps=total)
     t0 = time.perf_counter()
     B = config.batch_size
-    ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
 
     def draw():
         z = torch.randn(B, config.nz, generator=gen).to(device)
         c = torch.randint(0, K, (B,), generator=gen).to(device)
-        return z, c
+        ink_scale = (2.0 ** (torch.rand(B, 1, generator=gen) * 2 - 1)).to(device)
+        return z, c, ink_scale
 
     def evaluate():
         acc = accuracy(student, data.x_heldout, data.y_heldout, device=device)
@@ -211,58 +214,49 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         if "on_eval" in callbacks:
             callbacks["on_eval"](state)
 
-    if ink is not None:
-        # Shape the untrained generator toward the public brightness prior
-        # before any query: no teacher, no student, no privacy cost.
-        for _ in range(config.ink_pretrain_steps):
-            z, c = draw()
-            x = generator(z, c)
-            loss = (((x + 1) / 2).mean((1, 2, 3)) - ink).pow(2).mean()
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-
     for step in range(1, total + 1):
         state.step = step
         use_prior = mech.uses_prior and step > warmup_steps
         # --- student phase: fresh queries, answered through the mechanism only
-        student.train()
+        for m in students:
+            m.train()
         for _ in range(config.student_steps):
-            z, c = draw()
+            z, c, ink_scale = draw()
             with torch.no_grad():
-                x = generator(z, c)
+                x = generator(z, c, ink_scale)
                 teacher_logits = teacher_model(x)
             s = student(x)
             prior = _prior(s, config.prior_smoothing) if use_prior else None
             release = mech.release(teacher_logits, prior=prior, student_logits=s.detach(), generator=gen)
             del teacher_logits  # nothing below may read the raw answers
             loss_s = mech.student_loss(s, release)
+            if twin is not None:  # post-processing of the same release
+                loss_s = loss_s + mech.student_loss(twin(x), release)
             opt_s.zero_grad(set_to_none=True)
             loss_s.backward()
             opt_s.step()
             sched_s.step()
             state.queries += B
-        # --- generator phase: the student is the discriminator
-        student.eval()
-        for p in student.parameters():
-            p.requires_grad_(False)
-        x = generator(z, c)  # same z, c as the last student batch: its release still applies
+        # --- generator phase: the student is the discriminator (frozen here)
+        for m in students:
+            m.eval()
+            m.requires_grad_(False)
+        x = generator(z, c, ink_scale)  # the last student batch again: its release still applies
         s = student(x)
         loss_g = F.cross_entropy(s, c)
-        if False and ink is not None and config.ink_weight:
-            loss_g = loss_g + config.ink_weight * (((x + 1) / 2).mean((1, 2, 3)) - ink).pow(2).mean()
-        if config.adversarial_weight and mech.private:
-            loss_g = loss_g - config.adversarial_weight * mech.student_loss(s, release)
+        if twin is not None:
+            gap = (s.softmax(1) - twin(x).softmax(1)).abs().sum(1).mean()
+            loss_g = loss_g - config.disagreement_weight * gap
         if not mech.private:  # DFAD: seek teacher–student disagreement (needs the raw teacher)
             loss_g = loss_g - F.l1_loss(s, teacher_model(x))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        for p in student.parameters():
-            p.requires_grad_(True)
+        for m in students:
+            m.requires_grad_(True)
 
-        state.student_loss = float(loss_s)
-        state.generator_loss = float(loss_g)
+        state.student_loss = float(loss_s.detach())
+        state.generator_loss = float(loss_g.detach())
         state.last_images, state.last_classes = x.detach()[:64].cpu(), c[:64].cpu()
         state.last_labels = release.hard_labels[:64].cpu()
         state.elapsed = time.perf_counter() - t0

@@ -1,0 +1,199 @@
+"""The DP-SGD baseline: the student's architecture trained directly on the private split with Opacus.
+
+This is the classic answer to "compared with what?": instead of transcribing
+a teacher, train the :class:`~dpsd_lite.models.Student` network on the
+teacher's private training records with DP-SGD (per-example gradient clipping
+to norm C, Gaussian noise of std σ·C on the summed clipped gradients, Poisson
+subsampling with rate q), using Opacus's ``PrivacyEngine`` and
+``make_private_with_epsilon`` to pick σ for a target (ε, δ).
+
+Unit of privacy: **each private training record** (add/remove one record, the
+neighbouring relation Opacus's accountants use). Unlike the per-query ε of the
+``label``, ``rr`` and ``data`` transcription modes, this ε bounds what any one
+training record can do to the released model, so a membership-inference
+audit of the DP-SGD model is bounded by it (see :mod:`dpsd_lite.audit`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .accounting import check_delta, check_epsilon
+from .data import DataSplits
+from .errors import DpsdError
+from .models import Student
+from .utils import accuracy, resolve_device, seed_everything
+
+__all__ = ["DPSGDResult", "train_dpsgd", "UNIT_RECORD", "format_dpsgd_report"]
+
+UNIT_RECORD = (
+    "each private training record (add/remove one record of the private split): the epsilon bounds "
+    "what any single training record can change in the released model"
+)
+
+
+@dataclass
+class DPSGDResult:
+    """A model trained with DP-SGD and everything needed to state its guarantee."""
+
+    model: Student
+    heldout_accuracy: float
+    private_accuracy: float
+    target_epsilon: float
+    epsilon: float  # spent, from the accountant; ≤ target_epsilon
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    epochs: int
+    steps: int
+    batch_size: int  # expected batch size (Poisson sampling: q · N)
+    max_grad_norm: float
+    accountant: str
+    seconds: float
+    history: list = field(default_factory=list)
+
+    def privacy_report(self) -> dict:
+        """JSON-ready report in the same spirit as :func:`dpsd_lite.report.privacy_report`."""
+        return {
+            "noise_mode": "dpsgd",
+            "mechanism": "DP-SGD (Opacus): per-example gradients clipped to norm C, Gaussian noise sigma*C, "
+                         "Poisson-subsampled batches",
+            "private": True,
+            "epsilon": self.epsilon,
+            "target_epsilon": self.target_epsilon,
+            "delta": self.delta,
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "expected_batch_size": self.batch_size,
+            "clip_norm": self.max_grad_norm,
+            "accountant": _ACCOUNTANT_NAMES[self.accountant],
+            "composition": f"{self.steps} subsampled Gaussian steps composed by the accountant",
+            "unit": "record",
+            "unit_of_privacy": UNIT_RECORD,
+        }
+
+    def summary(self) -> dict:
+        return {"noise_mode": "dpsgd", "epsilon": self.epsilon, "delta": self.delta,
+                "unit": "record", "heldout_accuracy": self.heldout_accuracy,
+                "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
+                "epochs": self.epochs, "seconds": self.seconds}
+
+
+_ACCOUNTANT_NAMES = {
+    "rdp": "Opacus RDP accountant (Renyi DP of the subsampled Gaussian, converted to (eps, delta) "
+           "with Opacus's current conversion, Balle et al. 2020)",
+    "prv": "Opacus PRV accountant (numerical privacy-loss random variables)",
+}
+
+
+def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: int = 30,
+                batch_size: int = 256, lr: float = 4e-3, max_grad_norm: float = 1.0,
+                accountant: str = "rdp", seed: int = 0, device="auto", progress=None) -> DPSGDResult:
+    """Train a :class:`Student` on ``data.x_private`` with DP-SGD at a target record-level (ε, δ).
+
+    ``batch_size`` is the *expected* batch size: Opacus samples each record
+    independently with probability ``q = batch_size / N`` (Poisson sampling,
+    which the accountant assumes). σ is chosen by Opacus so that ``epochs``
+    epochs of such steps spend at most ``epsilon``; the returned ``epsilon``
+    is what the accountant reports afterwards. Adam on the noisy clipped
+    gradients (post-processing, costs no privacy). Held-out data is only
+    used for the final accuracy. Defaults measured on mnist-5k (4,000
+    records) at eps = 1: 86.1% held-out (bs 128, 15 epochs, lr 2e-3: 81.5%).
+    """
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    epsilon = check_epsilon(epsilon)
+    delta = check_delta(delta)
+    if accountant not in _ACCOUNTANT_NAMES:
+        raise DpsdError(f"unknown accountant {accountant!r}; use 'rdp' or 'prv'")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if int(value) < 1:
+            raise DpsdError(f"{name} must be a positive integer, got {value!r}")
+    n = len(data.y_private)
+    if delta >= 1.0 / n:
+        warnings.warn(f"delta={delta:g} is not below 1/N = {1 / n:.2g}: a mechanism that publishes one "
+                      f"record outright would meet it")
+    device = resolve_device(device)
+    seed_everything(seed)
+    model = Student(data.image_shape, data.num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loader = DataLoader(TensorDataset(data.x_private, data.y_private), batch_size=int(batch_size),
+                        shuffle=True, generator=torch.Generator().manual_seed(seed))
+    engine = PrivacyEngine(accountant=accountant)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
+        warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
+        model, optimizer, loader = engine.make_private_with_epsilon(
+            module=model, optimizer=optimizer, data_loader=loader, target_epsilon=epsilon,
+            target_delta=delta, epochs=int(epochs), max_grad_norm=float(max_grad_norm),
+            noise_generator=torch.Generator().manual_seed(seed + 1),
+        )
+    t0 = time.perf_counter()
+    history = []
+    steps = 0
+    model.train()
+    with warnings.catch_warnings():
+        # Opacus's hooks fire on the first layer's input, which needs no gradient: harmless
+        warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")
+        steps = _train_epochs(model, optimizer, loader, engine, delta, int(epochs), device, history, progress)
+    spent = float(engine.get_epsilon(delta))
+    student = model._module if hasattr(model, "_module") else model
+    student = _plain_copy(student, data)
+    return DPSGDResult(
+        model=student,
+        heldout_accuracy=accuracy(student, data.x_heldout, data.y_heldout),
+        private_accuracy=accuracy(student, data.x_private, data.y_private),
+        target_epsilon=epsilon, epsilon=spent, delta=delta,
+        noise_multiplier=float(optimizer.noise_multiplier),
+        sample_rate=float(getattr(loader, "sample_rate", 1.0 / len(loader))),
+        epochs=int(epochs), steps=steps, batch_size=int(batch_size), max_grad_norm=float(max_grad_norm),
+        accountant=accountant, seconds=time.perf_counter() - t0, history=history,
+    )
+
+
+def _train_epochs(model, optimizer, loader, engine, delta, epochs, device, history, progress) -> int:
+    steps = 0
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for x, y in loader:
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            total += loss.item() * len(y)
+            count += len(y)
+        history.append({"epoch": epoch + 1, "loss": total / max(count, 1),
+                        "epsilon": float(engine.get_epsilon(delta))})
+        if progress is not None:
+            progress(epoch + 1, epochs, history[-1])
+    return steps
+
+
+def _plain_copy(module, data) -> Student:
+    """A hook-free Student with the trained weights (Opacus leaves grad-sample hooks on the original)."""
+    plain = Student(data.image_shape, data.num_classes)
+    plain.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+    return plain.to(next(module.parameters()).device).eval()
+
+
+def format_dpsgd_report(result: DPSGDResult) -> str:
+    """Human-readable lines: ε with its δ and unit, accountant, σ, q, epochs."""
+    r = result.privacy_report()
+    return "\n".join([
+        f"DP-SGD baseline (Student architecture trained on the private split): "
+        f"epsilon = {r['epsilon']:.3g} (target {r['target_epsilon']:g}), delta = {r['delta']:g}, per private training record",
+        f"noise multiplier sigma = {r['noise_multiplier']:.4f}, clip norm C = {r['clip_norm']:g}, "
+        f"sample rate q = {r['sample_rate']:.4g}, {r['epochs']} epochs = {r['steps']} steps",
+        f"accountant: {r['accountant']}",
+        f"unit of privacy: {r['unit_of_privacy']}",
+        f"held-out accuracy: {result.heldout_accuracy:.4f}",
+    ])

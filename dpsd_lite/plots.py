@@ -1,0 +1,322 @@
+"""Figures for the notebooks and the dashboard: images, curves, ε trade-offs, noisy answers.
+
+Every function draws with matplotlib's object API (``matplotlib.figure.Figure``,
+never ``pyplot``), so it is safe to call from the dashboard's background
+thread and never changes a notebook's backend. Each returns the ``Figure``;
+in a notebook, ``%matplotlib inline`` (first cell) makes a returned Figure
+display as a picture. Pass ``ax`` (or ``fig`` for multi-panel figures) to draw
+into an existing figure instead.
+
+Conventions: accuracies are plotted in percent, ε is per teacher answer (the
+unit of privacy of the ``label``, ``rr`` and ``data`` modes), images are
+N×C×H×W tensors in [-1, 1] as everywhere in the package.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = [
+    "new_figure",
+    "figure_to_png",
+    "image_grid",
+    "plot_image_evolution",
+    "plot_accuracy_curves",
+    "plot_losses",
+    "plot_accuracy_vs_epsilon",
+    "plot_histograms",
+    "plot_label_confusion",
+    "plot_noise_calibration",
+]
+
+MODE_COLOURS = {"none": "tab:gray", "label": "tab:blue", "rr": "tab:orange", "data": "tab:green"}
+
+
+def new_figure(width: float = 6.4, height: float = 4.0, nrows: int = 1, ncols: int = 1):
+    """A Figure with ``nrows × ncols`` axes (constrained layout); returns ``(fig, axes)``.
+
+    ``axes`` is a single Axes for 1×1, else a 2-D array, as ``pyplot.subplots`` does.
+    """
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=True)
+    return fig, axes
+
+
+def _axes(ax, width=6.4, height=4.0):
+    if ax is not None:
+        return ax.figure, ax
+    return new_figure(width, height)
+
+
+def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
+    """Render a Figure to PNG bytes (for widgets and files)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _to_numpy_images(images) -> np.ndarray:
+    """N×C×H×W in [-1, 1] (tensor or array) → N×H×W (grey) or N×H×W×3 in [0, 1]."""
+    x = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    x = np.clip((x.astype(np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    if x.ndim == 3:  # N×H×W already
+        return x
+    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+
+
+def _name(class_names, c) -> str:
+    c = int(c)
+    return str(class_names[c]) if class_names is not None and c < len(class_names) else str(c)
+
+
+def _montage(x: np.ndarray, nrows: int, ncols: int, gap: int) -> np.ndarray:
+    """Tile N×H×W(×3) images into one array with ``gap`` pixels of mid-grey between tiles."""
+    n, h, w = x.shape[:3]
+    shape = (nrows * (h + gap) + gap, ncols * (w + gap) + gap) + x.shape[3:]
+    canvas = np.full(shape, 0.5, dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        top, left = gap + r * (h + gap), gap + c * (w + gap)
+        canvas[top:top + h, left:left + w] = x[i]
+    return canvas
+
+
+def image_grid(images, classes=None, labels=None, class_names=None, ncols: int = 8, title: str | None = None,
+               label_name: str = "label", ax=None, cell_size: float = 0.85) -> Figure:
+    """A grid of images, each titled with its class.
+
+    ``classes`` (N,) is what each image is *meant* to be (the class the
+    generator was asked for, or a real image's true label); ``labels`` (N,) is
+    what someone said it is (the released private label, or a model's
+    prediction), named ``label_name`` in the caption. With both, each title
+    reads ``c→y``, green where they agree and red where they do not.
+
+    The images are tiled into one picture on one axes (fast enough to redraw
+    live: one ``imshow`` instead of one axes per image).
+    """
+    x = _to_numpy_images(images)
+    n = len(x)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    h, w = x.shape[1:3]
+    gap = max(2, h // 3)  # room for each tile's title, in pixels of the tiles
+    canvas = _montage(x, nrows, ncols, gap)
+    width = cell_size * ncols + 0.2
+    fig, ax = _axes(ax, width, width * canvas.shape[0] / canvas.shape[1] + (0.55 if title else 0.35))
+    ax.imshow(canvas, cmap="gray" if canvas.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    agree = 0
+    fontsize = 7 if ncols > 8 else 8
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        if classes is not None and labels is not None:
+            ok = int(classes[i]) == int(labels[i])
+            agree += ok
+            text, colour = f"{_name(class_names, classes[i])}→{_name(class_names, labels[i])}", \
+                ("tab:green" if ok else "tab:red")
+        elif classes is not None or labels is not None:
+            text, colour = _name(class_names, (classes if classes is not None else labels)[i]), "black"
+        else:
+            continue
+        ax.text(gap + c * (w + gap) + w / 2 - 0.5, r * (h + gap) + gap - 0.6, text, ha="center", va="bottom",
+                fontsize=fontsize, color=colour, fontweight="bold",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.85})
+    caption = title or ""
+    if classes is not None and labels is not None:
+        key = f"titles: requested class → {label_name} ({agree}/{n} agree)"
+        caption = f"{caption}\n{key}" if caption else key
+    if caption:
+        ax.set_title(caption, fontsize=9)
+    return fig
+
+
+def plot_image_evolution(snapshots, n_images: int = 10, class_names=None, fig: Figure | None = None) -> Figure:
+    """Synthetic images at several moments of a run: one row per snapshot.
+
+    ``snapshots`` is a list of dicts with ``step``, ``images`` (N×C×H×W),
+    ``classes`` (requested) and optionally ``labels`` (released), as recorded
+    by :class:`dpsd_lite.widgets.LiveMonitor` with ``keep_snapshots=True``.
+    Each row shows the first image requested for each class (up to
+    ``n_images`` classes), so rows can be compared column by column.
+    """
+    if not snapshots:
+        raise ValueError("no snapshots to show: run with LiveMonitor(keep_snapshots=True) first")
+    rows = len(snapshots)
+    if fig is None:
+        fig = Figure(figsize=(0.9 * n_images + 0.9, 0.95 * rows + 0.7), layout="constrained")
+    axes = fig.subplots(rows, n_images, squeeze=False)
+    for r, snap in enumerate(snapshots):
+        imgs = _to_numpy_images(snap["images"])
+        classes = np.asarray(snap["classes"])
+        labels = np.asarray(snap["labels"]) if snap.get("labels") is not None else None
+        # first image for each class in order, then fill with whatever is left
+        order = [int(np.flatnonzero(classes == c)[0]) for c in range(n_images) if (classes == c).any()]
+        order += [i for i in range(len(imgs)) if i not in order]
+        for j, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j >= len(order):
+                continue
+            i = order[j]
+            ax.imshow(imgs[i], cmap="gray" if imgs[i].ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            text = _name(class_names, classes[i])
+            colour = "black"
+            if labels is not None:
+                text += f"→{_name(class_names, labels[i])}"
+                colour = "tab:green" if labels[i] == classes[i] else "tab:red"
+            ax.set_title(text, fontsize=8, color=colour, pad=2)
+            if j == 0:
+                ax.set_ylabel(f"step {snap['step']}", fontsize=8)
+    fig.suptitle("synthetic images as the run goes on (titles: requested class → released label)", fontsize=9)
+    return fig
+
+
+def _as_runs(histories):
+    """One history (list of dicts) or {name: history} → {name: history}."""
+    if isinstance(histories, dict):
+        return histories
+    return {"student": histories}
+
+
+def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: str = "step", ax=None,
+                         title: str | None = None) -> Figure:
+    """Student held-out accuracy (%) against ``x`` (``step`` or ``queries``), one line per run.
+
+    ``histories`` is a run's ``history`` (list of dicts with ``step``,
+    ``queries``, ``student_accuracy``) or a dict ``{legend name: history}``.
+    The teacher's held-out accuracy, if given, is a dashed reference line, and
+    10% marks chance for ten classes.
+    """
+    fig, ax = _axes(ax)
+    runs = _as_runs(histories)
+    for name, hist in runs.items():
+        if not hist:
+            continue
+        xs = [h[x] for h in hist]
+        ys = [100 * h["student_accuracy"] for h in hist]
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    if teacher_accuracy is not None:
+        ax.axhline(100 * teacher_accuracy, color="black", linestyle="--", linewidth=1,
+                   label=f"teacher ({100 * teacher_accuracy:.1f}%)")
+    ax.axhline(10, color="grey", linestyle=":", linewidth=1, label="chance (10 classes)")
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("generator iterations (steps)" if x == "step" else "teacher queries answered")
+    ax.set_ylabel("student held-out accuracy (%)")
+    ax.set_title(title or "student accuracy during transcription")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def plot_losses(history, ax=None, title: str | None = None) -> Figure:
+    """Student and generator losses (at each evaluation) against steps.
+
+    The two losses have different units (the student's loss depends on the
+    noise mode; the generator's is its objective in ``transcribe``: the
+    student's cross-entropy on the requested classes, plus the terms that push
+    it towards inputs the students still get wrong), so they get separate y axes.
+    """
+    fig, ax = _axes(ax)
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["student_loss"] for h in history], color="tab:blue", marker="o", markersize=3,
+            label="student loss (on the released labels)")
+    ax.set_xlabel("generator iterations (steps)")
+    ax.set_ylabel("student loss (mode-specific)", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [h["generator_loss"] for h in history], color="tab:red", marker="s", markersize=3,
+             label="generator loss (its objective: lower is better for it)")
+    ax2.set_ylabel("generator loss (nats)", color="tab:red")
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize="small")
+    ax.set_title(title or "the two players' losses")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def plot_accuracy_vs_epsilon(rows, path=None) -> Figure:
+    """Student accuracy against ε per noise mode, from sweep rows.
+
+    The same figure the CLI's ``dpsd-lite sweep`` saves: this calls
+    :func:`dpsd_lite.sweep.plot_sweep`, so notebooks, dashboard and CLI draw
+    the trade-off one way.
+    """
+    from .sweep import plot_sweep
+
+    return plot_sweep(rows, path)
+
+
+def plot_histograms(series: dict, xlabel: str, title: str | None = None, bins: int = 40, ax=None,
+                    value_range=None, ylabel: str = "share of answers (%)") -> Figure:
+    """Overlaid histograms, one per entry of ``series`` ({legend name: 1-D values}), in percent."""
+    fig, ax = _axes(ax)
+    arrays = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=float).ravel()
+              for k, v in series.items()}
+    if value_range is None:
+        lo = min(float(a.min()) for a in arrays.values() if a.size)
+        hi = max(float(a.max()) for a in arrays.values() if a.size)
+        value_range = (lo, hi if hi > lo else lo + 1.0)
+    edges = np.linspace(value_range[0], value_range[1], bins + 1)
+    for name, a in arrays.items():
+        a = np.clip(a, value_range[0], value_range[1])
+        weights = np.full(a.shape, 100.0 / max(1, a.size))
+        ax.hist(a, bins=edges, weights=weights, alpha=0.55, label=name, histtype="stepfilled",
+                edgecolor="black", linewidth=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_label_confusion(teacher_labels, released_labels, class_names=None, ax=None,
+                         title: str | None = None) -> Figure:
+    """How often each teacher label comes out as each released label (row-normalised, %)."""
+    fig, ax = _axes(ax, 5.2, 4.4)
+    t = np.asarray(teacher_labels.cpu() if hasattr(teacher_labels, "cpu") else teacher_labels).astype(int)
+    r = np.asarray(released_labels.cpu() if hasattr(released_labels, "cpu") else released_labels).astype(int)
+    K = len(class_names) if class_names is not None else int(max(t.max(), r.max())) + 1
+    m = np.zeros((K, K))
+    np.add.at(m, (t, r), 1)
+    m = 100 * m / np.maximum(m.sum(1, keepdims=True), 1)
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=100)
+    names = [_name(class_names, c) for c in range(K)]
+    ax.set_xticks(range(K), names, fontsize=8)
+    ax.set_yticks(range(K), names, fontsize=8)
+    ax.set_xlabel("released label")
+    ax.set_ylabel("teacher's label")
+    kept = 100 * float((t == r).mean()) if t.size else float("nan")
+    ax.set_title(title or f"teacher label → released label ({kept:.1f}% kept)", fontsize=10)
+    fig.colorbar(im, ax=ax, label="share of the teacher's label (%)")
+    return fig
+
+
+def plot_noise_calibration(epsilons=None, delta: float = 1e-5, ax=None) -> Figure:
+    """Gaussian noise multiplier σ against ε: exact (analytic) calibration vs the classic formula.
+
+    The classic σ = √(2 ln(1.25/δ))/ε is proven only for ε < 1 (shaded where
+    it does not apply); the package always uses the analytic one.
+    """
+    from .accounting import classic_gaussian_noise_multiplier, gaussian_noise_multiplier
+
+    fig, ax = _axes(ax)
+    eps = np.asarray(epsilons if epsilons is not None else np.logspace(-1, 1.5, 40), dtype=float)
+    ax.plot(eps, [gaussian_noise_multiplier(e, delta) for e in eps], label="analytic Gaussian (used here)")
+    ax.plot(eps, [classic_gaussian_noise_multiplier(e, delta) for e in eps], linestyle="--",
+            label="classic √(2 ln(1.25/δ))/ε")
+    ax.axvspan(1.0, float(eps.max()), color="grey", alpha=0.12, label="classic formula not proven (ε ≥ 1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ε per teacher answer (log scale)")
+    ax.set_ylabel("noise multiplier σ (noise std / L2 sensitivity)")
+    ax.set_title(f"how much Gaussian noise one answer needs (δ = {delta:g})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig

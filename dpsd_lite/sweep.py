@@ -1,0 +1,165 @@
+"""Sweeps: student accuracy across privacy budgets and noise modes.
+
+The data and the teacher are loaded once and shared by every run, so a sweep
+costs one teacher plus one transcription per (mode, ε). Mode ``none`` has no
+ε and runs once, as the non-private reference. The CLI (``dpsd-lite sweep``),
+notebooks and widgets all call :func:`run_sweep` and :func:`plot_sweep`::
+
+    rows = run_sweep([1, 2, 5, 10], ["none", "rr", "label"], dataset="digits", steps=100)
+    print(format_table(rows))
+    plot_sweep(rows, "accuracy_vs_epsilon.png")
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+__all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_sweep"]
+
+SWEEP_COLUMNS = ("dataset", "noise_mode", "epsilon", "delta", "privacy_unit", "student_accuracy",
+                 "teacher_accuracy", "ratio_to_teacher", "queries", "steps", "seed", "seconds")
+
+
+def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=None, on_result=None,
+              callbacks=None, **overrides) -> list[dict]:
+    """Transcribe once per (mode, ε) and return one row (dict, keys :data:`SWEEP_COLUMNS`) per run.
+
+    ``config`` (a :class:`~dpsd_lite.transcribe.TranscribeConfig`) and
+    ``overrides`` set everything but the mode and ε. ``on_result(row, result)``
+    is called after each run (e.g. to update a plot live); ``callbacks`` is
+    passed to every :func:`~dpsd_lite.transcribe.transcribe` call. All ε and
+    modes are checked before any work starts.
+    """
+    from .accounting import check_epsilon
+    from .data import load_dataset
+    from .errors import DpsdError
+    from .mechanisms import NOISE_MODES
+    from .teacher import get_teacher
+    from .transcribe import TranscribeConfig, transcribe
+    from .utils import resolve_device
+
+    config = (config or TranscribeConfig()).replace(**overrides)
+    modes = list(dict.fromkeys(modes))  # unique, in order
+    if not modes:
+        raise DpsdError("a sweep needs at least one noise mode")
+    for mode in modes:
+        if mode not in NOISE_MODES:
+            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(NOISE_MODES)}")
+    epsilons = [check_epsilon(e) for e in dict.fromkeys(epsilons)]
+    if not epsilons and any(m != "none" for m in modes):
+        raise DpsdError("a sweep over private modes needs at least one epsilon")
+    # validate the shared settings once (with a private mode, so ε/δ are checked too)
+    config.replace(noise_mode=modes[0], epsilon=epsilons[0] if epsilons else config.epsilon).validate()
+
+    if data is None:
+        data = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    if teacher is None:
+        teacher = get_teacher(data, epochs=config.teacher_epochs, seed=config.seed,
+                              device=resolve_device(config.device), cache_dir=cache_dir)
+
+    rows = []
+    for mode in modes:
+        for eps in ([config.epsilon] if mode == "none" else epsilons):
+            result = transcribe(config.replace(noise_mode=mode, epsilon=eps), data=data, teacher=teacher,
+                                callbacks=callbacks)
+            summary = result.summary()
+            row = {
+                "dataset": config.dataset,
+                "noise_mode": mode,
+                "epsilon": summary["epsilon"],  # inf for mode none
+                "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
+                "privacy_unit": "per teacher answer" if result.privacy.get("private") else "none (not private)",
+                "student_accuracy": result.student_accuracy,
+                "teacher_accuracy": result.teacher_accuracy,
+                "ratio_to_teacher": summary["ratio_to_teacher"],
+                "queries": result.queries,
+                "steps": config.steps,
+                "seed": config.seed,
+                "seconds": result.elapsed,
+            }
+            rows.append(row)
+            if on_result is not None:
+                on_result(row, result)
+    return rows
+
+
+def _pct(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _eps(x) -> str:
+    return "∞" if x is None or math.isinf(x) else f"{x:g}"
+
+
+def format_table(rows) -> str:
+    """A fixed-width text table of sweep rows (mode, ε, δ, accuracies, queries, seconds)."""
+    header = ("mode", "epsilon", "delta", "student acc", "teacher acc", "ratio", "queries", "seconds")
+    body = [
+        (r["noise_mode"], _eps(r["epsilon"]), "—" if r["delta"] is None else f"{r['delta']:g}",
+         _pct(r["student_accuracy"]), _pct(r["teacher_accuracy"]), _pct(r["ratio_to_teacher"]),
+         f"{r['queries']:,}", f"{r['seconds']:.1f}")
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
+    lines.append("epsilon is per teacher answer (label/rr/data), not per private training record; "
+                 "mode none has no privacy.")
+    return "\n".join(lines)
+
+
+def write_csv(rows, path) -> None:
+    """Write sweep rows as CSV (ε = inf for mode none, empty δ where there is none)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(SWEEP_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in SWEEP_COLUMNS})
+
+
+def plot_sweep(rows, path=None):
+    """Plot student accuracy against ε (log axis), one line per private mode; return the Figure.
+
+    The teacher's accuracy is a dashed line and mode ``none`` a dotted
+    horizontal reference; repeated (mode, ε) rows are averaged. Uses
+    matplotlib's object API (no pyplot), so it never changes the notebook's
+    backend; ``path`` (optional) saves a PNG.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    private = [r for r in rows if r["noise_mode"] != "none"]
+    markers = dict(zip(("label", "rr", "data"), ("o", "s", "^")))
+    for mode in dict.fromkeys(r["noise_mode"] for r in private):
+        by_eps = {}  # repeated (mode, ε) runs, e.g. from a dashboard: plot their mean
+        for r in private:
+            if r["noise_mode"] == mode:
+                by_eps.setdefault(r["epsilon"], []).append(100 * r["student_accuracy"])
+        eps = sorted(by_eps)
+        ax.plot(eps, [sum(by_eps[e]) / len(by_eps[e]) for e in eps], marker=markers.get(mode, "o"), label=mode)
+    reference = [r["student_accuracy"] for r in rows if r["noise_mode"] == "none"]
+    if reference:
+        acc = sum(reference) / len(reference)
+        ax.axhline(100 * acc, color="grey", linestyle=":", linewidth=1.5, label=f"none: no privacy ({_pct(acc)})")
+    if rows:
+        teacher = rows[-1]["teacher_accuracy"]
+        ax.axhline(100 * teacher, color="black", linestyle="--", linewidth=1, label=f"teacher ({_pct(teacher)})")
+    ax.set_xscale("log")
+    if not private:
+        ax.set_xlim(0.1, 100)
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("ε per teacher answer (log scale; per query, not per training record)")
+    ax.set_ylabel("student held-out accuracy (%)")
+    if rows:
+        def same(key):
+            values = list(dict.fromkeys(r[key] for r in rows))
+            return values[0] if len(values) == 1 else "various"
+
+        ax.set_title(f"{same('dataset')}: student accuracy vs ε ({same('steps')} steps, seed {same('seed')})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

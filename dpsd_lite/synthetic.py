@@ -1,0 +1,281 @@
+"""Synthetic data from a finished run, and what it is worth downstream.
+
+A run's generator is itself a product: it can release a synthetic data set.
+
+* :func:`sample_synthetic` draws ``n`` images from a run's generator, asking
+  for every class equally often, and labels them with the run's **student**.
+  The teacher is not queried again: in the private modes the student and the
+  generator are post-processing of the mechanism's releases, so the synthetic
+  set costs no privacy beyond the run's ε (with the run's unit of privacy).
+* :func:`save_synthetic` writes a directory: ``synthetic.npz`` (a compressed
+  NumPy archive: ``images`` N×C×H×W float32 in [-1, 1], ``labels`` and
+  ``classes`` int64, ``class_names``), ``contact_sheet.png`` and
+  ``privacy.json`` (the run's privacy report, plus where the labels come
+  from). :func:`load_synthetic` reads it back exactly.
+* :func:`train_classifier` / :func:`downstream_comparison` train a fresh
+  :class:`~dpsd_lite.models.Student` on a synthetic set only and report its
+  accuracy on the real held-out split, beside one trained on the real
+  private split (the non-private reference).
+
+The re-identification filter lives in :mod:`dpsd_lite.reid_filter`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DpsdError, RunDirectoryError
+from .models import Student
+from .runs import _read_json, _write_json, atomic_directory
+from .utils import accuracy, resolve_device, seed_everything
+
+ARCHIVE = "synthetic.npz"
+CONTACT_SHEET = "contact_sheet.png"
+PRIVACY_JSON = "privacy.json"
+AUDIT_DIR = "filter_audit"  # closest pairs with private images: for the data owner, never for release
+
+LABEL_NOTE = (
+    "Labels are the run's student's predictions (argmax) on the generator's images. No teacher was queried "
+    "to make this set: in the private modes the student and the generator are post-processing of the "
+    "mechanism's releases, so the set carries the run's epsilon, with the run's unit of privacy, and no more."
+)
+NOT_PRIVATE_NOTE = (
+    "The run used noise mode 'none': its generator and student saw the teacher's raw outputs, so this "
+    "synthetic set carries no privacy guarantee."
+)
+
+
+@dataclass
+class SyntheticSet:
+    """N synthetic images with the student's labels and the classes the generator was asked for."""
+
+    images: torch.Tensor  # N×C×H×W float32 in [-1, 1]
+    labels: torch.Tensor  # N int64: the student's label (what a downstream user trains on)
+    classes: torch.Tensor  # N int64: the class requested from the generator G(z, c)
+    class_names: list
+    privacy: dict = field(default_factory=dict)  # the run's privacy report
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep) -> "SyntheticSet":
+        """The samples selected by ``keep`` (bool mask, indices or a slice); privacy and meta are shared."""
+        keep = keep if isinstance(keep, slice) else torch.as_tensor(keep)
+        return SyntheticSet(self.images[keep], self.labels[keep], self.classes[keep], list(self.class_names),
+                            self.privacy, dict(self.meta))
+
+    def label_counts(self) -> list:
+        return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+
+    @property
+    def agreement(self) -> float:
+        """Fraction of samples whose student label is the class requested from the generator."""
+        return float((self.labels == self.classes).float().mean()) if len(self) else math.nan
+
+
+def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int = 1000,
+                     class_names=None) -> SyntheticSet:
+    """Draw ``n`` images from ``run.generator``, classes balanced, labelled by ``run.student``.
+
+    ``run`` is a :class:`~dpsd_lite.transcribe.TranscriptionResult` or a loaded
+    :class:`~dpsd_lite.runs.LoadedRun` (``.generator``, ``.student``, ``.privacy``, ``.config``).
+    Only the generator and the student are used; the teacher is never touched.
+    """
+    n = int(n)
+    if n < 1:
+        raise DpsdError(f"the number of synthetic images must be a positive integer, got {n}")
+    device = resolve_device(device)
+    generator, student = run.generator.to(device), run.student.to(device)
+    K = generator.num_classes
+    if class_names is None:  # a TranscriptionResult has .data, a LoadedRun .class_names
+        data = getattr(run, "data", None)
+        class_names = list(data.class_names) if data is not None else getattr(run, "class_names", None)
+        class_names = class_names or [str(k) for k in range(K)]
+    gen = torch.Generator().manual_seed(int(seed))
+    # every class equally often (up to n mod K), in random order
+    classes = (torch.arange(n) % K)[torch.randperm(n, generator=gen)]
+    was_training = generator.training, student.training
+    generator.eval()  # BatchNorm running statistics
+    student.eval()
+    images, labels = [], []
+    try:
+        # The generator may also draw from torch's global RNG (e.g. its per-image
+        # ink fraction): seed that too, inside a fork so the caller's state is untouched.
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            for i in range(0, n, batch_size):
+                c = classes[i : i + batch_size].to(device)
+                x, _ = generator.sample(len(c), generator=gen, device=device, classes=c)
+                images.append(x.float().cpu())
+                labels.append(student(x).argmax(1).cpu())
+    finally:
+        generator.train(was_training[0])
+        student.train(was_training[1])
+    privacy = dict(getattr(run, "privacy", None) or {})
+    meta = {
+        "n_sampled": n,
+        "seed": int(seed),
+        "dataset": run.config.dataset,
+        "noise_mode": run.config.noise_mode,
+        "epsilon": privacy.get("epsilon", run.config.epsilon),
+        "label_source": "student",
+        "requested_classes": "balanced",
+    }
+    return SyntheticSet(torch.cat(images), torch.cat(labels).long(), classes.long(), list(class_names),
+                        privacy, meta)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def privacy_document(synth: SyntheticSet, filter_summary: dict | None = None) -> dict:
+    """What ``privacy.json`` says: the run's report, where labels come from, and any filter applied."""
+    private = bool(synth.privacy.get("private", True))
+    doc = {
+        "run_privacy": synth.privacy,
+        "labels": LABEL_NOTE if private else NOT_PRIVATE_NOTE,
+        "synthetic": synth.meta,
+    }
+    if filter_summary is not None:
+        doc["reid_filter"] = filter_summary
+    return doc
+
+
+def save_synthetic(synth: SyntheticSet, out_dir: str, force: bool = False, filter_result=None,
+                   x_private: torch.Tensor | None = None, contact_sheet_images: int = 100) -> str:
+    """Write ``synthetic.npz``, ``contact_sheet.png`` and ``privacy.json`` into ``out_dir`` atomically.
+
+    With ``filter_result`` (a :class:`~dpsd_lite.reid_filter.ReidFilterResult`
+    computed on ``synth``) only the kept samples are written, ``privacy.json``
+    records the filter (and that it is not DP), and the filter's audit (its
+    report and, given ``x_private``, the closest pairs figure, which shows
+    private images) goes into ``filter_audit/``: for the data owner, not for
+    release. Returns the absolute path of ``out_dir``.
+    """
+    release = synth
+    summary = None
+    if filter_result is not None:
+        if len(filter_result.keep) != len(synth):
+            raise DpsdError("the filter result does not belong to this synthetic set (different sizes)")
+        release = synth.subset(filter_result.keep)
+        summary = filter_result.summary()
+    if len(release) == 0:
+        raise DpsdError("no synthetic image is left to write (the filter dropped all of them)")
+    with atomic_directory(out_dir, force=force) as tmp:
+        np.savez_compressed(
+            os.path.join(tmp, ARCHIVE),
+            images=release.images.numpy().astype(np.float32),
+            labels=release.labels.numpy().astype(np.int64),
+            classes=release.classes.numpy().astype(np.int64),
+            class_names=np.array(release.class_names, dtype=str),
+        )
+        fig = contact_sheet(release, max_images=contact_sheet_images)
+        fig.savefig(os.path.join(tmp, CONTACT_SHEET), dpi=100)
+        _write_json(os.path.join(tmp, PRIVACY_JSON), privacy_document(release, summary))
+        if filter_result is not None:
+            audit = os.path.join(tmp, AUDIT_DIR)
+            os.makedirs(audit)
+            _write_json(os.path.join(audit, "reid_filter.json"), filter_result.audit())
+            if x_private is not None:
+                from .reid_filter import closest_pairs_figure
+
+                closest_pairs_figure(filter_result, synth.images, x_private, labels=synth.labels,
+                                     class_names=synth.class_names).savefig(
+                    os.path.join(audit, "closest_pairs.png"), dpi=100)
+    return os.path.abspath(out_dir)
+
+
+def load_synthetic(path: str) -> SyntheticSet:
+    """Read a directory written by :func:`save_synthetic` (or a bare ``synthetic.npz``)."""
+    archive = os.path.join(path, ARCHIVE) if os.path.isdir(path) else path
+    if not os.path.isfile(archive):
+        raise RunDirectoryError(f"no synthetic archive at {archive}; write one with `dpsd-lite synthesize`")
+    try:
+        with np.load(archive, allow_pickle=False) as z:
+            images, labels, classes = z["images"], z["labels"], z["classes"]
+            class_names = [str(s) for s in z["class_names"]]
+    except (KeyError, ValueError, OSError) as exc:
+        raise RunDirectoryError(f"{archive} is not a readable synthetic archive ({exc})") from exc
+    privacy_path = os.path.join(os.path.dirname(archive), PRIVACY_JSON)
+    doc = _read_json(privacy_path, os.path.dirname(archive)) if os.path.isfile(privacy_path) else {}
+    return SyntheticSet(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(classes), class_names,
+                        doc.get("run_privacy", {}), doc.get("synthetic", {}))
+
+
+def contact_sheet(synth: SyntheticSet, max_images: int = 100, columns: int = 10):
+    """The first ``max_images`` images sorted by student label, titled ``requested class → student's label``.
+
+    Returns a matplotlib Figure (drawn by :func:`dpsd_lite.plots.image_grid`).
+    """
+    from .plots import image_grid
+
+    n = min(len(synth), max_images)
+    order = torch.argsort(synth.labels[:n], stable=True)
+    eps, mode = synth.meta.get("epsilon"), synth.meta.get("noise_mode")
+    where = f" ({mode}, ε = {eps:g} per teacher answer)" if isinstance(eps, (int, float)) and mode else ""
+    return image_grid(synth.images[order], classes=synth.classes[order], labels=synth.labels[order],
+                      class_names=synth.class_names, ncols=columns, label_name="student's label",
+                      title=f"{n} of {len(synth)} synthetic images{where}")
+
+
+# --------------------------------------------------------------------------- downstream use
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int = 500, batch_size: int = 128,
+                     lr: float = 2e-3, seed: int = 0, device="cpu") -> Student:
+    """Train a fresh :class:`Student` on (x, y) for a fixed number of steps (same compute for any set size)."""
+    if len(y) == 0:
+        raise DpsdError("cannot train a classifier on an empty set")
+    device = resolve_device(device)
+    gen = seed_everything(seed)
+    model = Student(tuple(x.shape[1:]), num_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    n = len(y)
+    perm, pos = torch.randperm(n, generator=gen), 0
+    model.train()
+    for _ in range(steps):
+        if pos >= n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        idx = perm[pos : pos + batch_size]
+        pos += batch_size
+        loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    if not math.isfinite(float(loss.detach())):
+        raise DpsdError("downstream training diverged (non-finite loss); lower lr")
+    return model.eval()
+
+
+def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered: SyntheticSet | None = None,
+                          steps: int = 500, batch_size: int = 128, seed: int = 0, device="cpu",
+                          include_real: bool = True) -> list:
+    """Held-out accuracy of fresh students trained on each training set, one dict per row.
+
+    Rows: ``real private`` (non-private reference: trained on ``data.x_private``),
+    ``synthetic`` and ``synthetic, filtered`` (whichever are given). Every
+    student gets the same architecture, steps and seed; all are evaluated on
+    ``data.x_heldout``, which none of them trained on.
+    """
+    sets = []
+    if include_real:
+        sets.append(("real private", data.x_private, data.y_private, "none (trained on private data)"))
+    for name, s in (("synthetic", synthetic), ("synthetic, filtered", filtered)):
+        if s is not None:
+            sets.append((name, s.images, s.labels, "run's epsilon" if name == "synthetic" else
+                         "run's epsilon, then a non-DP filter that read private data (no epsilon for that step)"))
+    rows = []
+    for name, x, y, privacy in sets:
+        model = train_classifier(x, y, data.num_classes, steps=steps, batch_size=batch_size, seed=seed, device=device)
+        rows.append({"training set": name, "size": int(len(y)),
+                     "heldout_accuracy": accuracy(model, data.x_heldout, data.y_heldout), "privacy": privacy})
+    return rows

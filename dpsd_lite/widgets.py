@@ -1,0 +1,440 @@
+"""Notebook widgets: thin controls and live views over the one library path.
+
+Three pieces, each a front on functions the CLI also calls:
+
+``LiveMonitor``
+    A progress bar, a live accuracy curve and a grid of the current synthetic
+    images, attached to :func:`~dpsd_lite.transcribe.transcribe` through its
+    ``callbacks`` (``transcribe(..., callbacks=monitor.callbacks)``). The
+    training loop knows nothing about widgets.
+``Dashboard``
+    ε slider (log scale), noise-mode dropdown, steps, Run and Stop buttons, a
+    :class:`LiveMonitor`, the privacy report and a growing table and plot of
+    every run so far (accuracy vs ε per mode). Each Run calls
+    :func:`~dpsd_lite.sweep.run_sweep` for one (mode, ε), the function behind
+    ``dpsd-lite sweep``, in a background thread, so the notebook stays
+    responsive; the teacher is trained (or loaded from the disk cache) once.
+``MechanismExplorer``
+    ε slider and mode dropdown over one fixed batch of teacher answers: how
+    noisy the released answers become and what the accountant says.
+
+Widgets that the background thread updates are changed only through their
+traits (``value``, ``outputs``), which ipywidgets sends to the browser from
+any thread; figures are drawn with matplotlib's object API (no pyplot), which
+is safe off the main thread. Everything works headless (no browser, no
+kernel), which is how the tests drive it: set ``dashboard.epsilon_slider.value``,
+``dashboard.mode_dropdown.value``, call ``dashboard.run(wait=True)`` (or
+``dashboard.run_button.click(); dashboard.wait()``), then read
+``dashboard.runs``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+import time
+
+import ipywidgets as W
+
+from . import plots
+from .mechanisms import NOISE_MODES
+
+__all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS"]
+
+MODE_LABELS = {
+    "none": "none: no privacy (reference)",
+    "label": "label: Gaussian noise on top-k softmax",
+    "rr": "rr: selective randomized response",
+    "data": "data: noisy normalised gradients (DPDFD)",
+}
+
+
+def show_figure(output: W.Output, fig, dpi: int = 90) -> None:
+    """Replace what ``output`` shows by ``fig`` rendered as a PNG (thread-safe: one trait update)."""
+    import base64
+
+    png = base64.b64encode(plots.figure_to_png(fig, dpi=dpi)).decode("ascii")
+    output.outputs = ({"output_type": "display_data", "metadata": {},
+                       "data": {"image/png": png, "text/plain": f"<figure {fig.get_label() or ''}>"}},)
+
+
+def _show_text(output: W.Output, text: str) -> None:
+    output.outputs = ({"output_type": "stream", "name": "stdout", "text": text},)
+
+
+def _pct(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+class LiveMonitor:
+    """Live view of one or more transcriptions, attached through ``callbacks``.
+
+    ``monitor.callbacks`` is the dict to pass to ``transcribe`` (or
+    ``run_sweep``). The progress bar moves every step; the accuracy curve is
+    redrawn at every held-out evaluation and the image grid at most every
+    ``refresh_seconds`` (drawing costs time the training could use). A new
+    run (a new ``RunState``) starts a new curve. Drawing never takes more
+    than about a tenth of the run's time: after a slow redraw (a busy CPU)
+    the next one waits ten times as long.
+
+    With ``keep_snapshots=True``, the synthetic images at each evaluation are
+    kept in ``monitor.snapshots`` (dicts ``step``, ``images``, ``classes``,
+    ``labels``) for :func:`dpsd_lite.plots.plot_image_evolution`.
+    """
+
+    def __init__(self, teacher_accuracy: float | None = None, class_names=None, n_images: int = 32,
+                 refresh_seconds: float = 2.0, keep_snapshots: bool = False, show_images: bool = True):
+        self.teacher_accuracy = teacher_accuracy
+        self.class_names = class_names
+        self.n_images = int(n_images)
+        self.refresh_seconds = float(refresh_seconds)
+        self.keep_snapshots = keep_snapshots
+        self.snapshots: list[dict] = []
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="steps", bar_style="info",
+                                      layout=W.Layout(width="420px"))
+        self.status = W.HTML(value="")
+        self.curve_output = W.Output(layout=W.Layout(min_height="40px"))
+        self.images_output = W.Output(layout=W.Layout(min_height="40px"))
+        panels = [self.curve_output] + ([self.images_output] if show_images else [])
+        self.widget = W.VBox([W.HBox([self.progress, self.status]), W.HBox(panels)])
+        self._state = None
+        self._next_draw = 0.0
+        self.callbacks = {"on_step_end": self.on_step_end, "on_eval": self.on_eval}
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- callbacks --------------------------------------------------------
+    def _maybe_new_run(self, state):
+        if state is not self._state:
+            self._state = state
+            self.progress.max = max(1, state.total_steps)
+            self.progress.bar_style = "info"
+            self._next_draw = 0.0
+
+    def on_step_end(self, state) -> None:
+        self._maybe_new_run(state)
+        self.progress.value = state.step
+        acc = _pct(state.student_accuracy)
+        self.status.value = (f"step {state.step}/{state.total_steps} · {state.queries:,} teacher queries · "
+                             f"student {acc} · {state.elapsed:.0f} s")
+        if state.step >= state.total_steps:
+            self.progress.bar_style = "success"
+        if time.perf_counter() >= self._next_draw:
+            self.draw_images(state)
+
+    def on_eval(self, state) -> None:
+        self._maybe_new_run(state)
+        self.draw_curve(state.history)
+        if self.keep_snapshots and state.last_images is not None:
+            self.snapshots.append({"step": state.step, "images": state.last_images.clone(),
+                                   "classes": state.last_classes.clone(),
+                                   "labels": None if state.last_labels is None else state.last_labels.clone()})
+        self.draw_images(state)
+
+    # -- drawing ----------------------------------------------------------
+    def draw_curve(self, history) -> None:
+        fig, ax = plots.new_figure(5.6, 3.6)
+        plots.plot_accuracy_curves(history, teacher_accuracy=self.teacher_accuracy, ax=ax)
+        show_figure(self.curve_output, fig)
+
+    def draw_images(self, state) -> None:
+        if state.last_images is None:
+            return
+        start = time.perf_counter()
+        n = min(self.n_images, len(state.last_images))
+        fig = plots.image_grid(state.last_images[:n], classes=state.last_classes[:n],
+                               labels=None if state.last_labels is None else state.last_labels[:n],
+                               class_names=self.class_names, label_name="released label",
+                               title=f"synthetic queries at step {state.step}")
+        show_figure(self.images_output, fig)
+        now = time.perf_counter()
+        self._next_draw = now + max(self.refresh_seconds, 10 * (now - start))
+
+
+class Dashboard:
+    """The interactive front of the package: pick ε and a noise mode, Run, watch, compare.
+
+    ``Dashboard(dataset="mnist-5k")`` or ``Dashboard(config, data=data, teacher=teacher)``
+    (reuse what the notebook already loaded). Keyword arguments are
+    :class:`~dpsd_lite.transcribe.TranscribeConfig` settings; ``epsilon``,
+    ``noise_mode`` and ``steps`` set the controls' starting values.
+
+    Attributes for code and tests: ``epsilon_slider``, ``mode_dropdown``,
+    ``steps_slider``, ``run_button``, ``stop_button``, ``progress``,
+    ``monitor`` (a :class:`LiveMonitor`), ``table`` (HTML of all runs),
+    ``tradeoff_output``, ``report_output``, ``runs`` (one sweep row per run,
+    the columns of :data:`dpsd_lite.sweep.SWEEP_COLUMNS`), ``last_result``
+    and ``error`` (the exception of a failed run, else None).
+    """
+
+    def __init__(self, config=None, data=None, teacher=None, cache_dir=None, epsilon_range=(0.1, 100.0),
+                 max_steps: int = 2000, refresh_seconds: float = 2.0, **overrides):
+        from .transcribe import TranscribeConfig
+
+        self.config = (config or TranscribeConfig()).replace(**overrides).validate()
+        self.data, self.teacher, self.cache_dir = data, teacher, cache_dir
+        self.runs: list[dict] = []
+        self.last_result = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._state = None
+        self._stop_requested = False
+
+        lo, hi = (math.log10(e) for e in epsilon_range)
+        eps0 = min(max(self.config.epsilon, epsilon_range[0]), epsilon_range[1])
+        self.epsilon_slider = W.FloatLogSlider(value=eps0, base=10, min=lo, max=hi, step=0.05,
+                                               description="ε per answer", readout_format=".3g",
+                                               continuous_update=False, style={"description_width": "initial"},
+                                               layout=W.Layout(width="360px"))
+        self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in NOISE_MODES],
+                                        value=self.config.noise_mode, description="noise mode",
+                                        style={"description_width": "initial"}, layout=W.Layout(width="360px"))
+        self.steps_slider = W.IntSlider(value=min(self.config.steps, max_steps), min=10, max=max_steps, step=10,
+                                        description="steps", continuous_update=False,
+                                        style={"description_width": "initial"}, layout=W.Layout(width="360px"))
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play",
+                                   tooltip="transcribe the teacher with these settings (background thread)")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True,
+                                    tooltip="stop after the current step and keep the result")
+        self.run_button.on_click(lambda _b: self.run())
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.mode_dropdown.observe(self._on_mode, names="value")
+        self._on_mode({"new": self.mode_dropdown.value})
+
+        teacher_acc = teacher.heldout_accuracy if teacher is not None else None
+        names = data.class_names if data is not None else None
+        self.monitor = LiveMonitor(teacher_accuracy=teacher_acc, class_names=names, n_images=32,
+                                   refresh_seconds=refresh_seconds)
+        self.progress = self.monitor.progress
+        self.status = self.monitor.status
+        self.table = W.HTML(value=self._table_html())
+        self.tradeoff_output = W.Output()
+        self.report_output = W.Output()
+        controls = W.VBox([self.epsilon_slider, self.mode_dropdown, self.steps_slider,
+                           W.HBox([self.run_button, self.stop_button])])
+        header = W.HTML(f"<b>dpsd_lite dashboard</b> · dataset <code>{html.escape(self.config.dataset)}</code> · "
+                        f"δ = {self.config.delta:g} · ε is per teacher answer, not per private record")
+        self.widget = W.VBox([
+            header,
+            controls,
+            self.monitor.widget,
+            W.HTML("<b>privacy report of the last run</b>"),
+            self.report_output,
+            W.HTML("<b>all runs so far</b>"),
+            W.HBox([self.table, self.tradeoff_output]),
+        ])
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _on_mode(self, change) -> None:
+        # ε means nothing without noise: grey the slider out for mode none
+        self.epsilon_slider.disabled = change["new"] == "none"
+
+    # -- running ------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def current_config(self):
+        """The TranscribeConfig the controls describe now."""
+        return self.config.replace(epsilon=float(self.epsilon_slider.value), noise_mode=self.mode_dropdown.value,
+                                   steps=int(self.steps_slider.value),
+                                   eval_every=max(1, min(self.config.eval_every, int(self.steps_slider.value) // 4 or 1)))
+
+    def run(self, wait: bool = False):
+        """Start one transcription with the controls' values in a background thread.
+
+        Returns the thread; with ``wait=True`` blocks until it ends and
+        returns the :class:`~dpsd_lite.transcribe.TranscriptionResult`
+        (re-raising its error, if any). Ignored while a run is going on.
+        """
+        if self.running:
+            return self._thread
+        config = self.current_config().validate()
+        self.error = None
+        self._stop_requested = False
+        self.run_button.disabled = True
+        self.stop_button.disabled = False
+        self.epsilon_slider.disabled = self.mode_dropdown.disabled = self.steps_slider.disabled = True
+        self._thread = threading.Thread(target=self._work, args=(config,), name="dpsd-dashboard", daemon=True)
+        self._thread.start()
+        if wait:
+            return self.wait()
+        return self._thread
+
+    def wait(self, timeout: float | None = None):
+        """Block until the current run ends; return its result (or raise its error)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"the run did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.last_result
+
+    def stop(self) -> None:
+        """Ask the running transcription to stop after its current step (it keeps what it learnt)."""
+        self._stop_requested = True
+        if self._state is not None:
+            self._state.stop = True
+        self.status.value = "stopping after this step…"
+
+    def _ensure_teacher(self) -> None:
+        from .data import load_dataset
+        from .teacher import get_teacher
+        from .utils import resolve_device
+
+        cfg = self.config
+        if self.data is None:
+            self.status.value = f"loading {html.escape(cfg.dataset)}…"
+            self.data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
+        if self.teacher is None:
+            self.status.value = "loading the teacher from the cache, or training it once (a minute or two)…"
+            self.progress.max, self.progress.value = cfg.teacher_epochs, 0
+
+            def progress(epoch, epochs, loss):
+                self.progress.value = epoch
+                self.status.value = f"training the teacher once: epoch {epoch}/{epochs}, loss {loss:.3f}"
+
+            self.teacher = get_teacher(self.data, epochs=cfg.teacher_epochs, seed=cfg.seed,
+                                       device=resolve_device(cfg.device), cache_dir=self.cache_dir,
+                                       progress=progress)
+        self.monitor.teacher_accuracy = self.teacher.heldout_accuracy
+        self.monitor.class_names = self.data.class_names
+
+    def _work(self, config) -> None:
+        from .sweep import run_sweep
+
+        def on_step_end(state):
+            self._state = state
+            if self._stop_requested:
+                state.stop = True
+            self.monitor.on_step_end(state)
+
+        def on_result(row, result):
+            self.last_result = result
+            self.runs.append(row)
+
+        try:
+            self._ensure_teacher()
+            run_sweep([config.epsilon], [config.noise_mode], config=config, data=self.data, teacher=self.teacher,
+                      cache_dir=self.cache_dir, on_result=on_result,
+                      callbacks={"on_step_end": on_step_end, "on_eval": self.monitor.on_eval})
+            self._after_run()
+        except BaseException as exc:  # shown in the dashboard and re-raised by wait()
+            self.error = exc
+            self.progress.bar_style = "danger"
+            self.status.value = f"<span style='color:#b00'>error: {html.escape(str(exc))}</span>"
+        finally:
+            self._state = None
+            self.run_button.disabled = False
+            self.stop_button.disabled = True
+            self.mode_dropdown.disabled = self.steps_slider.disabled = False
+            self.epsilon_slider.disabled = self.mode_dropdown.value == "none"
+
+    def _after_run(self) -> None:
+        from .report import format_report
+
+        result, row = self.last_result, self.runs[-1]
+        stopped = " (stopped early)" if result.history and result.history[-1]["step"] < result.config.steps else ""
+        self.status.value = (f"done{stopped}: student {_pct(result.student_accuracy)} "
+                             f"(teacher {_pct(result.teacher_accuracy)}) in {result.elapsed:.0f} s")
+        self.progress.bar_style = "success"
+        _show_text(self.report_output, format_report(result.privacy) + "\n")
+        self.table.value = self._table_html()
+        show_figure(self.tradeoff_output, plots.plot_accuracy_vs_epsilon(self.runs))
+
+    def _table_html(self) -> str:
+        head = ("#", "mode", "ε per answer", "δ", "steps", "student acc", "teacher acc", "queries", "seconds")
+        rows = []
+        for i, r in enumerate(self.runs, 1):
+            eps = "∞ (no privacy)" if r["epsilon"] is None or math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
+            delta = "—" if r.get("delta") is None else f"{r['delta']:g}"
+            cells = (i, r["noise_mode"], eps, delta, r["steps"], _pct(r["student_accuracy"]),
+                     _pct(r["teacher_accuracy"]), f"{r['queries']:,}", f"{r['seconds']:.1f}")
+            rows.append("<tr>" + "".join(f"<td style='padding:0 6px'>{html.escape(str(c))}</td>" for c in cells)
+                        + "</tr>")
+        if not rows:
+            rows.append(f"<tr><td colspan='{len(head)}'><i>no runs yet: press Run</i></td></tr>")
+        th = "".join(f"<th style='padding:0 6px'>{h}</th>" for h in head)
+        return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+class MechanismExplorer:
+    """How noisy one batch of teacher answers becomes under each mode, and what the accountant says.
+
+    ``teacher_logits`` (B×K) are the teacher's raw answers to B queries. Move
+    ``epsilon_slider`` or ``mode_dropdown`` and the figure and the privacy
+    report are recomputed with :func:`~dpsd_lite.mechanisms.make_mechanism`
+    and :func:`~dpsd_lite.report.privacy_report`, with a fixed seed so the
+    same ε always shows the same noise. No prior is used (k = all classes, as
+    in the warm-up of a run); the ``data`` mode takes the gradient against an
+    untrained student (uniform prediction) unless ``student_logits`` is given.
+    """
+
+    def __init__(self, teacher_logits, epsilon: float = 1.0, noise_mode: str = "label", delta: float = 1e-5,
+                 class_names=None, student_logits=None, seed: int = 0, epsilon_range=(0.1, 100.0)):
+        import torch
+
+        self.teacher_logits = teacher_logits.detach().cpu()
+        self.student_logits = (torch.zeros_like(self.teacher_logits) if student_logits is None
+                               else student_logits.detach().cpu())
+        self.delta, self.class_names, self.seed = delta, class_names, seed
+        lo, hi = (math.log10(e) for e in epsilon_range)
+        self.epsilon_slider = W.FloatLogSlider(value=epsilon, base=10, min=lo, max=hi, step=0.05,
+                                               description="ε per answer", readout_format=".3g",
+                                               continuous_update=False, style={"description_width": "initial"},
+                                               layout=W.Layout(width="360px"))
+        self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in NOISE_MODES if m != "none"],
+                                        value=noise_mode, description="noise mode",
+                                        style={"description_width": "initial"}, layout=W.Layout(width="360px"))
+        self.plot_output = W.Output()
+        self.report_output = W.Output()
+        self.epsilon_slider.observe(lambda _c: self.update(), names="value")
+        self.mode_dropdown.observe(lambda _c: self.update(), names="value")
+        self.widget = W.VBox([W.HBox([self.epsilon_slider, self.mode_dropdown]),
+                              W.HBox([self.plot_output, self.report_output])])
+        self.release = None
+        self.update()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def update(self) -> None:
+        """Release the answers again at the current ε and mode; redraw figure and report."""
+        import torch
+
+        from .mechanisms import make_mechanism
+        from .report import format_report, privacy_report
+
+        eps, mode = float(self.epsilon_slider.value), self.mode_dropdown.value
+        mech = make_mechanism(mode, eps, self.delta)
+        gen = torch.Generator().manual_seed(self.seed)
+        rel = mech.release(self.teacher_logits, prior=None, student_logits=self.student_logits, generator=gen)
+        self.release = rel
+        teacher_labels = self.teacher_logits.argmax(1)
+        if mode == "rr":
+            fig = plots.plot_label_confusion(teacher_labels, rel.labels, class_names=self.class_names,
+                                             title=f"rr at ε = {eps:.3g}: "
+                                                   f"{100 * float((rel.labels == teacher_labels).float().mean()):.1f}% "
+                                                   f"of labels kept")
+        elif mode == "label":
+            clean = self.teacher_logits.softmax(1)
+            rows = torch.arange(len(clean))
+            fig = plots.plot_histograms(
+                {"teacher's probability of its top class (clean)": clean[rows, teacher_labels],
+                 "released (noisy) value": rel.values[rows, teacher_labels]},
+                xlabel="answer for the teacher's top class (probability units)",
+                title=f"label at ε = {eps:.3g}: noise std {mech.noise_std:.3g}")
+        else:
+            clean = self.student_logits.softmax(1) - self.teacher_logits.softmax(1)
+            clean = clean / clean.norm(dim=1, keepdim=True).clamp_min(1e-12) * mech.clip_norm
+            fig = plots.plot_histograms(
+                {"normalised gradient coordinates (clean)": clean, "released (noisy)": rel.values},
+                xlabel="gradient coordinate w.r.t. the student's logits",
+                title=f"data at ε = {eps:.3g}: noise std {mech.noise_std:.3g} (C = {mech.clip_norm:g})")
+        show_figure(self.plot_output, fig)
+        _show_text(self.report_output, format_report(privacy_report(mech, queries=len(self.teacher_logits))))

@@ -1,0 +1,127 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2 · The teacher and the threat
+#
+# **What you will see.** A model trained on private data (the *teacher*) and
+# a first, simple look at what it gives away: it is more confident on the
+# images it was trained on (*members*) than on images it never saw
+# (*non-members*). An attacker who can query the teacher can use that gap to
+# guess whether a given record was in the private data (*membership
+# inference*). This is why we never release the teacher, only a student, and
+# why we must be precise about what the student's ε protects.
+#
+# (A proper audit, with attacks and canaries, is a later notebook; here we
+# only look.)
+
+# %%
+# %matplotlib inline
+import os
+
+import torch
+
+from dpsd_lite import plots
+from dpsd_lite.data import load_dataset
+from dpsd_lite.report import UNIT_PER_QUERY
+from dpsd_lite.teacher import get_teacher
+from dpsd_lite.transcribe import TranscribeConfig
+
+# %% tags=["parameters"]
+FAST = os.environ.get("DPSD_FAST", "0") == "1"
+DATASET = "digits" if FAST else "mnist-5k"
+TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
+DEVICE = "cpu"
+SEED = 0
+
+# %% [markdown]
+# ## 1. Train (or load) the teacher
+#
+# `get_teacher` trains a four-layer CNN on the private split, with light
+# augmentation (small shifts and rotations), and caches it on disk. If it is
+# trained now you will see one line per epoch.
+
+# %%
+data = load_dataset(DATASET)
+teacher = get_teacher(data, epochs=TEACHER_EPOCHS, seed=SEED, device=DEVICE,
+                      progress=lambda epoch, epochs, loss: print(f"epoch {epoch}/{epochs}: loss {loss:.3f}"))
+print(f"accuracy on the private split (seen in training): {teacher.private_accuracy:.1%}")
+print(f"accuracy on the held-out split (never seen):      {teacher.heldout_accuracy:.1%}")
+
+# %% [markdown]
+# ## 2. Members vs non-members
+#
+# For each image, the teacher's probability for the **true** label. An
+# attacker who holds a candidate record (image and label) can ask exactly
+# this question. We take as many members as there are non-members so the two
+# histograms are comparable.
+
+# %%
+n = len(data.y_heldout)
+with torch.no_grad():
+    p_members = teacher.model(data.x_private[:n]).softmax(1)[torch.arange(n), data.y_private[:n]]
+    p_nonmembers = teacher.model(data.x_heldout).softmax(1)[torch.arange(n), data.y_heldout]
+print(f"mean probability of the true label: members {p_members.mean():.4f}, "
+      f"non-members {p_nonmembers.mean():.4f}, gap {p_members.mean() - p_nonmembers.mean():+.4f}")
+
+# %%
+plots.plot_histograms({f"members (private split, n={n})": p_members,
+                       f"non-members (held-out split, n={n})": p_nonmembers},
+                      xlabel="teacher's probability of the true label", value_range=(0, 1), bins=25,
+                      ylabel="share of images (%)",
+                      title="the teacher is more sure about what it was trained on")
+
+# %% [markdown]
+# The simplest attack: *say "member" when the teacher is very sure*. With a
+# threshold of 0.999:
+
+# %%
+threshold = 0.999
+hit = (p_members > threshold).float().mean().item()
+false_alarm = (p_nonmembers > threshold).float().mean().item()
+print(f"members flagged: {hit:.1%}   non-members flagged: {false_alarm:.1%}   "
+      f"balanced attack accuracy: {(hit + 1 - false_alarm) / 2:.1%} (50% = no leak)")
+
+# %% [markdown]
+# The gap is small for a well-regularised teacher on digits, and grows with
+# overfitting (fewer images, more epochs, no augmentation). It is never
+# zero, and a determined attacker has far better tools than one threshold.
+#
+# ## 3. What the transcription protects, and what it does not
+#
+# The student learns only from the teacher's answers to *synthetic* queries,
+# passed through a noise mode. The ε of `label`, `rr` and `data` is about
+# one such answer:
+
+# %%
+print(UNIT_PER_QUERY)
+
+# %% [markdown]
+# In other words: ε bounds how much one released answer depends on what the
+# teacher said, not how much the teacher's answers depend on one private
+# record. A record that changed the teacher changes **every** answer. For a
+# record-level guarantee, the teacher itself must be private (trained with
+# DP-SGD, or an ensemble on disjoint data as in PATE); then everything after
+# it is post-processing.
+#
+# ## Questions
+#
+# 1. Retrain the teacher with `TEACHER_EPOCHS = 1` and with `30`. How do the
+#    held-out accuracy and the member/non-member gap move?
+# 2. Why do we compare the same number of members and non-members?
+# 3. The attack above needs the true label of the record. Is that a
+#    realistic assumption for an attacker? What could they do without it?
+# 4. The student is trained only on synthetic images. Can it still leak
+#    membership? Through which path?

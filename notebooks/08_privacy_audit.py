@@ -1,0 +1,191 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · Privacy vs utility, and an honest audit
+#
+# A privacy engineer's first two questions about any ε are:
+#
+# * **"ε with respect to what?"** — the *unit of privacy*. The `label`, `rr` and `data` modes protect
+#   **each answer the teacher gives to one synthetic query**. One private training record can change
+#   the teacher's answer on *every* query, so that ε says nothing about training records.
+#   Record-level privacy needs either a **teacher ensemble** on disjoint partitions of the private data
+#   (one record moves one vote: PATE's noisy vote aggregation) or **DP-SGD**.
+# * **"Compared with what?"** — a baseline. Here: **DP-SGD** (Opacus) training the student's own
+#   architecture directly on the private split at the same (ε, δ).
+#
+# Then we **attack** every released model: membership inference (is this record in the teacher's
+# private training data?) and planted **canaries** (mislabeled records: does the model repeat the wrong
+# label?).
+#
+# > **An audit gives a lower bound on leakage, never a proof of privacy.** An attack that succeeds
+# > proves that a model leaks. An attack that fails proves nothing: a stronger attack might succeed.
+# > Only the accounting of a mechanism gives an upper bound, and only for the unit it names.
+#
+# Every computation is a call into `dpsd_lite` (`dpsgd.py`, `ensemble.py`, `audit.py`).
+
+# %%
+# %matplotlib inline
+import os
+
+# %% tags=["parameters"]
+FAST = os.environ.get("DPSD_FAST") == "1"  # CI: tiny sizes, well under a minute
+
+DATASET = "digits" if FAST else "mnist-5k"
+EPSILONS = (1.0, 10.0)
+DELTA = 1e-5
+MODES = ("rr",) if FAST else ("label", "rr")  # DPSD noise modes (epsilon per teacher answer)
+STEPS = 10 if FAST else 300  # transcription steps of each DPSD student
+BATCH_SIZE = 64 if FAST else 256
+TEACHER_EPOCHS = 3 if FAST else 8
+DPSGD_EPOCHS = 2 if FAST else 30
+ENSEMBLE_TEACHERS = 5 if FAST else 50  # teachers on disjoint partitions of the private split
+ENSEMBLE_QUERIES = 128 if FAST else 256  # the ensemble's query budget (every answer costs record-level privacy)
+NUM_SHADOWS = 2 if FAST else 8  # LiRA shadow models, trained on halves of the held-out split
+SHADOW_EPOCHS = 5 if FAST else 30
+N_BOOT = 50 if FAST else 200  # bootstrap resamples for the confidence intervals
+CANARIES = 10 if FAST else 40  # mislabeled records planted in the private split
+SEED = 0
+
+# %%
+import torch
+
+from dpsd_lite.audit import (StudySettings, format_canaries, format_study, plot_privacy_utility, plot_roc,
+                             privacy_study)
+from dpsd_lite.data import load_dataset
+from dpsd_lite.dpsgd import UNIT_RECORD
+from dpsd_lite.ensemble import UNIT_RECORD_ENSEMBLE
+from dpsd_lite.report import UNIT_PER_QUERY
+
+torch.manual_seed(SEED)
+data = load_dataset(DATASET)
+data.describe()
+
+# %% [markdown]
+# ## 1 · Three units of privacy, in the package's own words
+#
+# Every report in `dpsd_lite` prints its unit. Read the three side by side before looking at any number.
+
+# %%
+print("label / rr / data modes:\n ", UNIT_PER_QUERY, "\n")
+print("teacher ensemble (PATE GNMax):\n ", UNIT_RECORD_ENSEMBLE, "\n")
+print("DP-SGD (Opacus):\n ", UNIT_RECORD)
+
+# %% [markdown]
+# ## 2 · Train and audit everything, side by side
+#
+# One library call trains every model on the same private split (with the canaries planted), and audits
+# each one:
+#
+# * the **teacher** (no privacy at all);
+# * a **DPSD student** per noise mode and ε (ε per teacher answer);
+# * the **ensemble student**: the private split is cut into `ENSEMBLE_TEACHERS` partitions, one teacher
+#   each; each synthetic query is answered by the noisy arg-max of their vote histogram (Gaussian noise,
+#   L2 sensitivity √2), composed over the queries actually answered with Opacus's RDP accountant, and no
+#   query is answered after the budget;
+# * the **DP-SGD** model: the student's architecture trained on the private split with Opacus's
+#   `make_private_with_epsilon`.
+#
+# Members are the teacher's private training records, non-members the held-out records. The attacks are
+# a **loss threshold** and an **offline LiRA** with small shadow models trained on halves of the held-out split.
+
+# %%
+settings = StudySettings(
+    epsilons=EPSILONS, modes=MODES, delta=DELTA,
+    transcribe={"steps": STEPS, "batch_size": BATCH_SIZE}, teacher_epochs=TEACHER_EPOCHS,
+    dpsgd={"epochs": DPSGD_EPOCHS, "batch_size": 64 if FAST else 256, "lr": 4e-3},
+    ensemble_teachers=ENSEMBLE_TEACHERS, ensemble_epochs=3 if FAST else None, ensemble_queries=ENSEMBLE_QUERIES,
+    ensemble_finetune_epochs=5 if FAST else 30,
+    num_shadows=NUM_SHADOWS, shadow_epochs=SHADOW_EPOCHS, n_boot=N_BOOT, canaries=CANARIES, seed=SEED,
+)
+study = privacy_study(data, settings, log=print)
+print(format_study(study))
+
+# %%
+# Sanity checks: a broken run should fail here, loudly, rather than plot nonsense.
+assert all(0.0 <= r["heldout_accuracy"] <= 1.0 for r in study.rows)
+for r in study.rows:
+    if r["unit"] == "record":  # DP-SGD and the ensemble never spend more than their target
+        assert r["epsilon"] <= r["epsilon_target"] + 1e-9, r
+
+# %% [markdown]
+# ## 3 · Privacy vs utility
+#
+# Held-out accuracy against ε, one line per mode. **Solid lines are ε per private training record**
+# (DP-SGD, the ensemble); **dashed lines are ε per teacher answer** (DPSD modes). Two points at the same
+# x position are *not* the same guarantee: a per-answer ε of 10 promises nothing about any training record.
+
+# %%
+plot_privacy_utility(study.rows, title=f"{DATASET}: held-out accuracy vs ε (δ = {DELTA:g})")
+
+# %% [markdown]
+# ## 4 · Membership inference: ROC curves on log axes
+#
+# What matters for privacy is the **low false-positive corner**: an attack that identifies even a few
+# members with near-certainty is a real leak, whatever its AUC. Hence log–log axes. With n held-out
+# records an FPR below 1/n cannot be resolved, so the curves start at the first non-member.
+
+# %%
+lira = [a for a in study.attacks if a.attack.startswith("lira")]
+plot_roc(lira, title="offline LiRA: teacher's private records vs held-out records")
+
+# %%
+plot_roc([a for a in study.attacks if a.attack == "loss"], title="loss threshold attack")
+
+# %% [markdown]
+# ## 5 · Lower bound beside the claim
+#
+# From each attack's true- and false-positive counts at one threshold (chosen on one half of the records,
+# counted on the other), Clopper–Pearson bounds give an **empirical ε lower bound**: with 95% confidence,
+# no training algorithm that is (ε, δ)-DP *per record* could let this attack do so well unless ε is at
+# least this large. It is comparable **only with a record-level claim**. For DPSD students the claim per
+# record is "none": their ε counts teacher answers.
+
+# %%
+for r in study.rows:
+    claim = r["record_claim"]
+    claimed = (f"eps = {claim['epsilon']:.3g}, delta = {claim['delta']:g} per private training record"
+               if claim["unit"] == "record" else claim["unit"])
+    print(f"{r['model']:<22} empirical eps lower bound {r['eps_lower_bound']:.2f}   claimed: {claimed}")
+
+# %% [markdown]
+# ## 6 · Canaries
+#
+# `CANARIES` private records were relabeled with a wrong label before any model was trained. How often
+# does each released model output that wrong label on the canary images, compared with control images
+# (held-out images given wrong labels by the same rule, never trained on)? A model that memorises
+# individual records repeats the canary label far more often than the control rate.
+
+# %%
+print(format_canaries(study.canaries))
+
+# %% [markdown]
+# ## 7 · What this shows, and what it does not
+#
+# * The **DPSD students never see a private record**, only synthetic images labelled through a
+#   mechanism, so attacks on them usually fail. That is an *observation*, not a guarantee: their ε is per
+#   teacher answer, and nothing in their accounting bounds what one training record can do.
+# * **DP-SGD** and the **ensemble** carry a record-level guarantee, and every audit figure above must stay
+#   below it. If an empirical lower bound ever exceeded a record-level claim, the claim (or the code) would
+#   be wrong: that is what audits are for.
+# * The ensemble pays for its record-level guarantee with every answered query, so it can afford only a few
+#   hundred; PATE's published results also use public unlabelled data and a data-dependent analysis that
+#   this small, data-independent version does not.
+# * Small audits have wide intervals. A lower bound near 0 from a few hundred records is weak evidence,
+#   never evidence of privacy.
+#
+# **Questions.** (1) Why may the per-answer ε of a DPSD student not be compared with DP-SGD's ε on the same
+# axis? (2) Increase `ENSEMBLE_QUERIES` at a fixed ε: what happens to the noise per vote, and to accuracy?
+# (3) Which attack is stronger at 1% FPR, and why does LiRA need shadow models?

@@ -1,0 +1,18 @@
+"""nbval runs of the assignment notebooks: fast mode, one thread, and any failing self-check fails the cell.
+
+``python -m pytest --nbval-lax notebooks/assignments/instructor`` picks this up;
+the kernels nbval starts inherit these variables. The student versions stop at
+their first exercise by design (tests/test_assignments.py checks that), so
+nbval never collects them, even when pointed at the whole folder.
+"""
+
+import os
+
+collect_ignore = ["student", "source"]
+
+
+def pytest_configure(config):
+    os.environ["DPSD_FAST"] = "1"
+    os.environ["DPSD_STRICT_CHECKS"] = "1"
+    # small runs are fastest on one intra-op thread (a busy 2-core machine makes torch's pool crawl)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -1,0 +1,232 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Assignment 2 — Calibrating Gaussian noise for a target (ε, δ)
+#
+# `dpsd_lite`'s `label` mode releases the teacher's top-k probabilities plus Gaussian noise; the `data` mode adds
+# Gaussian noise to normalised gradients. In both, someone has to answer: *how much noise buys (ε, δ)?* In this
+# assignment you compute the exact answer, compare it with the textbook formula, and check it against Opacus's
+# accountants.
+#
+# **Learning goals.** After this assignment you can
+# 1. explain the noise multiplier σ and the L2 sensitivity Δ of a Gaussian mechanism (noise std = σ·Δ);
+# 2. compute the exact δ(ε) of one Gaussian release (the *analytic Gaussian mechanism*, Balle & Wang 2018) and
+#    invert it to calibrate σ for a target (ε, δ);
+# 3. say when the classic σ = √(2 ln(1.25/δ))/ε is valid (only ε < 1) and how loose it is;
+# 4. verify a calibration with Opacus (Gaussian DP and RDP accountants) and explain why they differ;
+# 5. compose many releases with an accountant instead of adding up ε's;
+# 6. find these in the package: `dpsd_lite.accounting` (`gaussian_noise_multiplier`, `gaussian_epsilon`,
+#    `composed_epsilon`) and `dpsd_lite.mechanisms.LabelNoise`.
+
+# %% [markdown] tags=["banner"]
+# *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
+
+# %%
+import math
+import os
+import warnings
+
+import matplotlib.pyplot as plt
+from scipy.stats import norm
+
+from dpsd_lite import checks
+from dpsd_lite.accounting import (
+    classic_gaussian_noise_multiplier,
+    composed_epsilon,
+    composed_noise_multiplier,
+    gaussian_epsilon,
+    gaussian_noise_multiplier,
+)
+from dpsd_lite.mechanisms import LabelNoise
+
+warnings.filterwarnings("ignore", module="opacus")  # "optimal order is the largest alpha": expected at large ε
+
+# %% tags=["parameters"]
+# DPSD_FAST=1 runs everything small (CI, a first look); unset, you get the full experience.
+FAST = os.environ.get("DPSD_FAST") == "1"
+DELTA = 1e-5
+EPSILONS = [0.1, 0.5, 1.0, 2.0, 4.0, 8.0]
+N_PLOT_POINTS = 8 if FAST else 40  # points per curve in the σ(ε) plot (each RDP point is a search)
+
+# %% [markdown]
+# ## 1. The Gaussian mechanism, exactly
+#
+# A query `f` has **L2 sensitivity** Δ if two neighbouring inputs change its value by at most Δ in Euclidean
+# norm. The Gaussian mechanism releases `f(x) + N(0, (σΔ)² I)`; σ is the **noise multiplier**.
+#
+# One release is exactly **μ-Gaussian DP with μ = 1/σ** (Dong, Roth & Su): distinguishing neighbours is as hard as
+# telling `N(0, 1)` from `N(μ, 1)`. Its exact (ε, δ) trade-off is
+#
+# $$\delta(\varepsilon) = \Phi\!\left(-\frac{\varepsilon}{\mu} + \frac{\mu}{2}\right) - e^{\varepsilon}\,\Phi\!\left(-\frac{\varepsilon}{\mu} - \frac{\mu}{2}\right),$$
+#
+# where Φ is the standard normal CDF. For every ε the mechanism is (ε, δ(ε))-DP, and no smaller δ holds.
+#
+# ### Exercise 2.1 — δ(ε) of one release
+# Write `gaussian_delta(sigma, epsilon)`.
+
+# %%
+def gaussian_delta(sigma, epsilon):
+    """Exact δ at which one Gaussian release with noise multiplier σ is (ε, δ)-DP."""
+    # Hint: mu = 1 / sigma; norm.cdf is Φ.
+    raise NotImplementedError("Exercise 2.1: write your solution here")
+
+
+# %%
+checks.check_gaussian_delta(gaussian_delta)
+
+# %% [markdown]
+# ### Exercise 2.2 — calibrate σ
+# More noise means a smaller δ(ε): `gaussian_delta(sigma, epsilon)` *decreases* in σ. Write
+# `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`. Bisection is enough.
+
+# %%
+def calibrate_sigma(epsilon, delta):
+    """Smallest noise multiplier σ for which one Gaussian release is (ε, δ)-DP."""
+    # Hint: start with lo, hi = 1e-3, 1e3; about 60-100 halvings; return hi (the private side of the bracket).
+    raise NotImplementedError("Exercise 2.2: write your solution here")
+
+
+# %%
+checks.check_gaussian_sigma(calibrate_sigma)
+
+# %% [markdown]
+# ## 2. Verify against the accountants
+#
+# Trust, but verify. For each target ε we compare your σ with
+# * `gaussian_noise_multiplier` — `dpsd_lite`'s calibration (the same formula, solved with `brentq`);
+# * the **classic** textbook σ = √(2 ln(1.25/δ))/ε (Dwork & Roth, Thm A.1);
+#
+# and feed your σ back into two Opacus accountants:
+# * **GDP**: `gaussian_epsilon(σ, δ)` calls `opacus.accountants.analysis.gdp.eps_from_mu(1/σ, δ)` — exact, so it
+#   should give back your ε;
+# * **RDP**: `composed_epsilon(σ, sample_rate=1.0, steps=1, δ)` runs Opacus's `RDPAccountant` — a valid but
+#   looser *upper bound*, so it reports a somewhat larger ε for the same σ.
+
+# %%
+print(f"δ = {DELTA:g}")
+print("     ε   σ (yours)  σ (dpsd_lite)  σ (classic)   ε back: GDP   RDP")
+for eps in EPSILONS:
+    s = calibrate_sigma(eps, DELTA)
+    print(f"{eps:6g}  {s:9.4f}  {gaussian_noise_multiplier(eps, DELTA):13.4f}  "
+          f"{classic_gaussian_noise_multiplier(eps, DELTA):11.4f}   {gaussian_epsilon(s, DELTA):11.4f}"
+          f"  {composed_epsilon(s, 1.0, 1, DELTA):5.3f}")
+
+# %%
+eps_grid = [0.1 * (80 ** (i / (N_PLOT_POINTS - 1))) for i in range(N_PLOT_POINTS)]  # 0.1 … 8, log-spaced
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+ax.plot(eps_grid, [calibrate_sigma(e, DELTA) for e in eps_grid], label="exact (analytic Gaussian)")
+ax.plot(eps_grid, [classic_gaussian_noise_multiplier(e, DELTA) for e in eps_grid], "--", label="classic (ε < 1 only)")
+rdp_grid = [e for e in eps_grid if e >= 0.3]  # RDP cannot certify much smaller ε at this δ: see below
+ax.plot(rdp_grid, [composed_noise_multiplier(e, DELTA, 1.0, 1) for e in rdp_grid], ":",
+        label="Opacus RDP, 1 step")
+ax.axvline(1.0, color="grey", linewidth=0.8)
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xlabel("target ε")
+ax.set_ylabel("noise multiplier σ")
+ax.set_title(f"σ for one Gaussian release, δ = {DELTA:g}")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# Two kinds of looseness. RDP is a bound for *any* number of releases, converted to (ε, δ) through a fixed set of
+# Rényi orders: for a single release it asks for more noise than needed, and with Opacus's default orders it cannot
+# certify ε much below 0.2 at δ = 1e-5 at all (`ln(1/δ)/(α_max − 1)` is a floor), so its curve stops there.
+#
+# The classic formula is loose at small ε (about 1.6× the noise needed at ε = 0.1). Above ε = 1 it is not even
+# proven — and at larger δ it can be too *small*:
+
+# %%
+for eps, delta in [(8.0, 1e-3), (10.0, 1e-2)]:
+    classic = classic_gaussian_noise_multiplier(eps, delta)
+    print(f"ε = {eps:g}, δ = {delta:g}: classic σ = {classic:.4f}, exact σ = {calibrate_sigma(eps, delta):.4f}; "
+          f"the classic σ is only ({gaussian_epsilon(classic, delta):.2f}, {delta:g})-DP")
+
+# %% [markdown]
+# ## 3. The `label` mode's noise
+#
+# In `label` mode the teacher's softmax is restricted to k classes and renormalised, so each answer is a point on
+# the probability simplex. Two such points are at most **√2** apart in L2 (two different one-hot vectors), so
+# Δ = √2 and the noise std is σ·√2.
+#
+# ### Exercise 2.3 — noise std of the `label` mechanism
+# Write `label_noise_std(epsilon, delta)` using your `calibrate_sigma`.
+
+# %%
+def label_noise_std(epsilon, delta):
+    """Standard deviation of the Gaussian noise that the label mechanism adds to each probability."""
+    raise NotImplementedError("Exercise 2.3: write your solution here")
+
+
+# %%
+checks.check_label_noise_std(label_noise_std)
+
+# %%
+for eps in (1.0, 10.0):
+    d = LabelNoise(eps, DELTA, top_k=2).describe()
+    print(f"label mode at ε = {eps:g}: noise std {d['noise_std']:.3f} on probabilities in [0, 1] "
+          f"(σ = {d['noise_multiplier']:.3f}, Δ = {d['l2_sensitivity']:.4f})")
+
+# %% [markdown]
+# At ε = 1 the noise std is about 5 — on numbers between 0 and 1. One noisy answer says almost nothing; the
+# student learns from the *average* over many queries, which is why reducing the answer to k = 2 classes (less
+# noise in total) matters so much.
+#
+# ## 4. Many releases about the same thing: composition
+#
+# `dpsd_lite`'s per-query guarantee needs no composition: each teacher answer is released once. But when many
+# Gaussian releases concern the *same* record (DP-SGD steps, repeated queries), the budget adds up. T releases
+# with multiplier σ are exactly μ-GDP with **μ = √T/σ** — the noise adds up slower than the number of releases.
+# Opacus's RDP accountant gives a valid upper bound; simply adding the ε's is valid but very loose.
+#
+# ### Exercise 2.4 — ε after T releases
+# Write `epsilon_after(sigma, steps, delta)` with an accountant: either Opacus's
+# `opacus.accountants.RDPAccountant` (set `acc.history = [(sigma, 1.0, steps)]`, then
+# `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact GDP route with
+# `gaussian_epsilon`.
+
+# %%
+def epsilon_after(sigma, steps, delta):
+    """ε after `steps` Gaussian releases (noise multiplier σ, no subsampling) about the same record."""
+    raise NotImplementedError("Exercise 2.4: write your solution here")
+
+
+# %%
+checks.check_composed_epsilon(epsilon_after)
+
+# %%
+sigma = 2.0
+print(f"σ = {sigma}, δ = {DELTA:g}")
+print("  steps   adding ε's   RDP (yours)   exact (μ = √T/σ)")
+for steps in (1, 10, 100, 1000):
+    print(f"{steps:7d}  {steps * gaussian_epsilon(sigma, DELTA):11.2f}  {epsilon_after(sigma, steps, DELTA):12.2f}"
+          f"  {gaussian_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
+
+# %% [markdown]
+# ### Exercise 2.5 — written answers
+# **(a)** In the table of section 2, why does the RDP accountant report a *larger* ε than the target for the same σ,
+# although nothing is wrong with the calibration? Is the mechanism less private than you computed?
+#
+# **(b)** A run of `dpsd_lite` in `label` mode at ε = 1 answers 150,000 teacher queries. Its report says
+# "composition: none needed". Why is that honest for its unit of privacy — and what would you have to compose (and
+# with what) to make a claim about one *training record* of the teacher?
+
+# %% [markdown]
+# *Your answer here.*
+
+# %% [markdown]
+# **Where next.** Assignment 3 looks at the other side of the loop: how the generator learns to ask useful
+# questions without ever seeing the teacher.

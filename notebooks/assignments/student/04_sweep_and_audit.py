@@ -1,0 +1,222 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Assignment 4 — The privacy–utility trade-off, and what an audit can (not) tell you
+#
+# You now know the mechanisms (assignments 1–2) and the loop (assignment 3). Here you run the whole pipeline at
+# several privacy budgets, read the trade-off, and then put on the attacker's hat: a membership-inference audit.
+# The audit will look reassuring — AUC close to 0.5. Your job is to explain why that is *not* a proof of privacy.
+#
+# **Learning goals.** After this assignment you can
+# 1. run an ε sweep with the library (`dpsd_lite.sweep.run_sweep`) and read the privacy–utility trade-off;
+# 2. answer "how much ε do we need?" from a sweep;
+# 3. run a membership-inference audit (`dpsd_lite.audit`) and read its AUC and TPR at low FPR;
+# 4. turn an attack's TPR and FPR into a **lower bound on ε**, and explain why it needs confidence intervals;
+# 5. explain why AUC ≈ 0.5 does not prove privacy — and keep the units straight: the per-query ε of the
+#    `rr`/`label`/`data` modes is not a claim about training records at all.
+
+# %% [markdown] tags=["banner"]
+# *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
+
+# %%
+# %matplotlib inline
+import math
+import os
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from dpsd_lite import checks
+from dpsd_lite.audit import audit_model, clopper_pearson, format_audit
+from dpsd_lite.data import load_dataset
+from dpsd_lite.sweep import format_table, plot_sweep, run_sweep
+from dpsd_lite.teacher import get_teacher
+
+# %% tags=["parameters"]
+# DPSD_FAST=1 runs everything small (CI, a first look); unset, you get the full experience.
+FAST = os.environ.get("DPSD_FAST") == "1"
+SEED = 0
+DATASET = "digits" if FAST else "mnist-5k"
+TEACHER_EPOCHS = 3 if FAST else 8
+EPSILONS = [1.0, 10.0] if FAST else [0.5, 1.0, 2.0, 5.0, 10.0]  # per teacher answer
+STEPS = 40 if FAST else 300  # transcription iterations per run
+BATCH_SIZE = 64 if FAST else 256
+N_BOOT = 50 if FAST else 200  # bootstrap resamples for the audit's confidence intervals
+FRACTION = 0.9  # "how much ε to keep 90% of the non-private student's accuracy?"
+
+# %% [markdown]
+# ## 1. The sweep
+#
+# One teacher, one transcription per ε in mode `rr`, plus the non-private reference (mode `none`, ε = ∞). Same
+# seed, same steps: only the privacy budget changes. `run_sweep` loads the data and the teacher once and returns
+# one row (a dict) per run; `on_result` lets us keep each run's student for the audit below.
+#
+# ### Exercise 4.1 — run the sweep
+# Call `run_sweep` for `EPSILONS` with the noise modes `"rr"` and `"none"`, passing `data`, `teacher`,
+# `dataset=DATASET`, `steps=STEPS`, `batch_size=BATCH_SIZE`, `eval_every=STEPS`, `seed=SEED` and
+# `on_result=keep_student`. Store the rows in `rows`.
+
+# %%
+data = load_dataset(DATASET)
+teacher = get_teacher(data, epochs=TEACHER_EPOCHS, seed=SEED)
+students = {}
+
+
+def keep_student(row, result):
+    students[(row["noise_mode"], row["epsilon"])] = result.student
+
+
+raise NotImplementedError("Exercise 4.1: write your solution here")
+
+# %%
+checks.check_sweep(rows, EPSILONS)
+
+# %%
+print(format_table(rows))
+plot_sweep(rows)
+
+# %% [markdown]
+# ### Exercise 4.2 — written answer
+# Describe the trade-off you see in two or three sentences: how does the student's accuracy move with ε, where
+# does it meet the non-private reference, and *why* — in terms of what the mechanism does to each label? (Use
+# `rr_keep_probability(ε, 10)` from assignment 1 for numbers. In fast mode the runs are very short, so all
+# accuracies are low; the shape is what matters.)
+
+# %% [markdown]
+# *Your answer here.*
+
+# %% [markdown]
+# ### Exercise 4.3 — how much ε do we need?
+# Write `smallest_epsilon(rows, fraction)`: the smallest ε (private rows only) whose student reaches at least
+# `fraction` × the accuracy of the non-private student (the `none` row); `None` if no ε gets there.
+
+# %%
+def smallest_epsilon(rows, fraction):
+    """Smallest ε of a private run reaching `fraction` of the non-private student's accuracy, or None."""
+    raise NotImplementedError("Exercise 4.3: write your solution here")
+
+
+# %%
+checks.check_smallest_epsilon(smallest_epsilon)
+
+# %%
+eps_needed = smallest_epsilon(rows, FRACTION)
+print(f"smallest ε reaching {FRACTION:.0%} of the non-private student: "
+      f"{'none of the budgets tried' if eps_needed is None else eps_needed}")
+
+# %% [markdown]
+# ## 2. The audit
+#
+# **Membership inference** asks: given a record, was it in the teacher's private training set? Members are
+# private records, non-members the held-out ones (same distribution, never trained on). The simplest attack
+# thresholds the model's loss on the record: members tend to have lower loss. `dpsd_lite.audit` reports
+# * **AUC**: the probability that a random member scores higher than a random non-member (0.5 = coin flip);
+# * **TPR at 1% and 0.1% FPR**: how many members the attack catches while almost never accusing a non-member;
+# * an **ε lower bound** with 95% confidence (more on it below).
+
+# %%
+eps_max = max(EPSILONS)
+audits = (audit_model(teacher.model, data, target="teacher", n_boot=N_BOOT, seed=SEED)
+          + audit_model(students[("none", math.inf)], data, target="student, none", n_boot=N_BOOT, seed=SEED)
+          + audit_model(students[("rr", eps_max)], data, target=f"student, rr ε={eps_max:g}", n_boot=N_BOOT,
+                        seed=SEED))
+print(format_audit(audits))
+
+# %% [markdown]
+# The teacher, trained on the members, usually shows *some* signal; the students — which never saw a private
+# record, only the teacher's (privatised) answers on synthetic images — sit near 0.5. Reassuring? Let us see
+# what such numbers can and cannot prove.
+#
+# ## 3. From an attack to a lower bound on ε
+#
+# If a training algorithm is (ε, δ)-DP with respect to one record, then **every** membership test on its output
+# satisfies
+#
+# $$\mathrm{TPR} \le e^{\varepsilon}\,\mathrm{FPR} + \delta \qquad\text{and}\qquad 1-\mathrm{FPR} \le e^{\varepsilon}\,(1-\mathrm{TPR}) + \delta$$
+#
+# (Kairouz et al. 2015). Turned around: an attack with a given TPR and FPR proves ε is *at least*
+#
+# $$\varepsilon \ge \max\left(\ln\frac{\mathrm{TPR}-\delta}{\mathrm{FPR}},\ \ln\frac{1-\mathrm{FPR}-\delta}{1-\mathrm{TPR}},\ 0\right).$$
+#
+# ### Exercise 4.4 — the ε lower bound
+# Write `epsilon_lower_bound(tpr, fpr, delta=0.0)`. Skip a side whose numerator is ≤ 0; if a denominator is 0
+# (with a positive numerator) that side is `math.inf`.
+
+# %%
+def epsilon_lower_bound(tpr, fpr, delta=0.0):
+    """Smallest ε consistent with an attack achieving this TPR and FPR against an (ε, δ)-DP algorithm."""
+    raise NotImplementedError("Exercise 4.4: write your solution here")
+
+
+# %%
+checks.check_epsilon_lower_bound(epsilon_lower_bound)
+
+# %% [markdown]
+# **Point estimates lie.** Apply your bound naively to every threshold of the teacher's ROC curve: at the most
+# extreme threshold a handful of members and zero non-members score above it, the measured FPR is 0, and the
+# "bound" is infinite. That is noise, not evidence. The audit instead picks the threshold on one half of the
+# records and bounds TPR from below and FPR from above with **Clopper–Pearson** intervals on the other half.
+
+# %%
+teacher_loss = audits[0]
+roc = teacher_loss.metrics["roc"]
+naive = max(epsilon_lower_bound(t, f, 1e-5) for f, t in zip(roc["fpr"], roc["tpr"]))
+print(f"naive max over the ROC curve: ε ≥ {naive}")
+print(f"audit (threshold on one half, 95% Clopper–Pearson on the other): ε ≥ {teacher_loss.epsilon_lower_bound:.3f}")
+
+# %% [markdown]
+# ## 4. AUC ≈ 0.5, and still not private
+#
+# A thought experiment you can compute. A "model" that, for **1% of its training records**, publishes the record
+# in the clear (think: a memorised outlier, a planted canary). Every other record behaves like a non-member. The
+# attack's scores: normal noise for everyone, plus a huge score for the leaked 1%.
+
+# %%
+rng = np.random.default_rng(SEED)
+n = 20_000
+scores_out = rng.normal(size=n)
+scores_in = rng.normal(size=n)
+leaked = rng.random(n) < 0.01
+scores_in[leaked] += 10.0
+labels = np.r_[np.ones(n), np.zeros(n)]
+auc = roc_auc_score(labels, np.r_[scores_in, scores_out])
+
+threshold = 6.0
+tp, fp = int((scores_in > threshold).sum()), int((scores_out > threshold).sum())
+tpr_lo, fpr_hi = clopper_pearson(tp, n)[0], clopper_pearson(fp, n)[1]
+print(f"AUC = {auc:.3f}  (a coin flip is 0.5)")
+print(f"threshold {threshold}: {tp} of {n} members caught, {fp} of {n} non-members accused")
+print(f"point estimate: ε ≥ {epsilon_lower_bound(tp / n, fp / n, 1e-5)}")
+print(f"95% Clopper–Pearson (TPR ≥ {tpr_lo:.4f}, FPR ≤ {fpr_hi:.5f}): ε ≥ {epsilon_lower_bound(tpr_lo, fpr_hi, 1e-5):.2f}")
+assert auc < 0.53 and epsilon_lower_bound(tpr_lo, fpr_hi, 1e-5) > 2
+
+# %% [markdown]
+# An AUC of about 0.51 — "indistinguishable from guessing" — for a mechanism that is not (ε, δ)-DP for *any* ε
+# when δ < 0.01: it publishes one record in a hundred verbatim. Even with finite samples the 95% bound is far from
+# 0, and more samples would push it up without limit (with n non-members it is capped near ln n).
+#
+# ### Exercise 4.5 — written answer
+# Your manager reads the audit table above: "the student's AUC is 0.50, so the student is private". Explain, in a
+# short paragraph, why that does not follow. Touch on (i) what one attack can prove, (ii) what AUC averages over,
+# (iii) sample size, and (iv) the unit of the ε that `dpsd_lite` reports for the `rr` mode.
+
+# %% [markdown]
+# *Your answer here.*
+
+# %% [markdown]
+# **Well done.** You have built RR and RR-with-prior, calibrated Gaussian noise, written the generator's objective,
+# and read a trade-off and an audit with a critical eye. The library's `dpsd_lite.dpsgd` and
+# `dpsd_lite.audit` (canaries, LiRA) are the next places to explore record-level guarantees.

@@ -1,0 +1,142 @@
+"""The assignment notebooks (notebooks/assignments).
+
+* the build command writes a student and an instructor version (.py + .ipynb) of every source;
+* the committed versions are up to date with their sources;
+* the instructor versions carry outputs for their ``# NBVAL_CHECK_OUTPUT`` cells and pass nbval in fast mode
+  (run in a subprocess, so the root ``python -m pytest`` covers them);
+* each student version runs up to its first exercise and stops there with that exercise's NotImplementedError.
+
+Notebook runs use DPSD_FAST=1 (small data and steps), DPSD_STRICT_CHECKS=1 (a failing self-check raises) and
+one torch thread; the teacher cache is the session's temporary folder (tests/conftest.py).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpsd_lite.assignments import stale_versions
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ROOT / "notebooks" / "assignments"
+SOURCES = sorted((ASSIGNMENTS / "source").glob("*.py"))
+NAMES = [p.stem for p in SOURCES]
+
+
+def _notebook_env():
+    env = dict(os.environ)
+    env.update(DPSD_FAST="1", DPSD_STRICT_CHECKS="1", OMP_NUM_THREADS="1")
+    return env
+
+
+def _code(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _src(cell):
+    s = cell["source"]
+    return s if isinstance(s, str) else "".join(s)
+
+
+def test_there_are_at_least_four_assignments():
+    assert len(SOURCES) >= 4, NAMES
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=NAMES)
+def test_source_has_goals_fast_mode_exercises_and_checks(path):
+    text = path.read_text(encoding="utf-8")
+    assert "**Learning goals.**" in text
+    params = re.search(r'# %% tags=\["parameters"\]\n(.*?)\n# %%', text, re.S)
+    assert params, "a cell tagged 'parameters'"
+    assert 'os.environ.get("DPSD_FAST") == "1"' in params.group(1)
+    assert re.search(r"^[A-Z][A-Z_]+ = ", params.group(1), re.M), "CAPITALISED constants"
+    assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION") >= 2
+    assert "checks.check_" in text
+    assert "# NBVAL_CHECK_OUTPUT" in text
+
+
+def test_build_command_writes_both_versions(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "build", "--no-execute",
+                           "--root", str(ASSIGNMENTS), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for src in SOURCES:
+        source = src.read_text(encoding="utf-8")
+        n_code = source.count("### BEGIN SOLUTION")
+        n_answers = source.count("<!-- BEGIN SOLUTION -->")
+        for version in ("student", "instructor"):
+            py, ipynb = (tmp_path / version / f"{src.stem}{ext}" for ext in (".py", ".ipynb"))
+            assert py.exists() and ipynb.exists()
+            nb = json.loads(ipynb.read_text(encoding="utf-8"))
+            assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent"
+            assert nb["metadata"]["dpsd_assignment"] == {"name": src.stem, "version": version}
+            assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+            text = "\n".join(_src(c) for c in nb["cells"])
+            if version == "student":
+                assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+                assert "NBVAL_CHECK_OUTPUT" not in text
+                assert len(re.findall(r'raise NotImplementedError\("Exercise \d+\.\d+', text)) == n_code
+                assert text.count("*Your answer here.*") == n_answers
+            else:
+                assert text.count("### BEGIN SOLUTION") == n_code
+                assert text.count("<!-- BEGIN SOLUTION -->") == n_answers
+                assert "NotImplementedError(\"Exercise" not in text
+    # a solution line of exercise 1.1 is in the instructor version only
+    solution = "return 1.0 / (1.0 + (k - 1) * math.exp(-epsilon))"
+    assert solution in (tmp_path / "instructor" / "01_randomized_response.py").read_text(encoding="utf-8")
+    assert solution not in (tmp_path / "student" / "01_randomized_response.py").read_text(encoding="utf-8")
+
+
+def test_committed_versions_match_their_sources():
+    stale = stale_versions(ASSIGNMENTS)
+    assert not stale, f"rebuild with `python -m dpsd_lite.assignments build`: {stale}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_instructor_version_stores_outputs_to_compare(name):
+    nb = json.loads((ASSIGNMENTS / "instructor" / f"{name}.ipynb").read_text(encoding="utf-8"))
+    checked = [c for c in _code(nb) if "# NBVAL_CHECK_OUTPUT" in _src(c)]
+    assert checked, "mark some deterministic cells with # NBVAL_CHECK_OUTPUT"
+    for cell in checked:
+        assert cell["outputs"], f"no stored output for:\n{_src(cell)[:200]}"
+        for out in cell["outputs"]:
+            assert out["output_type"] != "error"
+            assert "❌" not in "".join(out.get("text", ""))
+    assert all(o["output_type"] != "error" for c in _code(nb) for o in c["outputs"])
+
+
+def test_instructor_versions_pass_nbval():
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", str(ASSIGNMENTS / "instructor"),
+                           "-p", "no:cacheprovider", "-q", "-o", "addopts="],
+                          cwd=ROOT, env=_notebook_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert re.search(r"\d+ passed", proc.stdout) and "failed" not in proc.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_version_runs_up_to_its_first_exercise(name, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    for key, value in _notebook_env().items():
+        monkeypatch.setenv(key, value)
+    path = ASSIGNMENTS / "student" / f"{name}.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    first_exercise = next(i for i, c in enumerate(nb.cells)
+                          if c.cell_type == "code" and "raise NotImplementedError(" in c.source)
+    number = re.search(r'NotImplementedError\("(Exercise \d+\.\d+)', nb.cells[first_exercise].source).group(1)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    with pytest.raises(CellExecutionError) as info:
+        client.execute()
+    assert info.value.ename == "NotImplementedError"
+    assert info.value.evalue.startswith(number), info.value.evalue
+    failed = next(i for i, c in enumerate(nb.cells)
+                  if c.cell_type == "code" and any(o.output_type == "error" for o in c.get("outputs", [])))
+    # the exercise cell itself (top-level code) or the self-check right after it (a function exercise)
+    assert failed in (first_exercise, first_exercise + 1)
+    assert all(o.output_type != "error" for c in nb.cells[:failed] if c.cell_type == "code" for o in c.outputs)

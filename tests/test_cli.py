@@ -1,0 +1,184 @@
+"""The dpsd-lite command line: one-line errors with exit code 2, and the happy paths on digits."""
+
+import csv
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dpsd_lite import cli
+from dpsd_lite.runs import load_run
+
+# small and fast: digits, the session's cached 3-epoch teacher, a few tiny steps
+FAST = ["--dataset", "digits", "--teacher-epochs", "3", "--batch-size", "32", "--device", "cpu"]
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code, err, match=""):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dpsd-lite: error: ")
+    assert "Traceback" not in err
+    assert match in lines[0]
+
+
+# ------------------------------------------------------------ bad input → 2
+@pytest.mark.parametrize("argv, match", [
+    (["transcribe", "--epsilon", "0"], "epsilon must be a positive"),
+    (["transcribe", "--epsilon=-1"], "epsilon must be a positive"),
+    (["transcribe", "--epsilon", "nan"], "epsilon must be a positive"),
+    (["transcribe", "--epsilon", "inf"], "epsilon must be a positive"),
+    (["transcribe", "--epsilon", "ten"], "epsilon must be a positive"),
+    (["transcribe", "--delta", "0"], "delta must be strictly between 0 and 1"),
+    (["transcribe", "--delta", "1.5"], "delta must be strictly between 0 and 1"),
+    (["transcribe", "--delta", "nan"], "delta must be strictly between 0 and 1"),
+    (["transcribe", "--dataset", "cifar-100"], "invalid choice: 'cifar-100'"),
+    (["transcribe", "--mode", "laplace"], "invalid choice: 'laplace'"),
+    (["transcribe", "--steps", "0"], "positive integer"),
+    (["transcribe", "--set", "no_such_setting=1"], "KEY=VALUE"),
+    (["transcribe", "--set", "lr_student=fast"], "bad value for lr_student"),
+    (["transcribe", "--device", "tpu", "--dataset", "digits"], "unknown device"),
+    (["sweep", "--modes", "rr,laplace"], "unknown noise mode 'laplace'"),
+    (["sweep", "--epsilons", "1,0"], "epsilon must be a positive"),
+    (["teacher", "--dataset", "nope"], "invalid choice"),
+    (["report"], "required: RUN"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required: COMMAND"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, match):
+    monkeypatch.chdir(tmp_path)  # nothing may be written anywhere else
+    code, out, err = run_cli(capsys, *argv)
+    assert_user_error(code, err, match)
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_offline_data_names_the_files(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "transcribe", "--dataset", "mnist", "--data-root", tmp_path, "--out", tmp_path / "r")
+    assert_user_error(code, err, "train-images-idx3-ubyte")
+    assert "--download" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_refuses_missing_and_corrupt_run_dirs(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", tmp_path / "missing")
+    assert_user_error(code, err, "does not exist")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "meta.json").write_text("{not json")
+    code, _, err = run_cli(capsys, "report", tmp_path / "broken")
+    assert_user_error(code, err, "missing")
+
+
+def test_keyboard_interrupt_is_one_line(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_report", interrupted)
+    code, _, err = run_cli(capsys, "report", "whatever")
+    assert_user_error(code, err, "interrupted")
+
+
+def test_module_entry_point_prints_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.cli", "transcribe", "--epsilon", "-3"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("dpsd-lite: error: argument --epsilon") and "Traceback" not in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------- extension points
+def test_new_subcommand_is_one_function_and_one_line(capsys, monkeypatch):
+    def add_hello(sub):
+        p = sub.add_parser("hello", help="say hello")
+        p.add_argument("--name", default="world")
+        p.set_defaults(run=lambda args: print(f"hello {args.name}") or 0)
+
+    monkeypatch.setattr(cli, "SUBCOMMANDS", cli.SUBCOMMANDS + [add_hello])
+    assert run_cli(capsys, "hello", "--name", "dpsd")[:2] == (0, "hello dpsd\n")
+
+
+def test_set_values_are_typed_like_the_config_field():
+    assert cli.setting_arg("lr_student=1e-3") == ("lr_student", 1e-3)
+    assert cli.setting_arg("student-steps=3") == ("student_steps", 3)
+    assert cli.setting_arg("download=yes") == ("download", True)
+    assert cli.setting_arg("data_root=none") == ("data_root", None)
+    assert cli.setting_arg("data_root=/tmp/x") == ("data_root", "/tmp/x")
+    assert cli.epsilon_list("1, 2,10") == [1.0, 2.0, 10.0]
+
+
+# ----------------------------------------------------------- happy paths
+def test_teacher_command_uses_the_cache(capsys, digits_teacher):
+    code, out, _ = run_cli(capsys, "teacher", "--dataset", "digits", "--epochs", "3", "--device", "cpu")
+    assert code == 0
+    assert "loaded from cache" in out
+    assert f"{100 * digits_teacher.heldout_accuracy:.1f}%" in out
+
+
+def test_transcribe_then_report(capsys, tmp_path, monkeypatch, digits_teacher):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "2", "--mode", "rr", "--steps", "6")
+    assert code == 0, err
+    default_out = tmp_path / "runs" / "digits-rr-eps2-seed0"
+    assert "epsilon = 2 per teacher answer" in out
+    assert "unit of privacy" in out and "does NOT bound" in out
+    assert f"teacher held-out accuracy: {100 * digits_teacher.heldout_accuracy:.1f}%" in out
+    assert "student held-out accuracy:" in out
+    assert f"run saved to {default_out}" in out
+    assert "step" in err  # the progress bar went to stderr
+    run = load_run(default_out)
+    assert run.config.steps == 6 and run.config.noise_mode == "rr" and run.config.epsilon == 2
+
+    code, out, err = run_cli(capsys, "report", default_out)
+    assert code == 0, err
+    assert "epsilon = 2 per teacher answer" in out
+    assert f"student held-out accuracy: {100 * run.student_accuracy:.1f}%" in out
+
+    # the same output again: refused at once, before any training
+    code, _, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "2", "--mode", "rr", "--steps", "6")
+    assert_user_error(code, err, "already exists; pass --force")
+
+
+def test_sweep_writes_table_csv_and_plot(capsys, tmp_path, digits_teacher):
+    out_dir = tmp_path / "sweep"
+    argv = ["sweep", *FAST, "--epsilons", "1,10", "--modes", "none", "rr", "--steps", "2", "--out", out_dir]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "student acc" in out and "teacher acc" in out and "per teacher answer" in out
+    with open(out_dir / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["noise_mode"], float(r["epsilon"])) for r in rows] == [("none", math.inf), ("rr", 1.0), ("rr", 10.0)]
+    assert all(0 <= float(r["student_accuracy"]) <= 1 for r in rows)
+    assert rows[1]["delta"] == "0.0" and rows[0]["delta"] == ""
+    with open(out_dir / "accuracy_vs_epsilon.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["sweep"]  # no temporary siblings left
+    code, _, err = run_cli(capsys, *argv)
+    assert_user_error(code, err, "already exists")
+
+
+def test_plot_sweep_axes(tmp_path):
+    from dpsd_lite.sweep import format_table, plot_sweep
+
+    base = dict(dataset="digits", teacher_accuracy=0.95, steps=10, seed=0, queries=100, seconds=1.0,
+                privacy_unit="per teacher answer")
+    rows = [dict(base, noise_mode="none", epsilon=math.inf, delta=None, student_accuracy=0.9, ratio_to_teacher=0.95)]
+    rows += [dict(base, noise_mode=m, epsilon=e, delta=1e-5, student_accuracy=a, ratio_to_teacher=a / 0.95)
+             for m in ("rr", "label") for e, a in ((1, 0.3), (10, 0.8))]
+    fig = plot_sweep(rows, tmp_path / "p.png")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert "ε" in ax.get_xlabel() and "(%)" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["rr", "label"]
+    assert any(lbl.startswith("teacher") for lbl in labels) and any(lbl.startswith("none") for lbl in labels)
+    assert (tmp_path / "p.png").stat().st_size > 0
+    table = format_table(rows)
+    assert "∞" in table and table.count("\n") == len(rows) + 2

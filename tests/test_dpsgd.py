@@ -1,0 +1,51 @@
+"""DP-SGD baseline: Opacus picks sigma for the target, the reported epsilon is record-level and <= target."""
+
+import math
+
+import pytest
+
+from dpsd_lite.accounting import composed_epsilon
+from dpsd_lite.dpsgd import UNIT_RECORD, format_dpsgd_report, train_dpsgd
+from dpsd_lite.errors import DpsdError
+from dpsd_lite.models import Student
+
+
+@pytest.fixture(scope="module")
+def dpsgd_run(digits):
+    return train_dpsgd(digits, epsilon=4.0, delta=1e-5, epochs=3, batch_size=64, device="cpu", seed=0)
+
+
+def test_epsilon_reported_is_at_most_target_and_matches_opacus(dpsgd_run, digits):
+    r = dpsgd_run
+    assert 0 < r.epsilon <= r.target_epsilon == 4.0
+    assert r.epsilon > 0.9 * r.target_epsilon  # sigma is not needlessly large
+    n = len(digits.y_private)
+    assert r.sample_rate == pytest.approx(1 / math.ceil(n / 64))
+    assert r.steps == 3 * math.ceil(n / 64)
+    # the same (sigma, q, steps) through Opacus's RDP accountant gives the same epsilon
+    assert composed_epsilon(r.noise_multiplier, r.sample_rate, r.steps, 1e-5, "rdp") == pytest.approx(r.epsilon, rel=1e-9)
+    assert [h["epsilon"] for h in r.history] == sorted(h["epsilon"] for h in r.history)
+
+
+def test_model_is_a_plain_student_that_learned(dpsgd_run, digits):
+    assert type(dpsgd_run.model) is Student
+    assert not any(hasattr(p, "grad_sample") and p.grad_sample is not None for p in dpsgd_run.model.parameters())
+    assert dpsgd_run.heldout_accuracy > 0.3  # chance is 0.1
+
+
+def test_report_names_epsilon_delta_and_record_unit(dpsgd_run):
+    rep = dpsgd_run.privacy_report()
+    assert rep["unit_of_privacy"] == UNIT_RECORD and "record" in UNIT_RECORD
+    assert rep["delta"] == 1e-5 and rep["epsilon"] == dpsgd_run.epsilon
+    assert "RDP" in rep["accountant"]
+    for key in ("noise_multiplier", "sample_rate", "epochs", "steps"):
+        assert rep[key] == getattr(dpsgd_run, key)
+    text = format_dpsgd_report(dpsgd_run)
+    assert "delta = 1e-05" in text and "per private training record" in text and "epsilon =" in text
+
+
+@pytest.mark.parametrize("kwargs", [{"epsilon": 0}, {"epsilon": -1}, {"epsilon": 1, "delta": 0},
+                                    {"epsilon": 1, "accountant": "moments"}, {"epsilon": 1, "epochs": 0}])
+def test_bad_input_is_one_clear_error(digits, kwargs):
+    with pytest.raises(DpsdError):
+        train_dpsgd(digits, device="cpu", **kwargs)

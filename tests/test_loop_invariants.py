@@ -1,0 +1,204 @@
+"""Invariants of the transcription loop: in a private mode the teacher reaches the
+student (and the generator) only through the mechanism's release.
+
+Method: run ``transcribe`` twice, changing only the teacher, and compare the
+final student and generator weights bit for bit.
+
+* A change to the teacher's logits that the mechanism cannot see (softmax- or
+  argmax-preserving) must leave everything identical in the modes whose
+  mechanism only reads that; in mode ``none`` the same change must show.
+* With the mechanism patched to answer from a fixed stand-in instead of the
+  teacher, two different teachers must give identical students; unpatched, they
+  must not (so the comparison is able to fail).
+
+Runs are tiny (digits, 4 steps, batch 64, cpu) and single-threaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+import torch
+
+import dpsd_lite.transcribe as T
+from dpsd_lite.mechanisms import make_mechanism as real_make_mechanism
+from dpsd_lite.models import Teacher
+from dpsd_lite.teacher import TrainedTeacher, train_teacher_model
+
+PRIVATE_MODES = ("rr", "label", "data")
+RUN = dict(dataset="digits", epsilon=2.0, delta=1e-5, steps=4, student_steps=1, batch_size=64,
+           warmup_fraction=0.25, eval_every=100, device="cpu")
+_FIELDS = {f.name for f in fields(T.TranscribeConfig)}
+if "ink_pretrain_steps" in _FIELDS:  # optional knob (not in every version of the loop): keep the runs short
+    RUN["ink_pretrain_steps"] = 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # bit-for-bit comparisons want a fixed thread count; also much faster on a busy box
+    yield
+    torch.set_num_threads(old)
+
+
+class Perturbed(torch.nn.Module):
+    """Wraps a teacher and transforms its logits row by row."""
+
+    def __init__(self, model, kind):
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, x):
+        logits = self.model(x)
+        if self.kind == "softmax-preserving":
+            # per-row constant shift; subtracting the row max is bit-exact for softmax (torch subtracts the max too)
+            return logits - logits.max(1, keepdim=True).values
+        if self.kind == "argmax-preserving":
+            # increasing affine map with a different offset per row: hard labels unchanged, softmax changed
+            rows = torch.arange(len(logits), dtype=logits.dtype).view(-1, 1)
+            return 3.0 * logits + 7.0 * torch.sin(rows) + 20.0
+        raise ValueError(self.kind)
+
+
+class Spy(torch.nn.Module):
+    """Counts teacher calls and records whether autograd was on (a graph through the teacher)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, []
+
+    def forward(self, x):
+        self.calls.append(torch.is_grad_enabled())
+        return self.model(x)
+
+
+@pytest.fixture(scope="module")
+def teachers(digits):
+    """Two genuinely different teachers: one trained for an epoch on digits, one at random init."""
+    trained = train_teacher_model(digits, epochs=1, seed=0, device="cpu")
+    torch.manual_seed(1234)
+    random_init = Teacher(digits.image_shape, digits.num_classes).eval()
+    return {"A": trained, "B": random_init}
+
+
+def _wrap(model):
+    return TrainedTeacher(model, heldout_accuracy=0.5, private_accuracy=0.5, epochs=1, seed=0, cached=True)
+
+
+STANDIN = torch.randn(RUN["batch_size"], 10, generator=torch.Generator().manual_seed(99)) * 3
+
+
+def _fixed_answer_make_mechanism(*args, **kwargs):
+    """The real mechanism, but it answers from a fixed stand-in instead of the teacher's logits."""
+    mech = real_make_mechanism(*args, **kwargs)
+    real_release = mech.release
+
+    def release(teacher_logits, prior=None, student_logits=None, generator=None):
+        return real_release(STANDIN[: len(teacher_logits)].clone(), prior=prior, student_logits=student_logits,
+                            generator=generator)
+
+    mech.release = release
+    return mech
+
+
+_RUNS: dict = {}
+
+
+def run(digits, teachers, mode, teacher="A", perturb=None, fixed_release=False, seed=0, cached=True):
+    key = (mode, teacher, perturb, fixed_release, seed)
+    if cached and key in _RUNS:
+        return _RUNS[key]
+    model = teachers[teacher]
+    if perturb:
+        model = Perturbed(model, perturb)
+    with pytest.MonkeyPatch.context() as mp:
+        if fixed_release:
+            mp.setattr(T, "make_mechanism", _fixed_answer_make_mechanism)
+        res = T.transcribe(data=digits, teacher=_wrap(model), noise_mode=mode, seed=seed, **RUN)
+    out = {
+        "student": {k: v.clone() for k, v in res.student.state_dict().items()},
+        "generator": {k: v.clone() for k, v in res.generator.state_dict().items()},
+        "history": res.history,
+        "queries": res.queries,
+    }
+    if cached:
+        _RUNS[key] = out
+    return out
+
+
+def identical(a, b, part):
+    return a[part].keys() == b[part].keys() and all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+
+
+def max_diff(a, b, part="student"):
+    return max((a[part][k].float() - b[part][k].float()).abs().max().item() for k in a[part])
+
+
+# --------------------------------------------------------------------------- invisible perturbations
+@pytest.mark.parametrize("mode,perturb", [("rr", "argmax-preserving"), ("rr", "softmax-preserving"),
+                                          ("label", "softmax-preserving"), ("data", "softmax-preserving")])
+def test_private_mode_is_blind_to_what_its_mechanism_discards(digits, teachers, mode, perturb):
+    base = run(digits, teachers, mode)
+    pert = run(digits, teachers, mode, perturb=perturb)
+    assert identical(base, pert, "student"), max_diff(base, pert)
+    assert identical(base, pert, "generator")  # the generator never sees the teacher either
+    assert base["history"][-1]["student_accuracy"] == pert["history"][-1]["student_accuracy"]
+
+
+@pytest.mark.parametrize("perturb", ["softmax-preserving", "argmax-preserving"])
+def test_mode_none_does_see_the_raw_logits(digits, teachers, perturb):
+    base = run(digits, teachers, "none")
+    pert = run(digits, teachers, "none", perturb=perturb)
+    assert not identical(base, pert, "student")
+    assert max_diff(base, pert) > 1e-3
+    assert not identical(base, pert, "generator")  # DFAD generator loss uses the raw teacher
+
+
+@pytest.mark.parametrize("mode", ["label", "data"])
+def test_soft_modes_do_see_the_softmax(digits, teachers, mode):
+    """Control: label/data read the softmax, so a softmax-changing perturbation must show (the check can fail)."""
+    base = run(digits, teachers, mode)
+    pert = run(digits, teachers, mode, perturb="argmax-preserving")
+    assert not identical(base, pert, "student")
+
+
+# --------------------------------------------------------------------------- the release is the only channel
+@pytest.mark.parametrize("mode", PRIVATE_MODES)
+def test_student_independent_of_teacher_when_release_is_fixed(digits, teachers, mode):
+    a = run(digits, teachers, mode, teacher="A", fixed_release=True)
+    b = run(digits, teachers, mode, teacher="B", fixed_release=True)
+    assert identical(a, b, "student"), max_diff(a, b)
+    assert identical(a, b, "generator")
+    # control: with the real mechanism the two teachers do lead to different students
+    real_a = run(digits, teachers, mode, teacher="A")
+    real_b = run(digits, teachers, mode, teacher="B")
+    assert not identical(real_a, real_b, "student")
+    assert not identical(real_a, a, "student")
+
+
+@pytest.mark.parametrize("mode", ["none", *PRIVATE_MODES])
+def test_teacher_is_queried_only_in_the_student_phase_in_private_modes(digits, teachers, mode):
+    spy = Spy(teachers["A"])
+    T.transcribe(data=digits, teacher=_wrap(spy), noise_mode=mode, seed=0, **RUN)
+    student_phase = RUN["steps"] * RUN["student_steps"]
+    if mode == "none":
+        # DFAD: one extra differentiable query per generator step
+        assert len(spy.calls) == student_phase + RUN["steps"]
+        assert sum(spy.calls) == RUN["steps"]
+    else:
+        assert len(spy.calls) == student_phase
+        assert not any(spy.calls), "a private mode built an autograd graph through the teacher"
+
+
+# --------------------------------------------------------------------------- seeds
+@pytest.mark.parametrize("mode", ["none", *PRIVATE_MODES])
+def test_same_seed_same_run_different_seed_different_run(digits, teachers, mode):
+    first = run(digits, teachers, mode)
+    again = run(digits, teachers, mode, cached=False)
+    assert identical(first, again, "student") and identical(first, again, "generator")
+    assert [h["student_accuracy"] for h in first["history"]] == [h["student_accuracy"] for h in again["history"]]
+    other = run(digits, teachers, mode, seed=1)
+    assert not identical(first, other, "student")
+    assert not identical(first, other, "generator")
+    assert first["queries"] == other["queries"] == RUN["steps"] * RUN["student_steps"] * RUN["batch_size"]

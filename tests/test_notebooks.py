@@ -1,0 +1,107 @@
+"""The notebooks: every pair in sync, every notebook well-formed, and all of them run (nbval, fast mode).
+
+The nbval run is one subprocess (``python -m pytest --nbval-lax notebooks/0*.ipynb``)
+with ``DPSD_FAST=1`` and the session's teacher cache, so a notebook that
+raises fails this suite, and cells marked ``# NBVAL_CHECK_OUTPUT`` (the
+deterministic ε → σ calibration) must print exactly what the stored
+``.ipynb`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("0*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def _cells(nb):
+    """What a pair must agree on: cell type, source and tags, in order."""
+    return [(c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", ()))) for c in nb.cells]
+
+
+def test_notebooks_exist():
+    names = [p.stem for p in NOTEBOOKS]
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_"):
+        assert any(n.startswith(prefix) for n in names), f"no notebook numbered {prefix}"
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=IDS)
+def test_pair_in_sync(ipynb):
+    """The .py (py:percent) and the .ipynb hold the same cells; fix with `jupytext --sync notebooks/0*.ipynb`."""
+    script = ipynb.with_suffix(".py")
+    assert script.exists(), f"{ipynb.name} has no paired {script.name}"
+    from_ipynb = jupytext.read(ipynb)
+    from_py = jupytext.read(script)
+    a, b = _cells(from_ipynb), _cells(from_py)
+    assert len(a) == len(b), f"{ipynb.name}: {len(a)} cells, {script.name}: {len(b)} (run jupytext --sync)"
+    for i, (ca, cb) in enumerate(zip(a, b)):
+        assert ca == cb, f"cell {i} differs between {ipynb.name} and {script.name} (run jupytext --sync)"
+
+
+def test_pairing_is_configured():
+    config = NOTEBOOK_DIR / "jupytext.toml"
+    assert config.exists()
+    assert "py:percent" in config.read_text() and "ipynb" in config.read_text()
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=IDS)
+def test_notebook_structure(ipynb):
+    """A statement up front, a tagged parameters cell with the fast switch, no helper code, questions at the end."""
+    nb = nbformat.read(ipynb, as_version=4)
+    assert nb.cells[0].cell_type == "markdown", "a notebook opens with what the learner will see"
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", ())]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    assert "DPSD_FAST" in params[0].source, "the parameters cell reads the fast-mode switch"
+    assert all(line.split("=")[0].strip().isupper() for line in params[0].source.splitlines()
+               if "=" in line and not line.startswith((" ", "#"))), "parameters are CAPITALISED constants"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for line in cell.source.splitlines():
+                assert not line.startswith(("def ", "class ")), \
+                    f"helper machinery belongs in the library, not the notebook: {line!r}"
+    assert "question" in nb.cells[-1].source.lower(), "the notebook ends with questions"
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=IDS)
+def test_checked_cells_have_stored_outputs(ipynb):
+    """nbval compares NBVAL_CHECK_OUTPUT cells with what is stored: there must be something stored."""
+    nb = nbformat.read(ipynb, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
+            assert cell.outputs, f"{ipynb.name}: a checked cell has no stored output (re-execute and save it)"
+
+
+def test_calibration_cells_are_checked():
+    """The ε → σ calibration is deterministic, so nbval checks it."""
+    nb = nbformat.read(NOTEBOOK_DIR / "04_dp_labels.ipynb", as_version=4)
+    checked = [c for c in nb.cells if c.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in c.source]
+    assert len(checked) >= 2
+    text = "".join(o.get("text", "") for c in checked for o in c.outputs)
+    assert "0.231969" in text  # K = 10, ε = 1: e/(e + 9), the reference value of the mission
+
+
+def test_notebooks_run_in_fast_mode(_session_cache):
+    """nbval (--nbval-lax) on every notebook with DPSD_FAST=1: no cell may raise; checked cells must match."""
+    # One intra-op thread: fast-mode models are tiny, and on a shared CPU two torch threads that
+    # spin-wait for each other cost far more than they save.
+    env = dict(os.environ, DPSD_FAST="1", DPSD_CACHE_DIR=str(_session_cache), OMP_NUM_THREADS="1",
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", *map(str, NOTEBOOKS), "-p", "no:cacheprovider",
+           "-q", "--nbval-cell-timeout=600", "-W", "ignore::DeprecationWarning"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    seconds = time.perf_counter() - start
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, f"nbval failed (exit {proc.returncode}) after {seconds:.0f} s:\n{tail}"
+    assert "passed" in proc.stdout

@@ -1,0 +1,217 @@
+"""Synthetic data from a run, the re-identification filter, downstream training and `dpsd-lite synthesize`."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from dpsd_lite.errors import DpsdError, RunDirectoryError
+from dpsd_lite.reid_filter import closest_pairs_figure, reid_filter, similarity_histogram
+from dpsd_lite.synthetic import (AUDIT_DIR, SyntheticSet, downstream_comparison, load_synthetic, sample_synthetic,
+                                 save_synthetic, train_classifier)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def synth(tiny_run):
+    return sample_synthetic(tiny_run, 60, seed=3, device="cpu")
+
+
+@pytest.fixture
+def count_teacher_calls(tiny_run):
+    """Counts every forward through the teacher's feature layers (used by both forward() and embed())."""
+    calls = []
+    handle = tiny_run.teacher.model.features.register_forward_pre_hook(lambda *a: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+def _planted(digits):
+    """Two near-copies of private images (indices 3, 500), then five clearly different images."""
+    g = torch.Generator().manual_seed(0)
+    near = (digits.x_private[[3, 500]] + 0.03 * torch.randn(2, 1, 8, 8, generator=g)).clamp(-1, 1)
+    different = torch.cat([
+        -torch.ones(1, 1, 8, 8),  # blank
+        torch.ones(1, 1, 8, 8),  # all ink
+        torch.rand(2, 1, 8, 8, generator=g) * 2 - 1,  # uniform noise
+        -digits.x_private[[10]],  # a private image, inverted
+    ])
+    return torch.cat([near, different])
+
+
+@pytest.fixture(scope="module")
+def planted(digits, digits_teacher):
+    """The filter's verdict on the planted images, with the teacher's features and with raw pixels."""
+    images = _planted(digits)
+    return {name: reid_filter(images, digits.x_private, digits.x_heldout, embedder)
+            for name, embedder in (("teacher", digits_teacher), ("pixels", "pixels"))}
+
+
+# ------------------------------------------------------------------ the filter
+@pytest.mark.parametrize("embedder", ["teacher", "pixels"])
+def test_filter_drops_planted_near_copies_and_keeps_different_images(planted, embedder):
+    result = planted[embedder]
+    assert result.keep.tolist() == [False, False, True, True, True, True, True]
+    assert result.nearest[:2].tolist() == [3, 500]  # each copy is matched to its own original
+    assert (result.n_dropped, result.n_kept, result.fraction_dropped) == (2, 5, pytest.approx(2 / 7))
+    # calibration: the threshold is the 95th percentile of held-out → nearest-private similarity
+    above = (result.heldout_similarity > result.threshold).float().mean().item()
+    assert above == pytest.approx(0.05, abs=0.01)
+    assert result.closest(2).tolist() == sorted([0, 1], key=lambda i: -float(result.similarity[i]))
+
+
+def test_filter_report_says_it_reads_private_data_and_is_not_dp(planted):
+    result = planted["teacher"]
+    summary = result.summary()
+    assert summary["reads_private_data"] is True
+    assert summary["differentially_private"] is False and summary["epsilon"] is None
+    assert "NOT a differentially private mechanism" in summary["note"]
+    assert "reads the private training images" in summary["note"]
+    assert "NOT differentially private" in result.format()
+    json.dumps(result.audit())  # JSON-ready, closest pairs included
+    assert result.audit(3)["closest_pairs"][0]["dropped"] is True
+
+
+def test_filter_rejects_bad_arguments(digits):
+    with pytest.raises(DpsdError, match="percentile"):
+        reid_filter(digits.x_private[:2], digits.x_private, digits.x_heldout, "pixels", percentile=0)
+    with pytest.raises(DpsdError, match="embedder"):
+        reid_filter(digits.x_private[:2], digits.x_private, digits.x_heldout, "teacher-please")
+
+
+def test_filter_figures(digits, planted):
+    result = planted["pixels"]
+    fig = closest_pairs_figure(result, _planted(digits), digits.x_private, k=4)
+    assert len(fig.axes) == 8 and "PRIVATE" in fig._suptitle.get_text()
+    assert similarity_histogram(result).axes[0].get_xlabel().startswith("cosine similarity")
+
+
+# ------------------------------------------------------------------ sampling and the archive
+def test_sample_is_balanced_deterministic_and_labelled_by_the_student(tiny_run, synth):
+    assert synth.images.shape == (60, 1, 8, 8) and synth.images.dtype == torch.float32
+    assert synth.images.min() >= -1 and synth.images.max() <= 1
+    assert torch.bincount(synth.classes, minlength=10).tolist() == [6] * 10
+    with torch.no_grad():
+        assert torch.equal(synth.labels, tiny_run.student(synth.images).argmax(1))
+    again = sample_synthetic(tiny_run, 60, seed=3, device="cpu")
+    assert torch.equal(again.images, synth.images) and torch.equal(again.labels, synth.labels)
+    assert synth.privacy == tiny_run.privacy and synth.meta["label_source"] == "student"
+    with pytest.raises(DpsdError, match="positive"):
+        sample_synthetic(tiny_run, 0)
+
+
+def test_synthesize_never_queries_the_teacher(tiny_run, tmp_path, count_teacher_calls, monkeypatch):
+    import dpsd_lite.teacher
+
+    monkeypatch.setattr(dpsd_lite.teacher, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
+    synth = sample_synthetic(tiny_run, 40, seed=1, device="cpu")
+    save_synthetic(synth, tmp_path / "out")
+    assert count_teacher_calls == []
+
+
+def test_archive_round_trips_exactly_with_contact_sheet_and_privacy(tiny_run, synth, tmp_path):
+    path = save_synthetic(synth, tmp_path / "out")
+    assert sorted(os.listdir(path)) == ["contact_sheet.png", "privacy.json", "synthetic.npz"]
+    back = load_synthetic(path)
+    for name in ("images", "labels", "classes"):
+        a, b = getattr(back, name), getattr(synth, name)
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert back.class_names == synth.class_names == [str(d) for d in range(10)]
+    assert back.privacy == tiny_run.privacy and back.meta == synth.meta
+    with open(os.path.join(path, "contact_sheet.png"), "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    with open(os.path.join(path, "privacy.json")) as f:
+        doc = json.load(f)
+    assert doc["run_privacy"]["epsilon"] == tiny_run.privacy["epsilon"]
+    assert "student" in doc["labels"] and "post-processing" in doc["labels"] and "No teacher" in doc["labels"]
+    assert "reid_filter" not in doc
+
+
+def test_save_refuses_to_overwrite_without_force_and_is_atomic(synth, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    save_synthetic(synth, out)
+    with pytest.raises(RunDirectoryError, match="force"):
+        save_synthetic(synth.subset(slice(0, 10)), out)
+    assert len(load_synthetic(out)) == 60
+
+    import dpsd_lite.synthetic
+
+    def broken(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(dpsd_lite.synthetic, "contact_sheet", broken)
+    with pytest.raises(RuntimeError):
+        save_synthetic(synth.subset(slice(0, 10)), out, force=True)
+    assert len(load_synthetic(out)) == 60  # the old directory is intact
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # and no temporary folder is left behind
+    monkeypatch.undo()
+    save_synthetic(synth.subset(slice(0, 10)), out, force=True)
+    assert len(load_synthetic(out)) == 10
+
+
+def test_filtered_save_writes_only_kept_samples_and_an_internal_audit(synth, digits, digits_teacher, tmp_path):
+    images = synth.images.clone()
+    images[:2] = digits.x_private[[7, 8]]  # two memorised training images
+    planted = SyntheticSet(images, synth.labels, synth.classes, synth.class_names, synth.privacy, synth.meta)
+    result = reid_filter(planted.images, digits.x_private, digits.x_heldout, digits_teacher)
+    assert not result.keep[:2].any()
+    path = save_synthetic(planted, tmp_path / "out", filter_result=result, x_private=digits.x_private)
+    back = load_synthetic(path)
+    assert len(back) == result.n_kept and torch.equal(back.images, planted.images[result.keep])
+    with open(os.path.join(path, "privacy.json")) as f:
+        doc = json.load(f)
+    assert doc["reid_filter"]["differentially_private"] is False
+    assert doc["reid_filter"]["n_dropped"] == result.n_dropped
+    assert "closest_pairs" not in doc["reid_filter"]  # private indices stay in the internal audit
+    assert sorted(os.listdir(os.path.join(path, AUDIT_DIR))) == ["closest_pairs.png", "reid_filter.json"]
+
+
+# ------------------------------------------------------------------ downstream use
+def test_train_classifier_learns_a_tiny_task(digits):
+    model = train_classifier(digits.x_private, digits.y_private, 10, steps=30, batch_size=64, seed=0)
+    from dpsd_lite.utils import accuracy
+
+    assert accuracy(model, digits.x_heldout, digits.y_heldout) > 0.6
+    with pytest.raises(DpsdError, match="empty"):
+        train_classifier(digits.x_private[:0], digits.y_private[:0], 10)
+
+
+def test_downstream_comparison_rows(digits, synth):
+    rows = downstream_comparison(digits, synth, synth.subset(slice(0, 30)), steps=5, batch_size=32)
+    assert [r["training set"] for r in rows] == ["real private", "synthetic", "synthetic, filtered"]
+    assert [r["size"] for r in rows] == [len(digits.y_private), 60, 30]
+    assert all(0 <= r["heldout_accuracy"] <= 1 for r in rows)
+
+
+# ------------------------------------------------------------------ the command line
+@pytest.fixture(scope="module")
+def run_dir(tiny_run, tmp_path_factory):
+    from dpsd_lite.runs import save_run
+
+    return save_run(tiny_run, tmp_path_factory.mktemp("runs") / "tiny")
+
+
+def test_cli_synthesize_writes_the_release_and_never_loads_the_teacher(run_dir, tmp_path, monkeypatch, capsys):
+    import dpsd_lite.teacher
+    from dpsd_lite.cli import main
+
+    monkeypatch.setattr(dpsd_lite.teacher, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
+    out = str(tmp_path / "syn")
+    assert main(["synthesize", run_dir, "--n", "30", "--out", out, "--device", "cpu"]) == 0
+    assert "no teacher query" in capsys.readouterr().out
+    assert len(load_synthetic(out)) == 30
+    assert main(["synthesize", run_dir, "--n", "30", "--out", out]) == 2  # exists, no --force
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err
+
+
+def test_cli_synthesize_with_filter(run_dir, tmp_path, capsys):
+    from dpsd_lite.cli import main
+
+    out = str(tmp_path / "syn")
+    assert main(["synthesize", run_dir, "--n", "30", "--out", out, "--filter", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "NOT differentially private" in printed and "keep it internal" in printed
+    assert os.path.isfile(os.path.join(out, AUDIT_DIR, "closest_pairs.png"))
