@@ -204,10 +204,13 @@ def execute(nb, cwd: Path, fast: bool = True, timeout: int = 1200):
 def _write_pair(nb, path_stem: Path):
     import jupytext
     import nbformat
+    from jupytext.config import load_jupytext_config
 
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     nbformat.validate(nb)
-    jupytext.write(nb, str(path_stem.with_suffix(".py")), fmt="py:percent")
+    # honour notebooks/jupytext.toml (e.g. no jupytext version in the header), like `jupytext --sync` would
+    config = load_jupytext_config(str(path_stem.parent))
+    jupytext.write(nb, str(path_stem.with_suffix(".py")), fmt="py:percent", config=config)
     nbformat.write(nb, str(path_stem.with_suffix(".ipynb")))
 
 

@@ -995,7 +995,7 @@ def check_sweep(rows, epsilons, verbose: bool = True) -> CheckResult:
     if not any(_row_get(r, "noise_mode") == "none" for r in rows):
         return _finish(name, False, "add the non-private reference (noise mode 'none'): a trade-off needs the "
                        "ε = ∞ end to compare with.", "no_reference", verbose)
-    return _finish(name, True, f"{len(private)} private runs (ε = {', '.join(_fmt_eps(e) for e in sorted(set(eps_seen)))}) "
+    return _finish(name, True, f"{len(private)} private run{'s' if len(private) != 1 else ''} (ε = {', '.join(_fmt_eps(e) for e in sorted(set(eps_seen)))}) "
                    "and the non-private reference.", verbose=verbose)
 
 

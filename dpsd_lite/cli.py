@@ -405,9 +405,9 @@ def run_synthesize(args):
     path = save_synthetic(synth, args.out, force=args.force, filter_result=result,
                           x_private=data.x_private if data is not None else None)
 
-    eps = run.privacy.get("epsilon")
-    print(f"{len(synth)} synthetic images from {run.path} ({run.config.noise_mode}, "
-          f"epsilon = {_eps_name(eps) if isinstance(eps, float) else eps} per teacher answer)")
+    guarantee = (f"epsilon = {_eps_name(run.privacy['epsilon'])} per teacher answer" if run.privacy.get("private")
+                 else "no privacy guarantee")
+    print(f"{len(synth)} synthetic images from {run.path} ({run.config.noise_mode}, {guarantee})")
     print(f"labels from the run's student (no teacher query); student agrees with the requested class on "
           f"{_pct(synth.agreement)}; label counts {synth.label_counts()}")
     if result is not None:

@@ -75,9 +75,10 @@ class Generator(nn.Module):
     the class is fed in as a one-hot vector concatenated to z.
     """
 
-    def __init__(self, image_shape=(1, 28, 28), num_classes=10, nz=64, width=32, ink=None, sharpness=4.0):
+    def __init__(self, image_shape=(1, 28, 28), num_classes=10, nz=64, width=32, ink=None, sharpness=4.0,
+                 margin=0):
         super().__init__()
-        self.ink, self.sharpness = ink, sharpness
+        self.ink, self.sharpness, self.margin = ink, sharpness, int(margin)
         c, h, w = _check_shape(image_shape)
         self.nz, self.num_classes, self.image_shape = nz, num_classes, (c, h, w)
         self.init_hw = (h // 4, w // 4)
@@ -105,6 +106,12 @@ class Generator(nn.Module):
         # and the rest fall to the dark background, smoothly (tanh). The
         # fraction varies per image around `ink` (×0.5 … ×2) so thin and bold
         # strokes are both explored.
+        if self.margin:
+            # format prior: nothing is drawn within `margin` pixels of the border
+            m = self.margin
+            inside = torch.zeros_like(a[:1], dtype=torch.bool)
+            inside[..., m:-m, m:-m] = True
+            a = torch.where(inside, a, a.detach().amin() - 10.0)
         flat = a.flatten(1)
         n = flat.shape[1]
         if ink_scale is None:
@@ -113,6 +120,8 @@ class Generator(nn.Module):
         idx = ((1 - frac) * (n - 1)).round().long()
         thr = flat.detach().sort(dim=1).values.gather(1, idx)
         scale = flat.std(dim=1, keepdim=True).detach().clamp_min(1e-6)
+        if self.margin:
+            scale = a[..., m:-m, m:-m].flatten(1).std(dim=1, keepdim=True).detach().clamp_min(1e-6)
         return torch.tanh(self.sharpness * (flat - thr) / scale).view_as(a)
 
     def sample(self, n, generator=None, device="cpu", classes=None):

@@ -46,6 +46,9 @@ from .utils import accuracy, resolve_device, seed_everything
 # nudged toward it so its first images are sparse strokes on a dark background,
 # on which the teacher gives varied answers (on dense noise it says "8" to all).
 PUBLIC_INK = {"mnist-5k": 0.1307, "mnist": 0.1307, "fashion-mnist": 0.2860, "digits": 0.3}
+# MNIST's published format: digits are size-normalised into a 20×20 box centred
+# in the 28×28 frame, so a 4-pixel border is always background.
+PUBLIC_MARGIN = {"mnist-5k": 4, "mnist": 4}
 
 
 @dataclass
@@ -66,6 +69,7 @@ class TranscribeConfig:
     top_k: int = 2  # label: classes kept after warm-up
     clip_norm: float = 1.0  # data: C
     prior_smoothing: float = 0.1  # mix the student's prior with uniform: (1-λ)·p + λ/K
+    diversity_weight: float = 1.0  # generator: mode seeking between same-class pairs
     disagreement_weight: float = 1.0  # generator: weight of the twin students' disagreement (0: no twin)
     ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
     nz: int = 64
@@ -188,7 +192,8 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     # and the teacher disagree that needs no teacher gradient (DisGUIDE-style).
     twin = Student(data.image_shape, K).to(device) if config.disagreement_weight else None
     students = [m for m in (student, twin) if m is not None]
-    generator = Generator(data.image_shape, K, nz=config.nz, ink=ink).to(device)
+    generator = Generator(data.image_shape, K, nz=config.nz, ink=ink,
+                          margin=PUBLIC_MARGIN.get(config.dataset, 0)).to(device)
     opt_s = torch.optim.Adam([p for m in students for p in m.parameters()], lr=config.lr_student)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(0.5, 0.999))
     total = config.steps
@@ -201,7 +206,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
 
     def draw():
         z = torch.randn(B, config.nz, generator=gen).to(device)
-        c = torch.randint(0, K, (B,), generator=gen).to(device)
+        c = torch.randint(0, K, ((B + 1) // 2,), generator=gen).repeat(2)[:B].to(device)  # pairs share a class
         ink_scale = (2.0 ** (torch.rand(B, 1, generator=gen) * 2 - 1)).to(device)
         return z, c, ink_scale
 
@@ -244,6 +249,12 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         x = generator(z, c, ink_scale)  # the last student batch again: its release still applies
         s = student(x)
         loss_g = F.cross_entropy(s, c)
+        if config.diversity_weight:
+            # mode seeking: two images asked for the same class should differ
+            h = B // 2
+            dx = (x[:h] - x[h : 2 * h]).abs().mean((1, 2, 3))
+            dz = (z[:h] - z[h : 2 * h]).abs().mean(1)
+            loss_g = loss_g - config.diversity_weight * (dx / dz).mean()
         if twin is not None:
             gap = (s.softmax(1) - twin(x).softmax(1)).abs().sum(1).mean()
             loss_g = loss_g - config.disagreement_weight * gap

@@ -184,7 +184,12 @@ print(format_canaries(study.canaries))
 #   hundred; PATE's published results also use public unlabelled data and a data-dependent analysis that
 #   this small, data-independent version does not.
 # * Small audits have wide intervals. A lower bound near 0 from a few hundred records is weak evidence,
-#   never evidence of privacy.
+#   never evidence of privacy. The bootstrap intervals cover the sampling of records only, not the
+#   randomness of training, and the table makes many comparisons at once: an AUC interval that excludes
+#   0.5 *from below* says the held-out records happen to be a little easier, not that anything leaks.
+# * If no attack succeeds even against the **teacher** (which has no DP at all), the attacks are simply too
+#   weak for this setting: a well-regularised teacher trained with augmentation does not overfit enough for a
+#   loss or small-shadow attack to see it. That is exactly why "the audit found nothing" is never a proof.
 #
 # **Questions.** (1) Why may the per-answer ε of a DPSD student not be compared with DP-SGD's ε on the same
 # axis? (2) Increase `ENSEMBLE_QUERIES` at a fixed ε: what happens to the noise per vote, and to accuracy?

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # small models: one thread is fastest and avoids oversubscription
 
 
 @pytest.fixture(scope="session", autouse=True)

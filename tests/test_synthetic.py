@@ -84,7 +84,7 @@ def test_filter_rejects_bad_arguments(digits):
 def test_filter_figures(digits, planted):
     result = planted["pixels"]
     fig = closest_pairs_figure(result, _planted(digits), digits.x_private, k=4)
-    assert len(fig.axes) == 8 and "PRIVATE" in fig._suptitle.get_text()
+    assert len(fig.axes) == 8 and "PRIVATE" in fig.get_suptitle()
     assert similarity_histogram(result).axes[0].get_xlabel().startswith("cosine similarity")
 
 
@@ -127,6 +127,18 @@ def test_archive_round_trips_exactly_with_contact_sheet_and_privacy(tiny_run, sy
     assert doc["run_privacy"]["epsilon"] == tiny_run.privacy["epsilon"]
     assert "student" in doc["labels"] and "post-processing" in doc["labels"] and "No teacher" in doc["labels"]
     assert "reid_filter" not in doc
+
+
+def test_mode_none_is_declared_not_private_and_infinity_round_trips(synth, tmp_path):
+    import math
+
+    public = SyntheticSet(synth.images, synth.labels, synth.classes, synth.class_names,
+                          {"private": False, "epsilon": math.inf}, {**synth.meta, "epsilon": math.inf})
+    path = save_synthetic(public, tmp_path / "out")
+    with open(os.path.join(path, "privacy.json")) as f:
+        doc = json.load(f)  # strict JSON: no bare Infinity
+    assert "no privacy guarantee" in doc["labels"] and doc["run_privacy"]["epsilon"] == "Infinity"
+    assert load_synthetic(path).privacy["epsilon"] == math.inf
 
 
 def test_save_refuses_to_overwrite_without_force_and_is_atomic(synth, tmp_path, monkeypatch):

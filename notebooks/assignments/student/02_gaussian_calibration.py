@@ -2,11 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -129,7 +129,7 @@ eps_grid = [0.1 * (80 ** (i / (N_PLOT_POINTS - 1))) for i in range(N_PLOT_POINTS
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 ax.plot(eps_grid, [calibrate_sigma(e, DELTA) for e in eps_grid], label="exact (analytic Gaussian)")
 ax.plot(eps_grid, [classic_gaussian_noise_multiplier(e, DELTA) for e in eps_grid], "--", label="classic (ε < 1 only)")
-rdp_grid = [e for e in eps_grid if e >= 0.3]  # RDP cannot certify much smaller ε at this δ: see below
+rdp_grid = [e for e in eps_grid if e >= 0.15]  # RDP cannot certify ε ≤ 0.1 at this δ at all: see below
 ax.plot(rdp_grid, [composed_noise_multiplier(e, DELTA, 1.0, 1) for e in rdp_grid], ":",
         label="Opacus RDP, 1 step")
 ax.axvline(1.0, color="grey", linewidth=0.8)
@@ -142,9 +142,10 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Two kinds of looseness. RDP is a bound for *any* number of releases, converted to (ε, δ) through a fixed set of
-# Rényi orders: for a single release it asks for more noise than needed, and with Opacus's default orders it cannot
-# certify ε much below 0.2 at δ = 1e-5 at all (`ln(1/δ)/(α_max − 1)` is a floor), so its curve stops there.
+# Two kinds of looseness. RDP is a bound built for composing *many* releases, converted to (ε, δ) through a fixed
+# set of Rényi orders: for a single release it asks for more noise than needed, and with Opacus's default orders
+# (up to α = 63) its conversion has a floor of about (ln(1/δ) − ln α)/(α − 1) ≈ 0.1 at δ = 1e-5: it cannot certify
+# ε ≤ 0.1 with *any* σ, and needs far too much noise close to it.
 #
 # The classic formula is loose at small ε (about 1.6× the noise needed at ε = 0.1). Above ε = 1 it is not even
 # proven — and at larger δ it can be too *small*:

@@ -2,11 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -58,9 +58,9 @@ FAST = os.environ.get("DPSD_FAST") == "1"
 SEED = 0
 DATASET = "digits" if FAST else "mnist-5k"  # digits: 8×8 scikit-learn digits; mnist-5k: 28×28 MNIST subset
 TEACHER_EPOCHS = 3 if FAST else 8
-TRANSCRIBE_STEPS = 40 if FAST else 300  # iterations of the full loop that trains our student
+TRANSCRIBE_STEPS = 40 if FAST else 150  # iterations of the full loop that trains our student
 BATCH_SIZE = 64 if FAST else 256
-GEN_STEPS = 60 if FAST else 300  # steps of your own generator training in section 3
+GEN_STEPS = 60 if FAST else 200  # steps of your own generator training in section 3
 EPSILON = 10.0  # rr mode, per teacher answer
 
 # %% [markdown]
