@@ -70,11 +70,15 @@ def worker_notebook(path: str) -> dict:
     return {"notebook": Path(path).name, "seconds": seconds, "peak_mb": _peak_children_mb(), "error": error}
 
 
-def worker_dashboard(dataset: str, new_epsilon: float) -> dict:
-    """First Run of a Dashboard (teacher from the cache, or trained), then a re-run at a new ε, timed."""
+def worker_dashboard(dataset: str, new_epsilon: float, steps: int | None) -> dict:
+    """First Run of a Dashboard (teacher from the cache, or trained), then a re-run at a new ε, timed.
+
+    ``steps`` defaults to the quickstart's ``DASHBOARD_STEPS`` (half the library's default).
+    """
+    from dpsd_lite.transcribe import TranscribeConfig
     from dpsd_lite.widgets import Dashboard
 
-    dash = Dashboard(dataset=dataset)
+    dash = Dashboard(dataset=dataset, steps=steps or TranscribeConfig().steps // 2)
     start = time.perf_counter()
     first = dash.run(wait=True)
     first_seconds = time.perf_counter() - start
@@ -127,12 +131,15 @@ def main(argv=None) -> int:
     parser.add_argument("--dashboard-only", action="store_true", help="only time the dashboard")
     parser.add_argument("--dataset", default="mnist-5k", help="dashboard dataset (default mnist-5k)")
     parser.add_argument("--epsilon", type=float, default=2.0, help="the dashboard re-run's new ε (default 2)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="dashboard steps (default: the quickstart's DASHBOARD_STEPS, half the library default)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:  # inside a worker process: do one thing, print one JSON line
         kind, *rest = args.worker
-        result = worker_notebook(rest[0]) if kind == "notebook" else worker_dashboard(rest[0], float(rest[1]))
+        result = (worker_notebook(rest[0]) if kind == "notebook"
+                  else worker_dashboard(rest[0], float(rest[1]), int(rest[2]) or None))
         print(json.dumps(result))
         return 0
 
@@ -172,7 +179,7 @@ def main(argv=None) -> int:
                   f"{verdict}", flush=True)
 
     if not args.no_dashboard:
-        r = _run_worker(["--worker", "dashboard", args.dataset, str(args.epsilon)], env)
+        r = _run_worker(["--worker", "dashboard", args.dataset, str(args.epsilon), str(args.steps)], env)
         results["dashboard"] = r
         if r.get("error"):
             print(f"\ndashboard: ERROR {r['error']}")

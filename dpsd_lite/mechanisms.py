@@ -222,7 +222,7 @@ class SelectiveRR(Mechanism):
             prior = torch.full((B, K), 1.0 / K, device=teacher_logits.device)
         mask, k = select_rr_classes(prior, self.epsilon, self.k_min)
         weights = rr_output_distribution(y, mask, k, self.epsilon)
-        u = torch.rand((B, 1), generator=generator, device="cpu").to(weights.device)
+        u = 1.0 - torch.rand((B, 1), generator=generator, device="cpu").to(weights.device)  # in (0, 1]
         labels = (weights.cumsum(1) < u * weights.sum(1, keepdim=True)).sum(1).clamp_max(K - 1)
         return Release("rr", mask=mask, labels=labels, extra={"k": k})
 

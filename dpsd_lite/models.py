@@ -115,7 +115,7 @@ class Generator(nn.Module):
         flat = a.flatten(1)
         n = flat.shape[1]
         if ink_scale is None:
-            ink_scale = 2.0 ** (torch.rand(flat.shape[0], 1, device=flat.device) * 2 - 1)
+            ink_scale = draw_ink_scale(flat.shape[0]).to(flat.device)
         frac = (self.ink * ink_scale).clamp(1.0 / n, 1.0)
         idx = ((1 - frac) * (n - 1)).round().long()
         thr = flat.detach().sort(dim=1).values.gather(1, idx)
@@ -125,9 +125,18 @@ class Generator(nn.Module):
         return torch.tanh(self.sharpness * (flat - thr) / scale).view_as(a)
 
     def sample(self, n, generator=None, device="cpu", classes=None):
-        """Draw n synthetic images (and the classes they were asked for), without gradients."""
+        """Draw n synthetic images (and the classes they were asked for), without gradients.
+
+        Every random choice (z, classes, stroke weight) comes from ``generator``.
+        """
         z = torch.randn(n, self.nz, generator=generator).to(device)
         if classes is None:
-            classes = torch.randint(0, self.num_classes, (n,), generator=generator).to(device)
+            classes = torch.randint(0, self.num_classes, (n,), generator=generator)
+        ink_scale = draw_ink_scale(n, generator).to(device)
         with torch.no_grad():
-            return self(z, classes), classes
+            return self(z, classes.to(device), ink_scale), classes.to(device)
+
+
+def draw_ink_scale(n, generator=None):
+    """Per-image stroke-weight factor in [1/2, 2] (log-uniform), n×1."""
+    return 2.0 ** (torch.rand(n, 1, generator=generator) * 2 - 1)

@@ -252,16 +252,26 @@ def plot_accuracy_vs_epsilon(rows, path=None) -> Figure:
 
 
 def plot_histograms(series: dict, xlabel: str, title: str | None = None, bins: int = 40, ax=None,
-                    value_range=None, ylabel: str = "share of answers (%)") -> Figure:
-    """Overlaid histograms, one per entry of ``series`` ({legend name: 1-D values}), in percent."""
+                    value_range=None, ylabel: str = "share of answers (%)", log_scale: bool = False) -> Figure:
+    """Overlaid histograms, one per entry of ``series`` ({legend name: 1-D values}), in percent.
+
+    ``log_scale=True`` uses logarithmic bins and x axis, for positive values
+    spread over orders of magnitude (e.g. losses of a confident model).
+    """
     fig, ax = _axes(ax)
     arrays = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=float).ravel()
               for k, v in series.items()}
+    if log_scale:
+        arrays = {k: np.maximum(a, 1e-12) for k, a in arrays.items()}
     if value_range is None:
         lo = min(float(a.min()) for a in arrays.values() if a.size)
         hi = max(float(a.max()) for a in arrays.values() if a.size)
         value_range = (lo, hi if hi > lo else lo + 1.0)
-    edges = np.linspace(value_range[0], value_range[1], bins + 1)
+    if log_scale:
+        edges = np.logspace(np.log10(value_range[0]), np.log10(value_range[1]), bins + 1)
+        ax.set_xscale("log")
+    else:
+        edges = np.linspace(value_range[0], value_range[1], bins + 1)
     for name, a in arrays.items():
         a = np.clip(a, value_range[0], value_range[1])
         weights = np.full(a.shape, 100.0 / max(1, a.size))

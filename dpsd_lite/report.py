@@ -30,10 +30,10 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None) -> dict:
                        "accountant": "none"})
         return report
     report.update({k: v for k, v in desc.items() if k not in ("mode", "mechanism")})
-    report["accountant"] = desc.pop("calibration")
+    report["accountant"] = desc.get("accountant", desc.get("calibration"))
     report.pop("calibration", None)
-    report["composition"] = "none needed: each teacher answer enters exactly one release"
-    report["unit_of_privacy"] = UNIT_PER_QUERY
+    report["composition"] = desc.get("composition", "none needed: each teacher answer enters exactly one release")
+    report["unit_of_privacy"] = desc.get("unit_of_privacy", UNIT_PER_QUERY)
     if config is not None and desc["mode"] in ("rr", "label"):
         report["prior"] = (
             f"the student's own prediction, mixed with uniform (weight {config.prior_smoothing}); "
@@ -49,7 +49,9 @@ def format_report(report: dict) -> str:
                 f"teacher queries: {report['teacher_queries']:,}\n"
                 f"unit of privacy: {report['unit_of_privacy']}")
     lines = [f"noise mode: {report['noise_mode']} — {report['mechanism']}",
-             f"epsilon = {report['epsilon']:g} per teacher answer, delta = {report['delta']:g}"]
+             f"epsilon = {report['epsilon']:g} "
+             f"{'per private training record' if report.get('unit') == 'record' else 'per teacher answer'}, "
+             f"delta = {report['delta']:g}"]
     if "noise_multiplier" in report:
         lines.append(f"noise multiplier sigma = {report['noise_multiplier']:.4f} "
                      f"(noise std {report['noise_std']:.4f}, L2 sensitivity {report['l2_sensitivity']:.4f})")

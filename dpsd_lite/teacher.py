@@ -41,14 +41,15 @@ class TrainedTeacher:
     path: str | None = None
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random shifts of up to 1/8 of the image and ±10° rotations, batched (one affine grid)."""
     B = x.shape[0]
     angle = (torch.rand(B, generator=gen) * 2 - 1) * (10 * torch.pi / 180)
     shift = (torch.rand(B, 2, generator=gen) * 2 - 1) * 0.25
     cos, sin = angle.cos(), angle.sin()
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    theta = theta.to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # pad with the background value (-1 after our normalisation)
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
@@ -68,7 +69,7 @@ def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: in
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
-            x = _augment(data.x_private[idx], gen).to(device)
+            x = augment_images(data.x_private[idx], gen).to(device)
             loss = F.cross_entropy(model(x), data.y_private[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -35,8 +35,8 @@ from .accounting import check_delta, check_epsilon
 from .data import DATASETS, DataSplits, load_dataset
 from .errors import DpsdError
 from .mechanisms import NOISE_MODES, Mechanism, make_mechanism
-from .models import Generator, Student
-from .teacher import TEACHER_EPOCHS, TrainedTeacher, get_teacher
+from .models import Generator, Student, draw_ink_scale
+from .teacher import TEACHER_EPOCHS, TrainedTeacher, augment_images, get_teacher
 from .utils import accuracy, resolve_device, seed_everything
 
 
@@ -61,7 +61,7 @@ class TranscribeConfig:
     delta: float = 1e-5  # for the Gaussian modes (label, data); rr is pure ε-DP
     steps: int = 300  # generator iterations
     student_steps: int = 2  # student steps (fresh query batches) per generator step
-    batch_size: int = 256  # synthetic queries per student step
+    batch_size: int = 128  # synthetic queries per student step
     lr_student: float = 2e-3
     lr_generator: float = 1e-3
     warmup_fraction: float = 0.3  # share of steps with a uniform prior (k = K)
@@ -69,8 +69,9 @@ class TranscribeConfig:
     top_k: int = 2  # label: classes kept after warm-up
     clip_norm: float = 1.0  # data: C
     prior_smoothing: float = 0.1  # mix the student's prior with uniform: (1-λ)·p + λ/K
+    augment: bool = False  # random shifts/rotations of the synthetic queries (no privacy cost)
     diversity_weight: float = 1.0  # generator: mode seeking between same-class pairs
-    disagreement_weight: float = 1.0  # generator: weight of the twin students' disagreement (0: no twin)
+    disagreement_weight: float = 0.0  # generator: weight of the twin students' disagreement (0: no twin)
     ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
     nz: int = 64
     seed: int = 0
@@ -145,9 +146,9 @@ class TranscriptionResult:
     def summary(self) -> dict:
         return {
             "dataset": self.config.dataset,
-            "noise_mode": self.config.noise_mode,
-            "epsilon": self.config.epsilon if self.config.noise_mode != "none" else math.inf,
-            "delta": self.config.delta,
+            "noise_mode": self.privacy.get("noise_mode", self.config.noise_mode),
+            "epsilon": self.privacy.get("epsilon", math.inf),  # what the mechanism claims
+            "delta": self.privacy.get("delta"),  # rr: 0 (pure DP); none: None
             "student_accuracy": self.student_accuracy,
             "teacher_accuracy": self.teacher_accuracy,
             "ratio_to_teacher": self.student_accuracy / self.teacher_accuracy,
@@ -163,7 +164,8 @@ def _prior(student_logits: torch.Tensor, smoothing: float) -> torch.Tensor:
 
 def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None = None,
                teacher: TrainedTeacher | None = None, callbacks: dict | None = None,
-               cache_dir: str | None = None, **overrides) -> TranscriptionResult:
+               cache_dir: str | None = None, mechanism: Mechanism | None = None,
+               **overrides) -> TranscriptionResult:
     """Transcribe the teacher into a student through the chosen noise mode.
 
     ``transcribe(epsilon=1, noise_mode="rr")`` works on the embedded default
@@ -182,8 +184,9 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         p.requires_grad_(False)
 
     gen = seed_everything(config.seed)
-    mech = make_mechanism(config.noise_mode, config.epsilon, config.delta, top_k=config.top_k,
-                          k_min=config.k_min, clip_norm=config.clip_norm)
+    mech = mechanism if mechanism is not None else make_mechanism(
+        config.noise_mode, config.epsilon, config.delta, top_k=config.top_k, k_min=config.k_min,
+        clip_norm=config.clip_norm)
     K = data.num_classes
     ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
     student = Student(data.image_shape, K).to(device)
@@ -207,7 +210,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     def draw():
         z = torch.randn(B, config.nz, generator=gen).to(device)
         c = torch.randint(0, K, ((B + 1) // 2,), generator=gen).repeat(2)[:B].to(device)  # pairs share a class
-        ink_scale = (2.0 ** (torch.rand(B, 1, generator=gen) * 2 - 1)).to(device)
+        ink_scale = draw_ink_scale(B, gen).to(device)
         return z, c, ink_scale
 
     def evaluate():
@@ -229,6 +232,8 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             z, c, ink_scale = draw()
             with torch.no_grad():
                 x = generator(z, c, ink_scale)
+                if config.augment:  # random shifts/rotations widen the queries around each image
+                    x = augment_images(x, gen)
                 teacher_logits = teacher_model(x)
             s = student(x)
             prior = _prior(s, config.prior_smoothing) if use_prior else None
@@ -246,7 +251,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         for m in students:
             m.eval()
             m.requires_grad_(False)
-        x = generator(z, c, ink_scale)  # the last student batch again: its release still applies
+        x = generator(z, c, ink_scale)  # the last student batch's images, before augmentation
         s = student(x)
         loss_g = F.cross_entropy(s, c)
         if config.diversity_weight:

@@ -55,6 +55,7 @@ DATASET = "digits" if FAST else "mnist-5k"
 NOISE_MODE = "rr"  # none | label | rr | data
 EPSILON = 10.0  # per teacher answer (see the privacy report below)
 STEPS = 20 if FAST else TranscribeConfig().steps
+DASHBOARD_STEPS = 10 if FAST else TranscribeConfig().steps // 2  # shorter runs: each answers in well under a minute
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DEVICE = "cpu"  # the notebooks are sized for a laptop CPU; "auto" picks a GPU if there is one
@@ -140,9 +141,11 @@ plots.image_grid(data.x_heldout[:32], classes=data.y_heldout[:32], labels=predic
 # learnt. Each run adds a row to the table and a point to the
 # accuracy-vs-ε plot, so the privacy/utility trade-off builds up as you go.
 # The teacher above is reused, so each run costs only the transcription.
+# Dashboard runs start at `DASHBOARD_STEPS`, half the steps of the run above,
+# so that each answers quickly; move the steps slider up for the full result.
 
 # %%
-dashboard = Dashboard(config, data=data, teacher=teacher)
+dashboard = Dashboard(config.replace(steps=DASHBOARD_STEPS), data=data, teacher=teacher)
 dashboard
 
 # %% [markdown]

@@ -1,0 +1,116 @@
+"""Benchmark of the engine (issue: the dpsd_lite engine), rerunnable by anyone.
+
+Prints, on the embedded default data (mnist-5k unless --dataset says otherwise):
+
+1. wall time and peak memory of *teacher training + one transcription at ε = 10*
+   from a cold cache, and of a *second transcription with the teacher cached*
+   (each measured in a fresh subprocess, so peak RSS is that job's alone);
+2. held-out accuracy of the student in every noise mode at ε ∈ {0.5, 1, 2, 5, 10}
+   (δ = 1e-5; per-teacher-answer accounting, as the privacy reports say), beside
+   the teacher's, and the targets: student ≥ 98% of the teacher at ε = 10 and
+   ≥ 95% at ε = 1 in the better of label and rr.
+
+    python benchmarks/transcription_benchmark.py            # full (about 15 min on 2 cores)
+    python benchmarks/transcription_benchmark.py --fast     # a smoke run (digits, few steps)
+
+Results are also written as JSON and CSV next to this script (benchmarks/results/).
+Accuracy is measured on the held-out split only; nothing is tuned on it here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+JOB = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+from dpsd_lite.transcribe import transcribe
+r = transcribe(dataset=sys.argv[1], noise_mode="rr", epsilon=10.0, delta=1e-5, device="cpu",
+               **json.loads(sys.argv[2]))
+print(json.dumps({"wall_seconds": time.perf_counter() - t0, "loop_seconds": r.elapsed,
+                  "teacher_cached": r.teacher.cached, "teacher_accuracy": r.teacher_accuracy,
+                  "student_accuracy": r.student_accuracy,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def timed_job(dataset, overrides, cache_dir, threads):
+    env = dict(os.environ, DPSD_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", JOB, dataset, json.dumps(overrides), str(threads)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="mnist-5k")
+    ap.add_argument("--fast", action="store_true", help="smoke run: digits, few steps")
+    ap.add_argument("--epsilons", default="0.5,1,2,5,10")
+    ap.add_argument("--modes", default="none,label,rr,data")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-timing", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from dpsd_lite.sweep import format_table, run_sweep, write_csv
+
+    dataset = "digits" if args.fast else args.dataset
+    overrides = {"steps": 30, "teacher_epochs": 3} if args.fast else {}
+    overrides["seed"] = args.seed
+    results = {"dataset": dataset, "overrides": overrides, "threads": args.threads}
+    print(f"dpsd_lite engine benchmark — dataset {dataset}, {args.threads} thread(s), "
+          f"{os.cpu_count()} CPU(s), torch {torch.__version__}")
+
+    if not args.skip_timing:
+        with tempfile.TemporaryDirectory() as cache:
+            cold = timed_job(dataset, overrides, cache, args.threads)
+            warm = timed_job(dataset, overrides, cache, args.threads)
+        results["cold"], results["warm"] = cold, warm
+        print(f"teacher training + transcription (rr, eps=10), cold cache: {cold['wall_seconds']:.1f} s wall, "
+              f"peak RSS {cold['peak_rss_mb']:.0f} MB  [target <= 90 s, < 1536 MB]")
+        print(f"second transcription, teacher cached:               {warm['wall_seconds']:.1f} s wall "
+              f"(loop {warm['loop_seconds']:.1f} s), peak RSS {warm['peak_rss_mb']:.0f} MB  [target <= 45 s]")
+
+    epsilons = [float(e) for e in args.epsilons.split(",")]
+    modes = args.modes.split(",")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        rows = run_sweep(epsilons, modes, dataset=dataset, device="cpu", cache_dir=cache, **overrides)
+    results["rows"] = rows
+    print(f"\naccuracy on the held-out split (delta = 1e-5; epsilon per teacher answer), "
+          f"{time.perf_counter() - t0:.0f} s in all:")
+    print(format_table(rows))
+
+    def best_ratio(eps):
+        cands = [r["ratio_to_teacher"] for r in rows if r["noise_mode"] in ("label", "rr") and r["epsilon"] == eps]
+        return max(cands) if cands else float("nan")
+
+    for eps, target in ((10.0, 0.98), (1.0, 0.95)):
+        ratio = best_ratio(eps)
+        verdict = "met" if ratio >= target else "NOT met"
+        print(f"target at eps={eps:g}: student/teacher >= {target:.0%} in the better of label and rr: "
+              f"{ratio:.1%} -> {verdict}")
+
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    stem = os.path.join(HERE, "results", f"transcription-{dataset}")
+    with open(stem + ".json", "w") as fh:
+        json.dump(results, fh, indent=2, default=str)
+    write_csv(rows, stem + ".csv")
+    print(f"\nwritten: {stem}.json, {stem}.csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""The quickstart in a real JupyterLab, in a real Chromium, used the way a learner uses it.
+
+One scenario in steps that share one browser tab (a failed step skips the
+later ones, which need its page state):
+
+1. open ``01_quickstart.ipynb``, Run ▸ Run All Cells (fast mode), wait for the
+   dashboard; no cell may raise and no widget may fail to render;
+2. drag the ε slider's handle and fine-tune it with the arrow keys to ε = 1,
+   switch the noise mode in the dropdown (through ``none``, which greys the
+   slider out: a round trip through the kernel), click Run; while it runs the
+   progress bar fills, Run is disabled and Stop enabled, and the live curve
+   appears; when it ends the status reads the student's accuracy, the runs
+   table has the row (mode, ε), and the accuracy curve, synthetic-image grid
+   and accuracy-vs-ε plot are non-blank images;
+3. the dashboard still responds after a run: the slider moves again, a second
+   Run adds a second row with the new ε;
+4. save, reload the page: the widgets come back from the kernel with their
+   state (slider position, mode, both rows, the images) and still respond.
+
+Screenshots of each step go to the artifacts folder (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.scenario]
+
+NOTEBOOK = "01_quickstart.ipynb"
+RUN_ALL_TIMEOUT = 300  # s: fast mode trains a digits teacher and runs a few transcriptions
+RUN_TIMEOUT = 180  # s: one dashboard run in fast mode (seconds when the machine is quiet)
+
+EPS_FIRST = 1.0  # ε the learner sets before the first run
+EPS_SECOND = 10 ** 0.5  # and before the second: ten presses of → (0.05 in log10 each) from ε = 1
+MODE_FIRST = "label"  # the notebook starts on rr: the dropdown must really change it
+MODE_SECOND = "data"
+
+# ---------------------------------------------------------------------------
+# where things are in the page
+# ---------------------------------------------------------------------------
+DASHBOARD = ".jp-OutputArea-output:has(.widget-html-content b:text-is('dpsd_lite dashboard'))"
+MONITOR = ".widget-vbox:has(> .widget-hbox > .widget-hprogress)"
+
+# Reads an <img> back through a canvas: its size and how much of it is not white
+# (a blank plot is all white, or transparent).
+IMAGE_STATS_JS = """
+async (img) => {
+  if (!img.complete) { await new Promise(r => { img.onload = r; img.onerror = r; }); }
+  const w = img.naturalWidth, h = img.naturalHeight;
+  const out = {naturalWidth: w, naturalHeight: h, width: img.clientWidth, height: img.clientHeight, ink: 0};
+  if (!w || !h) return out;
+  const c = document.createElement('canvas'); c.width = w; c.height = h;
+  const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, w, h).data;
+  let ink = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] > 16 && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) ink++;
+  }
+  out.ink = ink / (w * h);
+  return out;
+}
+"""
+
+# Records, from the moment it is installed, every state of the Run button, the
+# progress bar, the status line and the live outputs, at every DOM change.
+# Nothing is sampled by the test itself, so a short run cannot slip between two polls.
+RECORDER_JS = """
+(root) => {
+  const q = (s) => root.querySelector(s);
+  const snap = () => {
+    const run = [...root.querySelectorAll('button')].find(b => b.textContent.trim() === 'Run');
+    const stop = [...root.querySelectorAll('button')].find(b => b.textContent.trim() === 'Stop');
+    const bar = q('.widget-hprogress .progress-bar');
+    const status = q('.widget-hprogress + .widget-html .widget-html-content');
+    const slider = q('.widget-slider .noUi-target');
+    const monitorImgs = root.querySelectorAll('%(monitor)s > .widget-hbox:last-child img').length;
+    return {t: performance.now(), runDisabled: run ? run.disabled : null, stopDisabled: stop ? stop.disabled : null,
+            width: bar ? parseFloat(bar.style.width) : null, barClass: bar ? bar.className : null,
+            status: status ? status.textContent : null, monitorImgs,
+            sliderDisabled: slider ? slider.hasAttribute('disabled') : null};
+  };
+  window.__dpsdTimeline = [snap()];
+  if (window.__dpsdObserver) window.__dpsdObserver.disconnect();
+  window.__dpsdObserver = new MutationObserver(() => window.__dpsdTimeline.push(snap()));
+  window.__dpsdObserver.observe(root, {subtree: true, childList: true, attributes: true, characterData: true});
+}
+""".replace("%(monitor)s", MONITOR)
+
+
+class Dash:
+    """The dashboard's controls and views, found inside its cell output."""
+
+    def __init__(self, page):
+        self.page = page
+        self.root = page.locator(DASHBOARD)
+        self.eps = self.root.locator(".widget-slider").filter(has_text="ε per answer")
+        self.eps_handle = self.eps.locator(".noUi-handle")
+        self.eps_track = self.eps.locator(".noUi-base")
+        self.eps_readout = self.eps.locator(".widget-readout")
+        self.eps_target = self.eps.locator(".noUi-target")
+        self.mode = self.root.locator(".widget-dropdown select")
+        self.steps_readout = self.root.locator(".widget-slider").filter(has_text="steps").locator(".widget-readout")
+        self.run = self.root.get_by_role("button", name="Run", exact=True)
+        self.stop = self.root.get_by_role("button", name="Stop", exact=True)
+        self.bar = self.root.locator(".widget-hprogress .progress-bar")
+        self.status = self.root.locator(".widget-hprogress + .widget-html .widget-html-content")
+        monitor_views = self.root.locator(f"{MONITOR} > .widget-hbox:last-child > .widget-output")
+        self.curve = monitor_views.nth(0)
+        self.grid = monitor_views.nth(1)
+        self.table = self.root.locator(".widget-html table")
+        self.tradeoff = self.root.locator(".widget-hbox:has(> .widget-html table) > .widget-output")
+        self.report = self.root.locator(".widget-output").filter(has_text="unit of privacy")
+
+    # -- reading -------------------------------------------------------------
+    def eps_log(self) -> float:
+        return float(self.eps_handle.get_attribute("aria-valuenow"))
+
+    def eps_shown(self) -> float:
+        return float(self.eps_readout.inner_text().strip())
+
+    def mode_shown(self) -> str:
+        return self.mode.evaluate("s => s.options[s.selectedIndex].textContent").replace("\xa0", " ")
+
+    def rows(self) -> list[list[str]]:
+        """The runs table's data rows, cell texts (empty while it says 'no runs yet')."""
+        cells = self.table.locator("tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.textContent.trim()))")
+        return [r for r in cells if len(r) > 1]
+
+    def image_stats(self, view) -> dict:
+        img = view.locator("img")
+        assert img.count() == 1, f"expected one image in the view, found {img.count()}"
+        return img.evaluate(IMAGE_STATS_JS)
+
+    def eps_disabled(self) -> bool:
+        return self.eps_target.get_attribute("disabled") is not None
+
+    # -- doing, as a person would ---------------------------------------------
+    def drag_eps_to(self, epsilon: float) -> None:
+        """Press the mouse on the ε handle, drag it along the track to ε's place, release."""
+        lo = float(self.eps_handle.get_attribute("aria-valuemin"))
+        hi = float(self.eps_handle.get_attribute("aria-valuemax"))
+        self.eps_handle.scroll_into_view_if_needed()
+        handle, track = self.eps_handle.bounding_box(), self.eps_track.bounding_box()
+        x0, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+        x1 = track["x"] + track["width"] * (math.log10(epsilon) - lo) / (hi - lo)
+        mouse = self.page.mouse
+        mouse.move(x0, y)
+        mouse.down()
+        mouse.move(x1, y + 2, steps=12)
+        mouse.up()
+
+    def key_eps_to(self, epsilon: float) -> int:
+        """Focus the ε handle and press ←/→ until it sits on ε exactly; returns the number of key presses."""
+        self.eps_handle.focus()
+        target = math.log10(epsilon)
+        presses = 0
+        for _ in range(80):
+            diff = target - self.eps_log()
+            if abs(diff) < 0.025:  # within half a step (0.05 in log10)
+                return presses
+            self.page.keyboard.press("ArrowRight" if diff > 0 else "ArrowLeft")
+            presses += 1
+        raise AssertionError(f"the ε slider did not reach {epsilon} with the arrow keys (at 10^{self.eps_log()})")
+
+    def choose_mode(self, mode: str) -> None:
+        """Pick the option whose label starts with ``mode:`` in the noise-mode dropdown."""
+        options = self.mode.locator("option").evaluate_all(
+            "os => os.map(o => ({value: o.value, text: o.textContent.replace(/\\u00a0/g, ' ')}))")
+        match = [o for o in options if o["text"].startswith(f"{mode}:")]
+        assert match, f"no noise mode {mode!r} in the dropdown: {[o['text'] for o in options]}"
+        self.mode.select_option(value=match[0]["value"])
+
+
+def _screenshot(page, artifacts, name: str, dash: Dash | None = None) -> None:
+    """The dashboard alone (readable at a glance) and, for context, the whole JupyterLab window."""
+    if dash is not None:
+        dash.root.scroll_into_view_if_needed()
+        dash.root.screenshot(path=str(artifacts / f"{name}.png"), animations="disabled")
+    page.screenshot(path=str(artifacts / f"{name}-window.png"), animations="disabled")
+
+
+def _wait_for_run(page, dash: Dash, n_rows: int, timeout: float = RUN_TIMEOUT) -> list[dict]:
+    """Wait until the run ends (its row appears and Run is enabled again); return the recorded timeline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(dash.rows()) >= n_rows and not dash.run.is_disabled():
+            break
+        status = dash.status.inner_text()
+        assert "error" not in status.lower(), f"the run failed in the dashboard: {status}"
+        page.wait_for_timeout(250)
+    else:
+        raise AssertionError(f"the run did not finish within {timeout} s; status: {dash.status.inner_text()!r}")
+    page.wait_for_timeout(300)  # the last few trait updates (report, trade-off plot) follow the row
+    return page.evaluate("window.__dpsdTimeline")
+
+
+def _assert_images_render(dash: Dash) -> dict:
+    stats = {}
+    for name, view, min_ink in (("live accuracy curve", dash.curve, 0.01),
+                                ("synthetic-image grid", dash.grid, 0.05),
+                                ("accuracy-vs-ε plot", dash.tradeoff, 0.01)):
+        s = dash.image_stats(view)
+        assert s["naturalWidth"] > 100 and s["naturalHeight"] > 100, f"{name}: image too small or broken: {s}"
+        assert s["width"] > 100 and s["height"] > 100, f"{name}: image laid out with (almost) no size: {s}"
+        assert s["ink"] >= min_ink, f"{name}: the image is blank ({100 * s['ink']:.2f}% non-white pixels): {s}"
+        stats[name] = s
+    return stats
+
+
+# ---------------------------------------------------------------------------
+# the scenario
+# ---------------------------------------------------------------------------
+def test_01_quickstart_runs_all_cells_and_shows_the_dashboard(jupyter_lab, browser_page, artifacts):
+    page = browser_page
+    page.goto(jupyter_lab.lab_url(NOTEBOOK) + "&reset")  # reset: a fresh workspace, not a stored layout
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=90_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+    page.keyboard.press("Control+b")  # hide the file browser: more room for the notebook
+    page.locator("#filebrowser").wait_for(state="hidden", timeout=10_000)
+
+    # Run ▸ Run All Cells, through the menu bar
+    page.locator(".lm-MenuBar-item", has_text="Run").click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+    dash = Dash(page)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                          has_text=re.compile("Traceback|Error"))
+    deadline = time.monotonic() + RUN_ALL_TIMEOUT
+    while dash.root.count() == 0:
+        if errors.count():
+            _screenshot(page, artifacts, "01-run-all-error")
+            pytest.fail(f"a cell raised while running the quickstart:\n{errors.first.inner_text()[:3000]}")
+        if time.monotonic() > deadline:
+            _screenshot(page, artifacts, "01-run-all-timeout")
+            pytest.fail(f"the dashboard did not appear within {RUN_ALL_TIMEOUT} s of Run All Cells\n"
+                        f"server log:\n{jupyter_lab.log_tail()}")
+        page.wait_for_timeout(500)
+
+    dash.run.wait_for()
+    assert errors.count() == 0, errors.first.inner_text()[:3000]
+    assert page.get_by_text(re.compile("Error (displaying|rendering) widget")).count() == 0
+    assert not dash.run.is_disabled() and dash.stop.is_disabled()
+    assert dash.rows() == [] and "no runs yet" in dash.table.inner_text()
+    assert dash.mode_shown().startswith("rr:")
+    assert dash.eps_shown() == pytest.approx(10.0)
+    _screenshot(page, artifacts, "01-dashboard-ready", dash)
+
+
+def test_02_slider_dropdown_and_run_button(browser_page, artifacts):
+    page = browser_page
+    dash = Dash(page)
+
+    # ε: drag the handle most of the way, then the arrow keys to land on ε = 1 exactly
+    dash.drag_eps_to(1.3)
+    page.wait_for_timeout(200)
+    dragged = dash.eps_shown()
+    assert dragged < 5.0, f"dragging the ε handle left did not move it (readout {dragged})"
+    dash.key_eps_to(EPS_FIRST)
+    expect_text(dash.eps_readout, EPS_FIRST)
+
+    # mode: through "none" first. The kernel greys ε out for it (an observer in the kernel),
+    # so the slider's disabled state proves the dropdown's change reached the kernel and came back.
+    dash.choose_mode("none")
+    page.wait_for_function("el => el.hasAttribute('disabled')", arg=dash.eps_target.element_handle(), timeout=15_000)
+    dash.choose_mode(MODE_FIRST)
+    page.wait_for_function("el => !el.hasAttribute('disabled')", arg=dash.eps_target.element_handle(),
+                           timeout=15_000)
+    assert dash.mode_shown().startswith(f"{MODE_FIRST}:")
+    _screenshot(page, artifacts, "02-controls-moved", dash)
+
+    # Run, and watch it
+    dash.root.evaluate(RECORDER_JS)
+    steps = int(dash.steps_readout.inner_text())
+    dash.run.click()
+    page.wait_for_function("() => window.__dpsdTimeline.some(s => s.runDisabled && s.width > 0)", timeout=60_000)
+    _screenshot(page, artifacts, "03-during-run", dash)
+    timeline = _wait_for_run(page, dash, n_rows=1)
+
+    running = [s for s in timeline if s["runDisabled"]]
+    assert running, "Run was never disabled: the run did not start (or the button does not reflect it)"
+    assert all(s["stopDisabled"] is False for s in running), "Stop must be enabled while a run is going on"
+    partial = sorted({s["width"] for s in running if 0 < s["width"] < 100})
+    assert partial, f"the progress bar never showed a partial run (widths seen: {sorted({s['width'] for s in timeline})})"
+    assert any(re.search(r"step \d+/%d" % steps, s["status"] or "") for s in running), \
+        "the status line never showed 'step k/N' during the run"
+    assert any(s["monitorImgs"] > 0 for s in running), "no live plot or image grid appeared during the run"
+
+    # the result
+    assert float(dash.bar.evaluate("b => parseFloat(b.style.width)")) == pytest.approx(100.0)
+    assert "progress-bar-success" in dash.bar.get_attribute("class")
+    status = dash.status.inner_text()
+    m = re.search(r"done.*student (\d+\.\d)%.*teacher (\d+\.\d)%", status)
+    assert m, f"the accuracy readout did not update: {status!r}"
+    rows = dash.rows()
+    assert len(rows) == 1, rows
+    assert rows[0][:3] == ["1", MODE_FIRST, "1"], f"the runs table does not show the run as set: {rows[0]}"
+    assert rows[0][4] == str(steps) and rows[0][5] == f"{m.group(1)}%", rows[0]
+    assert "epsilon = 1 per teacher answer" in dash.report.inner_text()
+    _assert_images_render(dash)
+    assert not dash.run.is_disabled() and dash.stop.is_disabled()
+    _screenshot(page, artifacts, "04-after-first-run", dash)
+
+
+def test_03_dashboard_still_responds_after_a_run(browser_page, artifacts):
+    page = browser_page
+    dash = Dash(page)
+    assert not dash.eps_disabled(), "the ε slider is still disabled after the run"
+
+    before = dash.eps_log()
+    dash.key_eps_to(EPS_SECOND)
+    assert dash.eps_log() == pytest.approx(before + 0.5, abs=1e-6), "the ε slider did not respond to the keys"
+    expect_text(dash.eps_readout, EPS_SECOND)
+    dash.choose_mode(MODE_SECOND)
+
+    dash.root.evaluate(RECORDER_JS)
+    dash.run.click()
+    timeline = _wait_for_run(page, dash, n_rows=2)
+    assert any(s["runDisabled"] for s in timeline), "the second click on Run started nothing"
+    rows = dash.rows()
+    assert len(rows) == 2, rows
+    assert rows[1][:3] == ["2", MODE_SECOND, "3.16"], f"the second run's row does not show the new settings: {rows[1]}"
+    assert rows[0][:3] == ["1", MODE_FIRST, "1"], "the first run's row changed"
+    assert re.search(r"done.*student \d+\.\d%", dash.status.inner_text())
+    _assert_images_render(dash)
+    assert not dash.eps_disabled()
+    _screenshot(page, artifacts, "05-after-second-run", dash)
+
+
+def test_04_widget_state_survives_a_page_reload(browser_page, artifacts):
+    """Save, reload: the views come back from the live kernel with their state, and still work."""
+    page = browser_page
+    dash = Dash(page)
+    before_rows = dash.rows()
+    before_mode = dash.mode_shown()
+
+    page.locator(".jp-NotebookPanel .jp-Notebook").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    page.locator(".jp-mod-current.jp-mod-dirty").wait_for(state="detached", timeout=30_000)
+
+    page.reload()
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=90_000)
+    dash = Dash(page)
+    # the dashboard is at the end of the notebook: bring it into view, it renders when it is shown
+    page.locator(".jp-NotebookPanel .jp-Notebook").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+End")
+    dash.root.wait_for(timeout=60_000)
+    dash.run.wait_for(timeout=60_000)
+    assert page.get_by_text(re.compile("Error (displaying|rendering) widget|model not found")).count() == 0
+
+    assert dash.eps_shown() == pytest.approx(EPS_SECOND, rel=0.01), "the ε slider lost its position"
+    assert dash.mode_shown() == before_mode, "the noise-mode dropdown lost its value"
+    assert dash.rows() == before_rows, "the runs table lost rows"
+    assert re.search(r"done.*student \d+\.\d%", dash.status.inner_text()), "the accuracy readout is gone"
+    _assert_images_render(dash)
+
+    # and the restored views are still wired to the kernel
+    dash.choose_mode("none")
+    page.wait_for_function("el => el.hasAttribute('disabled')", arg=dash.eps_target.element_handle(), timeout=15_000)
+    dash.choose_mode(MODE_SECOND)
+    page.wait_for_function("el => !el.hasAttribute('disabled')", arg=dash.eps_target.element_handle(),
+                           timeout=15_000)
+    _screenshot(page, artifacts, "06-after-reload", dash)
+
+
+def expect_text(readout, epsilon: float) -> None:
+    """The slider's readout shows ``epsilon`` (to its 3 significant digits)."""
+    shown = float(readout.inner_text().strip())
+    assert shown == pytest.approx(epsilon, rel=0.01), f"the ε readout shows {shown}, expected {epsilon}"
