@@ -79,6 +79,8 @@ class Generator(nn.Module):
                  margin=0):
         super().__init__()
         self.ink, self.sharpness, self.margin = ink, sharpness, int(margin)
+        self.architecture = {"image_shape": list(image_shape), "num_classes": num_classes, "nz": nz,
+                             "width": width, "ink": ink, "sharpness": sharpness, "margin": int(margin)}
         c, h, w = _check_shape(image_shape)
         self.nz, self.num_classes, self.image_shape = nz, num_classes, (c, h, w)
         self.init_hw = (h // 4, w // 4)

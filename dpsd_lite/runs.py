@@ -218,15 +218,8 @@ def save_run(result, out_dir, force: bool = False) -> str:
                 "num_classes": num_classes,
                 "class_names": class_names,
                 "student": {"class": type(student).__name__},
-                # the loop builds Generator(image_shape, K, nz=config.nz, ink=ink)
-                # with ink resolved from the dataset; store the resolved values
-                "generator": {
-                    "class": type(generator).__name__,
-                    "nz": int(generator.nz),
-                    "ink": getattr(generator, "ink", None),
-                    "width": getattr(generator, "width", None),
-                    "sharpness": getattr(generator, "sharpness", None),
-                },
+                # every constructor argument, as resolved by the loop (ink, margin from the dataset)
+                "generator": {"class": type(generator).__name__, **generator.architecture},
             },
             "sha256": {fname: _sha256(os.path.join(tmp, fname)) for fname in WEIGHT_FILES},
         }
@@ -370,12 +363,8 @@ def load_run(path, device="cpu") -> LoadedRun:
 
     try:
         student = Student(image_shape, num_classes)
-        gen_kwargs = {"nz": int(gen_arch.get("nz", config.nz)), "ink": gen_arch.get("ink")}
-        if gen_arch.get("width") is not None:
-            gen_kwargs["width"] = int(gen_arch["width"])
+        gen_kwargs = {k: v for k, v in gen_arch.items() if k not in ("class", "image_shape", "num_classes")}
         generator = Generator(image_shape, num_classes, **gen_kwargs)
-        if gen_arch.get("sharpness") is not None and hasattr(generator, "sharpness"):
-            generator.sharpness = float(gen_arch["sharpness"])
     except (TypeError, ValueError) as exc:
         raise RunDirectoryError(
             f"cannot rebuild the networks of {run_dir} (saved by dpsd_lite {meta.get('dpsd_lite_version')}) "

@@ -106,10 +106,8 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
     student.eval()
     images, labels = [], []
     try:
-        # The generator may also draw from torch's global RNG (e.g. its per-image
-        # ink fraction): seed that too, inside a fork so the caller's state is untouched.
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        # Generator.sample draws every random choice from `gen`
+        with torch.no_grad():
             for i in range(0, n, batch_size):
                 c = classes[i : i + batch_size].to(device)
                 x, _ = generator.sample(len(c), generator=gen, device=device, classes=c)

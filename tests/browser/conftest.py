@@ -109,6 +109,12 @@ def pytest_runtest_makereport(item, call):
     if call.excinfo is not None and call.when in ("setup", "call") and item.get_closest_marker("scenario"):
         if not call.excinfo.errisinstance(pytest.skip.Exception):
             _failed_step.setdefault(item.module.__name__, item.name)
+            page = item.funcargs.get("browser_page")
+            if page is not None:  # what the page looked like when the step failed
+                try:
+                    page.screenshot(path=str(ARTIFACTS / f"FAILED-{item.name}.png"), timeout=10_000)
+                except Exception:  # noqa: BLE001 - a failed screenshot must not hide the real failure
+                    pass
 
 
 def pytest_runtest_setup(item):
