@@ -77,11 +77,13 @@ def epsilon_list(text):
 
 def mode_list(text):
     from .mechanisms import NOISE_MODES
+    from .sweep import BASELINES
 
     items = [t for t in text.replace(",", " ").split() if t]
     for m in items:
-        if m not in NOISE_MODES:
-            raise argparse.ArgumentTypeError(f"unknown noise mode {m!r}; choose from {', '.join(NOISE_MODES)}")
+        if m not in NOISE_MODES + BASELINES:
+            raise argparse.ArgumentTypeError(
+                f"unknown noise mode {m!r}; choose from {', '.join(NOISE_MODES + BASELINES)}")
     return items
 
 
@@ -308,7 +310,8 @@ def add_sweep(sub):
     p.add_argument("--epsilons", type=epsilon_list, nargs="+", default=[[0.5, 1.0, 2.0, 5.0, 10.0]],
                    metavar="EPS", help="epsilons, e.g. 1,2,10 or 1 2 10 (default: 0.5,1,2,5,10)")
     p.add_argument("--modes", type=mode_list, nargs="+", default=[["none", "label", "rr", "data"]],
-                   metavar="MODE", help="noise modes, e.g. none,rr (default: all four)")
+                   metavar="MODE", help="noise modes, e.g. none,rr (default: all four); "
+                                        "add dpsgd for the DP-SGD baseline (epsilon per training record)")
     _add_run_args(p)
     p.set_defaults(run=run_sweep_cmd)
 

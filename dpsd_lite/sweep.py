@@ -44,13 +44,14 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     if not modes:
         raise DpsdError("a sweep needs at least one noise mode")
     for mode in modes:
-        if mode not in NOISE_MODES:
-            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(NOISE_MODES)}")
+        if mode not in NOISE_MODES + BASELINES:
+            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(NOISE_MODES + BASELINES)}")
     epsilons = [check_epsilon(e) for e in dict.fromkeys(epsilons)]
     if not epsilons and any(m != "none" for m in modes):
         raise DpsdError("a sweep over private modes needs at least one epsilon")
     # validate the shared settings once (with a private mode, so ε/δ are checked too)
-    config.replace(noise_mode=modes[0], epsilon=epsilons[0] if epsilons else config.epsilon).validate()
+    config.replace(noise_mode=next((m for m in modes if m in NOISE_MODES), "rr"),
+                   epsilon=epsilons[0] if epsilons else config.epsilon).validate()
 
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, download=config.download)
@@ -60,6 +61,9 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
 
     rows = []
     for mode in modes:
+        if mode == "dpsgd":
+            rows.extend(_dpsgd_rows(epsilons, config, data, teacher, on_result))
+            continue
         for eps in ([config.epsilon] if mode == "none" else epsilons):
             result = transcribe(config.replace(noise_mode=mode, epsilon=eps), data=data, teacher=teacher,
                                 callbacks=callbacks)
@@ -81,6 +85,33 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
             rows.append(row)
             if on_result is not None:
                 on_result(row, result)
+    return rows
+
+
+BASELINES = ("dpsgd",)
+
+
+def _dpsgd_rows(epsilons, config, data, teacher, on_result):
+    """DP-SGD baseline: the student's architecture trained on the private split at the same (ε, δ).
+
+    Its ε is per private *training record* (a different, stronger unit than
+    the DPSD modes' per-answer ε); rows say so in ``privacy_unit``.
+    """
+    from .dpsgd import train_dpsgd
+
+    rows = []
+    for eps in epsilons:
+        res = train_dpsgd(data, epsilon=eps, delta=config.delta, seed=config.seed, device=config.device)
+        row = {
+            "dataset": config.dataset, "noise_mode": "dpsgd", "epsilon": eps, "delta": config.delta,
+            "privacy_unit": "per private training record", "student_accuracy": res.heldout_accuracy,
+            "teacher_accuracy": teacher.heldout_accuracy,
+            "ratio_to_teacher": res.heldout_accuracy / teacher.heldout_accuracy,
+            "queries": 0, "steps": config.steps, "seed": config.seed, "seconds": res.seconds,
+        }
+        rows.append(row)
+        if on_result is not None:
+            on_result(row, res)
     return rows
 
 
@@ -106,6 +137,9 @@ def format_table(rows) -> str:
     lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
     lines.append("epsilon is per teacher answer (label/rr/data), not per private training record; "
                  "mode none has no privacy.")
+    if any(r["noise_mode"] == "dpsgd" for r in rows):
+        lines.append("dpsgd: the student's architecture trained on the private split with DP-SGD (Opacus); "
+                     "its epsilon is per private training record.")
     return "\n".join(lines)
 
 
@@ -131,14 +165,16 @@ def plot_sweep(rows, path=None):
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     private = [r for r in rows if r["noise_mode"] != "none"]
-    markers = dict(zip(("label", "rr", "data"), ("o", "s", "^")))
+    markers = dict(zip(("label", "rr", "data", "dpsgd"), ("o", "s", "^", "D")))
     for mode in dict.fromkeys(r["noise_mode"] for r in private):
         by_eps = {}  # repeated (mode, ε) runs, e.g. from a dashboard: plot their mean
         for r in private:
             if r["noise_mode"] == mode:
                 by_eps.setdefault(r["epsilon"], []).append(100 * r["student_accuracy"])
         eps = sorted(by_eps)
-        ax.plot(eps, [sum(by_eps[e]) / len(by_eps[e]) for e in eps], marker=markers.get(mode, "o"), label=mode)
+        label = "DP-SGD (ε per training record)" if mode == "dpsgd" else mode
+        ax.plot(eps, [sum(by_eps[e]) / len(by_eps[e]) for e in eps], marker=markers.get(mode, "o"), label=label,
+                linestyle="--" if mode == "dpsgd" else "-")
     reference = [r["student_accuracy"] for r in rows if r["noise_mode"] == "none"]
     if reference:
         acc = sum(reference) / len(reference)
@@ -150,7 +186,8 @@ def plot_sweep(rows, path=None):
     if not private:
         ax.set_xlim(0.1, 100)
     ax.set_ylim(0, 102)
-    ax.set_xlabel("ε per teacher answer (log scale; per query, not per training record)")
+    ax.set_xlabel("ε per teacher answer (log scale; per query, not per training record)"
+                  + ("; DP-SGD: per record" if any(r["noise_mode"] == "dpsgd" for r in rows) else ""))
     ax.set_ylabel("student held-out accuracy (%)")
     if rows:
         def same(key):

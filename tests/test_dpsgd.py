@@ -59,3 +59,22 @@ def test_report_names_epsilon_delta_and_record_unit(dpsgd_run):
 def test_bad_input_is_one_clear_error(digits, kwargs):
     with pytest.raises(DpsdError):
         train_dpsgd(digits, device="cpu", **kwargs)
+
+
+def test_sweep_puts_dpsgd_beside_the_dpsd_modes(digits, digits_teacher, tmp_path):
+    """`dpsd-lite sweep --modes rr,dpsgd` reports DP-SGD rows with their record-level unit, in table and plot."""
+    from dpsd_lite.sweep import format_table, plot_sweep, run_sweep
+
+    rows = run_sweep([4.0], ["rr", "dpsgd"], dataset="digits", data=digits, teacher=digits_teacher,
+                     steps=4, batch_size=32, eval_every=4, device="cpu", teacher_epochs=3)
+    by_mode = {r["noise_mode"]: r for r in rows}
+    assert set(by_mode) == {"rr", "dpsgd"}
+    assert by_mode["dpsgd"]["privacy_unit"] == "per private training record"
+    assert by_mode["rr"]["privacy_unit"] == "per teacher answer"
+    assert by_mode["dpsgd"]["epsilon"] == 4.0 and by_mode["dpsgd"]["queries"] == 0
+    assert by_mode["dpsgd"]["student_accuracy"] > 0.3  # DP-SGD at eps=4 learns digits well above chance
+    assert "per private training record" in format_table(rows)
+    fig = plot_sweep(rows, tmp_path / "plot.png")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("DP-SGD" in t and "record" in t for t in labels)
+    assert (tmp_path / "plot.png").stat().st_size > 0

@@ -295,7 +295,7 @@ def browser_context(tmp_path_factory, artifacts):
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1440, "height": 1200}, device_scale_factor=1, locale="en-US",
+            viewport={"width": 1400, "height": 1800}, device_scale_factor=1, locale="en-US",
             timezone_id="UTC", reduced_motion="reduce")
         context.set_default_timeout(30_000)
 

@@ -34,10 +34,14 @@ NOTEBOOK = "01_quickstart.ipynb"
 RUN_ALL_TIMEOUT = 300  # s: fast mode trains a digits teacher and runs a few transcriptions
 RUN_TIMEOUT = 180  # s: one dashboard run in fast mode (seconds when the machine is quiet)
 
-EPS_FIRST = 1.0  # ε the learner sets before the first run
-EPS_SECOND = 10 ** 0.5  # and before the second: ten presses of → (0.05 in log10 each) from ε = 1
+# The learner's two runs. ε values sit on the slider's grid (steps of 0.05 in log10) so the arrow
+# keys can land on them exactly; 60 steps (up from the notebook's 10) give a student clearly above
+# chance in a few seconds, so the screenshots show a meaningful result.
+EPS_FIRST = 10 ** 1.3  # ≈ 20: drag from 10 to about there, then fine-tune with the arrow keys
 MODE_FIRST = "label"  # the notebook starts on rr: the dropdown must really change it
-MODE_SECOND = "data"
+EPS_SECOND = 10 ** 0.5  # ≈ 3.16: sixteen presses of ← from EPS_FIRST
+MODE_SECOND = "rr"
+STEPS = 60
 
 # ---------------------------------------------------------------------------
 # where things are in the page
@@ -103,7 +107,9 @@ class Dash:
         self.eps_readout = self.eps.locator(".widget-readout")
         self.eps_target = self.eps.locator(".noUi-target")
         self.mode = self.root.locator(".widget-dropdown select")
-        self.steps_readout = self.root.locator(".widget-slider").filter(has_text="steps").locator(".widget-readout")
+        steps = self.root.locator(".widget-slider").filter(has_text="steps")
+        self.steps_handle = steps.locator(".noUi-handle")
+        self.steps_readout = steps.locator(".widget-readout")
         # (not get_by_role: the accessible name includes the Font Awesome icon's glyph)
         self.run = self.root.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Run\s*$"))
         self.stop = self.root.locator("button.widget-button").filter(has_text=re.compile(r"^\s*Stop\s*$"))
@@ -167,6 +173,16 @@ class Dash:
             self.page.keyboard.press("ArrowRight" if diff > 0 else "ArrowLeft")
             presses += 1
         raise AssertionError(f"the ε slider did not reach {epsilon} with the arrow keys (at 10^{self.eps_log()})")
+
+    def key_steps_to(self, steps: int) -> None:
+        """Focus the steps handle and press ←/→ (10 steps each) until the readout shows ``steps``."""
+        self.steps_handle.focus()
+        for _ in range(50):
+            now = int(float(self.steps_handle.get_attribute("aria-valuenow")))
+            if now == steps:
+                return
+            self.page.keyboard.press("ArrowRight" if steps > now else "ArrowLeft")
+        raise AssertionError(f"the steps slider did not reach {steps} with the arrow keys")
 
     def choose_mode(self, mode: str) -> None:
         """Pick the option whose label starts with ``mode:`` in the noise-mode dropdown."""
@@ -256,13 +272,16 @@ def test_02_slider_dropdown_and_run_button(browser_page, artifacts):
     page = browser_page
     dash = Dash(page)
 
-    # ε: drag the handle most of the way, then the arrow keys to land on ε = 1 exactly
-    dash.drag_eps_to(1.3)
+    # ε: drag the handle most of the way, then the arrow keys to land on the grid point exactly
+    dash.drag_eps_to(EPS_FIRST * 1.1)
     page.wait_for_timeout(200)
     dragged = dash.eps_shown()
-    assert dragged < 5.0, f"dragging the ε handle left did not move it (readout {dragged})"
-    dash.key_eps_to(EPS_FIRST)
+    assert 12 < dragged < 40, f"dragging the ε handle right did not move it to about {EPS_FIRST:.3g} ({dragged})"
+    presses = dash.key_eps_to(EPS_FIRST)
+    assert presses <= 4, f"the drag landed {presses} arrow-key steps away from where it was aimed"
     expect_text(dash.eps_readout, EPS_FIRST)
+    dash.key_steps_to(STEPS)
+    assert int(dash.steps_readout.inner_text()) == STEPS
 
     # mode: through "none" first. The kernel greys ε out for it (an observer in the kernel),
     # so the slider's disabled state proves the dropdown's change reached the kernel and came back.
@@ -276,7 +295,7 @@ def test_02_slider_dropdown_and_run_button(browser_page, artifacts):
 
     # Run, and watch it
     dash.root.evaluate(RECORDER_JS)
-    steps = int(dash.steps_readout.inner_text())
+    steps = STEPS
     dash.run.click()
     page.wait_for_function("() => window.__dpsdTimeline.some(s => s.runDisabled && s.width > 0)", timeout=60_000)
     _screenshot(page, artifacts, "03-during-run", dash)
@@ -301,9 +320,9 @@ def test_02_slider_dropdown_and_run_button(browser_page, artifacts):
     assert m, f"the accuracy readout did not update: {status!r}"
     rows = dash.rows()
     assert len(rows) == 1, rows
-    assert rows[0][:3] == ["1", MODE_FIRST, "1"], f"the runs table does not show the run as set: {rows[0]}"
+    assert rows[0][:3] == ["1", MODE_FIRST, f"{EPS_FIRST:.3g}"], f"the runs table does not show the run as set: {rows[0]}"
     assert rows[0][4] == str(steps) and rows[0][5] == f"{m.group(1)}%", rows[0]
-    assert "epsilon = 1 per teacher answer" in dash.report.inner_text()
+    assert f"epsilon = {EPS_FIRST:g} per teacher answer" in dash.report.inner_text()
     _assert_images_render(dash)
     assert not dash.run.is_disabled() and dash.stop.is_disabled()
     _screenshot(page, artifacts, "04-after-first-run", dash)
@@ -316,7 +335,7 @@ def test_03_dashboard_still_responds_after_a_run(browser_page, artifacts):
 
     before = dash.eps_log()
     dash.key_eps_to(EPS_SECOND)
-    assert dash.eps_log() == pytest.approx(before + 0.5, abs=1e-6), "the ε slider did not respond to the keys"
+    assert dash.eps_log() == pytest.approx(before - 0.8, abs=1e-6), "the ε slider did not respond to the keys"
     expect_text(dash.eps_readout, EPS_SECOND)
     dash.choose_mode(MODE_SECOND)
 
@@ -327,7 +346,8 @@ def test_03_dashboard_still_responds_after_a_run(browser_page, artifacts):
     rows = dash.rows()
     assert len(rows) == 2, rows
     assert rows[1][:3] == ["2", MODE_SECOND, "3.16"], f"the second run's row does not show the new settings: {rows[1]}"
-    assert rows[0][:3] == ["1", MODE_FIRST, "1"], "the first run's row changed"
+    assert rows[1][4] == str(STEPS), rows[1]
+    assert rows[0][:3] == ["1", MODE_FIRST, f"{EPS_FIRST:.3g}"], "the first run's row changed"
     assert re.search(r"done.*student \d+\.\d%", dash.status.inner_text())
     _assert_images_render(dash)
     assert not dash.eps_disabled()
