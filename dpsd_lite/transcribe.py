@@ -11,9 +11,18 @@ One iteration (``step``):
    uniform (k = K), so the student earns its prior before it is trusted.
 2. *Generator phase*: the generator takes one step with the student as
    discriminator: it looks for images that the student assigns to the
-   requested class c (the student as auxiliary classifier). In private modes
-   it never sees the teacher's outputs or gradients. In ``none`` mode it also
-   maximises the teacher–student L1 discrepancy, as in DFAD.
+   requested class c (the student as auxiliary classifier), with two
+   same-class images pushed apart (mode seeking) so a class does not collapse
+   to one image; optionally (``disagreement_weight``) a twin student trained
+   on the same releases marks where the student is still unsure. In private
+   modes it never sees the teacher's outputs or gradients. In ``none`` mode it
+   also maximises the teacher–student L1 discrepancy, as in DFAD.
+
+Public priors about the image domain shape the generator's output (see
+:data:`PUBLIC_INK`, :data:`PUBLIC_MARGIN`): strokes lit on a dark background at
+the domain's published mean brightness, inside MNIST's 20×20 box. Without them
+the teacher answers "8" to nearly every early query and the student collapses
+to one class; with them its first answers already cover several classes.
 
 UI code attaches from outside with ``callbacks``: ``on_step_end(state)`` after
 every iteration and ``on_eval(state)`` after every evaluation on the held-out

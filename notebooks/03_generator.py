@@ -61,8 +61,8 @@ config = TranscribeConfig(dataset=DATASET, noise_mode="none", steps=STEPS, batch
 # ## 1. An untrained generator
 #
 # Class-conditional, DAFL/DFAD-style: a linear layer, two upsampling
-# convolution blocks, and an output that lights only the brightest
-# `ink` fraction of pixels. The ink level is a *public* fact about the domain
+# convolution blocks, and an output that lights only the brightest pixels,
+# about an `ink` fraction of them. The ink level is a *public* fact about the domain
 # (MNIST's mean brightness is 0.1307, printed in every tutorial), not a
 # statistic of our private split, so it costs no privacy. Titles:
 # requested class → what the (non-private) teacher says.

@@ -51,8 +51,9 @@ SERVER_START_TIMEOUT = 120  # s; a busy shared machine can take a while to impor
 
 
 def chromium_path() -> str | None:
-    """``$DPSD_CHROMIUM``, else Debian's ``/usr/bin/chromium``, else a ``chromium`` on PATH."""
-    for candidate in (os.environ.get("DPSD_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+    """``$DPSD_CHROMIUM`` if set (and only it), else Debian's ``/usr/bin/chromium``, else a ``chromium`` on PATH."""
+    chosen = os.environ.get("DPSD_CHROMIUM")
+    for candidate in ([chosen] if chosen else ["/usr/bin/chromium", shutil.which("chromium")]):
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -65,7 +66,8 @@ def _missing() -> str | None:
     except ImportError:
         return "the playwright Python package is not installed (run .ci/browser_setup.sh)"
     if chromium_path() is None:
-        return "Chromium is not installed at /usr/bin/chromium (run .ci/browser_setup.sh, or set DPSD_CHROMIUM)"
+        where = os.environ.get("DPSD_CHROMIUM") or "/usr/bin/chromium"
+        return f"Chromium is not installed at {where} (run .ci/browser_setup.sh, or set DPSD_CHROMIUM)"
     try:
         import jupyterlab  # noqa: F401
         import jupyterlab_widgets  # noqa: F401
@@ -83,6 +85,9 @@ _artifacts_used = False
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     global _artifacts_used
+    reason = _missing()
+    if reason:  # before touching the folder: a laptop without Chromium keeps its old screenshots
+        pytest.skip(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):  # screenshots from an earlier run would mislead
         old.unlink()
@@ -107,7 +112,7 @@ _failed_step: dict[str, str] = {}
 
 def pytest_runtest_makereport(item, call):
     if call.excinfo is not None and call.when in ("setup", "call") and item.get_closest_marker("scenario"):
-        if not call.excinfo.errisinstance(pytest.skip.Exception):
+        if not call.excinfo.errisinstance((pytest.skip.Exception, pytest.xfail.Exception)):
             _failed_step.setdefault(item.module.__name__, item.name)
             page = item.funcargs.get("browser_page")
             if page is not None:  # what the page looked like when the step failed
