@@ -63,6 +63,9 @@ def _show_text(output: W.Output, text: str) -> None:
     output.outputs = ({"output_type": "stream", "name": "stdout", "text": text},)
 
 
+_CELL_STYLE = "padding:0 6px;white-space:nowrap"  # runs table: a squeezed cell must not wrap "1e-05" or "4 (stopped)"
+
+
 def _pct(x) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
@@ -315,6 +318,9 @@ class Dashboard:
             self.monitor.on_step_end(state)
 
         def on_result(row, result):
+            done = result.history[-1]["step"] if result.history else 0
+            if done < row["steps"]:  # stopped early: the row tells what ran, the trade-off plot leaves it out
+                row = {**row, "steps": done, "stopped_early": True}
             self.last_result = result
             self.runs.append(row)
 
@@ -339,13 +345,15 @@ class Dashboard:
         from .report import format_report
 
         result, row = self.last_result, self.runs[-1]
-        stopped = " (stopped early)" if result.history and result.history[-1]["step"] < result.config.steps else ""
+        stopped = " (stopped early)" if row.get("stopped_early") else ""
         self.status.value = (f"done{stopped}: student {_pct(result.student_accuracy)} "
                              f"(teacher {_pct(result.teacher_accuracy)}) in {result.elapsed:.0f} s")
         self.progress.bar_style = "success"
         _show_text(self.report_output, format_report(result.privacy) + "\n")
         self.table.value = self._table_html()
-        show_figure(self.tradeoff_output, plots.plot_accuracy_vs_epsilon(self.runs))
+        # a run stopped after a few steps is not a point of the trade-off: it would pull its (mode, ε) mean down
+        show_figure(self.tradeoff_output,
+                    plots.plot_accuracy_vs_epsilon([r for r in self.runs if not r.get("stopped_early")]))
 
     def _table_html(self) -> str:
         head = ("#", "mode", "ε per answer", "δ", "steps", "student acc", "teacher acc", "queries", "seconds")
@@ -353,13 +361,14 @@ class Dashboard:
         for i, r in enumerate(self.runs, 1):
             eps = "∞ (no privacy)" if r["epsilon"] is None or math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
             delta = "—" if r.get("delta") is None else f"{r['delta']:g}"
-            cells = (i, r["noise_mode"], eps, delta, r["steps"], _pct(r["student_accuracy"]),
+            steps = f"{r['steps']} (stopped)" if r.get("stopped_early") else r["steps"]
+            cells = (i, r["noise_mode"], eps, delta, steps, _pct(r["student_accuracy"]),
                      _pct(r["teacher_accuracy"]), f"{r['queries']:,}", f"{r['seconds']:.1f}")
-            rows.append("<tr>" + "".join(f"<td style='padding:0 6px'>{html.escape(str(c))}</td>" for c in cells)
+            rows.append("<tr>" + "".join(f"<td style='{_CELL_STYLE}'>{html.escape(str(c))}</td>" for c in cells)
                         + "</tr>")
         if not rows:
             rows.append(f"<tr><td colspan='{len(head)}'><i>no runs yet: press Run</i></td></tr>")
-        th = "".join(f"<th style='padding:0 6px'>{h}</th>" for h in head)
+        th = "".join(f"<th style='{_CELL_STYLE}'>{h}</th>" for h in head)
         return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 

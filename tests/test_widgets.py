@@ -103,6 +103,8 @@ def test_stop_ends_the_run_early(digits, digits_teacher):
     result = dash.run(wait=True)
     assert result.history[-1]["step"] < 1000
     assert len(dash.runs) == 1 and "stopped early" in dash.status.value
+    assert dash.runs[0]["stopped_early"] and dash.runs[0]["steps"] == result.history[-1]["step"]
+    assert f">{dash.runs[0]['steps']} (stopped)<" in dash.table.value
     assert not dash.run_button.disabled and dash.stop_button.disabled
 
 

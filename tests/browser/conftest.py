@@ -89,8 +89,9 @@ def artifacts() -> Path:
     if reason:  # before touching the folder: a laptop without Chromium keeps its old screenshots
         pytest.skip(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):  # screenshots from an earlier run would mislead
-        old.unlink()
+    for pattern in ("[0-9][0-9]-*.png", "FAILED-*.png", "browser-console.log"):  # this suite's, from an earlier run
+        for old in ARTIFACTS.glob(pattern):
+            old.unlink()
     _artifacts_used = True
     return ARTIFACTS
 
@@ -219,7 +220,9 @@ def _stop_server(lab: JupyterLab) -> None:
                 pass
 
 
-@pytest.fixture(scope="session")
+# Module scope: the server, its kernel and the browser end as soon as the scenario does, not at the
+# end of a whole `python -m pytest` run (they hold over a GB of memory between them).
+@pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory, artifacts):
     reason = _missing()
     if reason:
@@ -288,7 +291,7 @@ def jupyter_lab(tmp_path_factory, artifacts):
 # ---------------------------------------------------------------------------
 # the browser
 # ---------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory, artifacts):
     reason = _missing()
     if reason:
@@ -296,7 +299,7 @@ def browser_context(tmp_path_factory, artifacts):
     from playwright.sync_api import sync_playwright
 
     profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh --user-data-dir
-    console = open(artifacts / "browser-console.log", "w")
+    console = open(artifacts / "browser-console.log", "a")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(profile), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
