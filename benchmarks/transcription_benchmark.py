@@ -88,7 +88,12 @@ def main(argv=None):
     modes = args.modes.split(",")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
-        rows = run_sweep(epsilons, modes, dataset=dataset, device="cpu", cache_dir=cache, **overrides)
+        def on_result(row, result):  # one line per run as it finishes, so a long sweep shows progress
+            print(f"  {row['noise_mode']:>5} eps={row['epsilon']:<4g} student {row['student_accuracy']:.1%} "
+                  f"(teacher {row['teacher_accuracy']:.1%}) in {row['seconds']:.0f} s", flush=True)
+
+        rows = run_sweep(epsilons, modes, dataset=dataset, device="cpu", cache_dir=cache, on_result=on_result,
+                         **overrides)
     results["rows"] = rows
     print(f"\naccuracy on the held-out split (delta = 1e-5; epsilon per teacher answer), "
           f"{time.perf_counter() - t0:.0f} s in all:")
