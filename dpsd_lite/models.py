@@ -121,9 +121,8 @@ class Generator(nn.Module):
         frac = (self.ink * ink_scale).clamp(1.0 / n, 1.0)
         idx = ((1 - frac) * (n - 1)).round().long()
         thr = flat.detach().sort(dim=1).values.gather(1, idx)
-        scale = flat.std(dim=1, keepdim=True).detach().clamp_min(1e-6)
-        if self.margin:
-            scale = a[..., m:-m, m:-m].flatten(1).std(dim=1, keepdim=True).detach().clamp_min(1e-6)
+        drawable = a[..., m:-m, m:-m].flatten(1) if self.margin else flat  # spread of the drawable area
+        scale = drawable.std(dim=1, keepdim=True).detach().clamp_min(1e-6)
         return torch.tanh(self.sharpness * (flat - thr) / scale).view_as(a)
 
     def sample(self, n, generator=None, device="cpu", classes=None):

@@ -31,7 +31,6 @@ split. Callbacks may set ``state.stop = True`` to end the run early.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -39,7 +38,6 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 import torch.nn.functional as F
 
-from . import __version__
 from .accounting import check_delta, check_epsilon
 from .data import DATASETS, DataSplits, load_dataset
 from .errors import DpsdError
