@@ -170,7 +170,7 @@ def _get_part_teacher(part, epochs, batch_size, seed, device, cache_dir) -> Trai
     from .utils import accuracy
 
     key = json.dumps({"data": part.describe(), "epochs": epochs, "seed": seed, "batch_size": batch_size,
-                      "version": __version__, "arch": "Teacher-v1"}, sort_keys=True)
+                      "version": __version__, "arch": "Teacher-v2"}, sort_keys=True)
     path = os.path.join(cache_dir or default_cache_dir(), "teachers",
                         f"{part.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
     if os.path.exists(path):

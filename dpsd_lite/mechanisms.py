@@ -121,6 +121,10 @@ class Mechanism:
     mode = "base"
     private = True
     uses_prior = False
+    # Can the student learn from a release again later (post-processing, no new
+    # query)? Not in ``data`` mode: its release is a gradient at the student's
+    # parameters of that moment.
+    replayable = True
 
     def release(self, teacher_logits, prior=None, student_logits=None, generator=None) -> Release:
         raise NotImplementedError
@@ -278,6 +282,7 @@ class GradientNoise(Mechanism):
     """DPDFD: normalised per-query output gradient plus Gaussian noise."""
 
     mode = "data"
+    replayable = False
 
     def __init__(self, epsilon: float, delta: float, clip_norm: float = 1.0):
         self.epsilon = check_epsilon(epsilon)

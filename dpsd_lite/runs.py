@@ -312,7 +312,7 @@ def load_run(path, device="cpu") -> LoadedRun:
     file, bad JSON, a schema-version mismatch, a checksum mismatch, or weights
     that do not fit the architecture.
     """
-    from .models import Generator, Student
+    from .models import GENERATORS, Student
     from .transcribe import TranscribeConfig
 
     run_dir = os.path.abspath(os.fspath(path))
@@ -364,8 +364,8 @@ def load_run(path, device="cpu") -> LoadedRun:
     try:
         student = Student(image_shape, num_classes)
         gen_kwargs = {k: v for k, v in gen_arch.items() if k not in ("class", "image_shape", "num_classes")}
-        generator = Generator(image_shape, num_classes, **gen_kwargs)
-    except (TypeError, ValueError) as exc:
+        generator = GENERATORS[gen_arch.get("class", "Generator")](image_shape, num_classes, **gen_kwargs)
+    except (TypeError, ValueError, KeyError) as exc:
         raise RunDirectoryError(
             f"cannot rebuild the networks of {run_dir} (saved by dpsd_lite {meta.get('dpsd_lite_version')}) "
             f"with dpsd_lite {__version__}: {exc}"

@@ -83,7 +83,7 @@ def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: in
 
 def _cache_path(data: DataSplits, epochs: int, seed: int, cache_dir: str) -> str:
     key = json.dumps({"data": data.describe(), "epochs": epochs, "seed": seed, "version": __version__,
-                      "arch": "Teacher-v1"}, sort_keys=True)
+                      "arch": "Teacher-v2"}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return os.path.join(cache_dir, "teachers", f"{data.name}-{digest}.pt")
 

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from .accounting import check_delta, check_epsilon
 from .data import DATASETS, DataSplits, load_dataset
 from .errors import DpsdError
-from .mechanisms import NOISE_MODES, Mechanism, make_mechanism
-from .models import Generator, Student, draw_ink_scale
+from .mechanisms import NOISE_MODES, Mechanism, Release, make_mechanism
+from .models import Generator, StrokeGenerator, Student, draw_ink_scale
 from .teacher import TEACHER_EPOCHS, TrainedTeacher, augment_images, get_teacher
 from .utils import accuracy, resolve_device, seed_everything
 
@@ -56,6 +56,25 @@ PUBLIC_INK = {"mnist-5k": 0.1307, "mnist": 0.1307, "fashion-mnist": 0.2860, "dig
 # MNIST's published format: digits are size-normalised into a 20×20 box centred
 # in the 28×28 frame, so a 4-pixel border is always background.
 PUBLIC_MARGIN = {"mnist-5k": 4, "mnist": 4}
+# Handwritten-digit domains are drawn with a pen: the stroke generator's public
+# prior (see :class:`~dpsd_lite.models.StrokeGenerator`), with each domain's
+# published format: MNIST centres digits in a 20×20 box of the 28×28 frame;
+# scikit-learn's digits are 32×32 bitmaps averaged down to 8×8.
+STROKE_FORMAT = {"mnist-5k": {"box": 20 / 28}, "mnist": {"box": 20 / 28},
+                 "digits": {"box": 0.9, "supersample": 4}}
+GENERATOR_KINDS = ("auto", "strokes", "conv")
+
+
+def build_generator(config: "TranscribeConfig", image_shape, num_classes):
+    """The generator a config asks for (``auto``: strokes for digit domains, the conv generator otherwise)."""
+    kind = config.generator
+    if kind == "auto":
+        kind = "strokes" if config.dataset in STROKE_FORMAT and image_shape[0] == 1 else "conv"
+    if kind == "strokes":
+        return StrokeGenerator(image_shape, num_classes, nz=config.nz,
+                               **STROKE_FORMAT.get(config.dataset, {}))
+    ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
+    return Generator(image_shape, num_classes, nz=config.nz, ink=ink, margin=PUBLIC_MARGIN.get(config.dataset, 0))
 
 
 @dataclass
@@ -66,9 +85,12 @@ class TranscribeConfig:
     noise_mode: str = "rr"  # none | label | rr | data
     epsilon: float = 10.0  # per teacher answer (see the privacy report)
     delta: float = 1e-5  # for the Gaussian modes (label, data); rr is pure ε-DP
-    steps: int = 300  # generator iterations
-    student_steps: int = 2  # student steps (fresh query batches) per generator step
-    batch_size: int = 128  # synthetic queries per student step
+    steps: int = 170  # generator iterations
+    student_steps: int = 1  # student steps on fresh query batches per generator step
+    replay_steps: int = 1  # extra student steps per generator step on earlier releases (no new queries)
+    replay_buffer: int = 16384  # how many earlier (query, release) pairs are kept for replay
+    batch_size: int = 256  # synthetic queries per student step
+    generator_batch: int = 64  # images per generator step
     lr_student: float = 2e-3
     lr_generator: float = 1e-3
     warmup_fraction: float = 0.3  # share of steps with a uniform prior (k = K)
@@ -78,7 +100,10 @@ class TranscribeConfig:
     prior_smoothing: float = 0.1  # mix the student's prior with uniform: (1-λ)·p + λ/K
     augment: bool = False  # random shifts/rotations of the synthetic queries (no privacy cost)
     diversity_weight: float = 1.0  # generator: mode seeking between same-class pairs
+    generator_objective: str = "class"  # class: the student must see the requested class; boundary: maximise its entropy
+    anchor_weight: float = 10.0  # strokes: pull the stroke parameters toward the generator's random initial draw
     disagreement_weight: float = 0.0  # generator: weight of the twin students' disagreement (0: no twin)
+    generator: str = "auto"  # strokes | conv | auto (strokes for handwritten digits, conv otherwise)
     ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
     nz: int = 64
     seed: int = 0
@@ -99,12 +124,16 @@ class TranscribeConfig:
             raise DpsdError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.noise_mode not in NOISE_MODES:
             raise DpsdError(f"unknown noise mode {self.noise_mode!r}; choose one of {', '.join(NOISE_MODES)}")
+        if self.generator not in GENERATOR_KINDS:
+            raise DpsdError(f"unknown generator {self.generator!r}; choose one of {', '.join(GENERATOR_KINDS)}")
         if self.noise_mode != "none":
             check_epsilon(self.epsilon)
             check_delta(self.delta)
-        for name in ("steps", "student_steps", "batch_size", "eval_every", "teacher_epochs"):
+        for name in ("steps", "student_steps", "batch_size", "generator_batch", "eval_every", "teacher_epochs"):
             if int(getattr(self, name)) < 1:
                 raise DpsdError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if int(self.replay_steps) < 0 or int(self.replay_buffer) < 0:
+            raise DpsdError("replay_steps and replay_buffer must be non-negative integers")
         if not 0 <= self.warmup_fraction <= 1:
             raise DpsdError(f"warmup_fraction must lie in [0, 1], got {self.warmup_fraction}")
         return self
@@ -164,6 +193,43 @@ class TranscriptionResult:
         }
 
 
+class ReplayBuffer:
+    """A fixed-size ring of earlier (query, release) pairs, kept as preallocated tensors.
+
+    Training on them again is post-processing of the releases: no teacher
+    query, no privacy cost.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity, self.size, self.pos = int(capacity), 0, 0
+        self.x = None
+        self.fields = {}
+
+    def _rows(self, rel: Release) -> dict:
+        out = {name: getattr(rel, name) for name in ("mask", "labels", "values") if getattr(rel, name) is not None}
+        out.update({"extra:" + k: v for k, v in rel.extra.items()})
+        return out
+
+    def add(self, x: torch.Tensor, rel: Release) -> None:
+        rows = self._rows(rel)
+        if self.x is None:
+            self.mode = rel.mode
+            self.x = x.new_empty((self.capacity, *x.shape[1:]))
+            self.fields = {k: v.new_empty((self.capacity, *v.shape[1:])) for k, v in rows.items()}
+        idx = (self.pos + torch.arange(len(x), device=x.device)) % self.capacity
+        self.x[idx] = x
+        for k, v in rows.items():
+            self.fields[k][idx] = v
+        self.pos = (self.pos + len(x)) % self.capacity
+        self.size = min(self.capacity, self.size + len(x))
+
+    def sample(self, n: int, gen: torch.Generator):
+        idx = torch.randint(0, self.size, (n,), generator=gen).to(self.x.device)
+        f = {k: v[idx] for k, v in self.fields.items()}
+        extra = {k[len("extra:"):]: v for k, v in f.items() if k.startswith("extra:")}
+        return self.x[idx], Release(self.mode, f.get("mask"), f.get("labels"), f.get("values"), extra)
+
+
 def _prior(student_logits: torch.Tensor, smoothing: float) -> torch.Tensor:
     K = student_logits.shape[1]
     return (1 - smoothing) * student_logits.detach().softmax(1) + smoothing / K
@@ -195,29 +261,34 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         config.noise_mode, config.epsilon, config.delta, top_k=config.top_k, k_min=config.k_min,
         clip_norm=config.clip_norm)
     K = data.num_classes
-    ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
     student = Student(data.image_shape, K).to(device)
     # A twin student, trained on the same releases, lets the generator find
     # inputs where the students still disagree: a proxy for where the student
     # and the teacher disagree that needs no teacher gradient (DisGUIDE-style).
     twin = Student(data.image_shape, K).to(device) if config.disagreement_weight else None
     students = [m for m in (student, twin) if m is not None]
-    generator = Generator(data.image_shape, K, nz=config.nz, ink=ink,
-                          margin=PUBLIC_MARGIN.get(config.dataset, 0)).to(device)
+    generator = build_generator(config, data.image_shape, K).to(device)
+    anchor = None
+    if config.anchor_weight and isinstance(generator, StrokeGenerator):
+        import copy
+        anchor = copy.deepcopy(generator).requires_grad_(False)
     opt_s = torch.optim.Adam([p for m in students for p in m.parameters()], lr=config.lr_student)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(0.5, 0.999))
     total = config.steps
-    sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, total * config.student_steps)
+    replay = config.replay_steps if (mech.replayable and config.replay_buffer) else 0
+    updates_per_step = config.student_steps + replay
+    sched_s = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, total * updates_per_step)
     warmup_steps = int(round(config.warmup_fraction * total))
 
     state = RunState(config=config, total_steps=total)
     t0 = time.perf_counter()
     B = config.batch_size
+    buffer = ReplayBuffer(config.replay_buffer) if replay else None
 
-    def draw():
-        z = torch.randn(B, config.nz, generator=gen).to(device)
-        c = torch.randint(0, K, ((B + 1) // 2,), generator=gen).repeat(2)[:B].to(device)  # pairs share a class
-        ink_scale = draw_ink_scale(B, gen).to(device)
+    def draw(n):
+        z = torch.randn(n, config.nz, generator=gen).to(device)
+        c = torch.randint(0, K, ((n + 1) // 2,), generator=gen).repeat(2)[:n].to(device)  # pairs share a class
+        ink_scale = draw_ink_scale(n, gen).to(device)
         return z, c, ink_scale
 
     def evaluate():
@@ -229,6 +300,16 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         if "on_eval" in callbacks:
             callbacks["on_eval"](state)
 
+    def student_update(x, release, s=None):
+        loss = mech.student_loss(student(x) if s is None else s, release)
+        if twin is not None:  # post-processing of the same release
+            loss = loss + mech.student_loss(twin(x), release)
+        opt_s.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_s.step()
+        sched_s.step()
+        return loss
+
     for step in range(1, total + 1):
         state.step = step
         use_prior = mech.uses_prior and step > warmup_steps
@@ -236,7 +317,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         for m in students:
             m.train()
         for _ in range(config.student_steps):
-            z, c, ink_scale = draw()
+            z, c, ink_scale = draw(B)
             with torch.no_grad():
                 x = generator(z, c, ink_scale)
                 if config.augment:  # random shifts/rotations widen the queries around each image
@@ -246,27 +327,37 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             prior = _prior(s, config.prior_smoothing) if use_prior else None
             release = mech.release(teacher_logits, prior=prior, student_logits=s.detach(), generator=gen)
             del teacher_logits  # nothing below may read the raw answers
-            loss_s = mech.student_loss(s, release)
-            if twin is not None:  # post-processing of the same release
-                loss_s = loss_s + mech.student_loss(twin(x), release)
-            opt_s.zero_grad(set_to_none=True)
-            loss_s.backward()
-            opt_s.step()
-            sched_s.step()
+            loss_s = student_update(x, release, s)
             state.queries += B
+            xq, cq = x, c
+            if buffer is not None:
+                buffer.add(x, release)
+        # --- replay: more student steps on earlier releases (no teacher, no privacy cost)
+        for _ in range(replay):
+            student_update(*buffer.sample(B, gen))
         # --- generator phase: the student is the discriminator (frozen here)
         for m in students:
             m.eval()
             m.requires_grad_(False)
-        x = generator(z, c, ink_scale)  # the last student batch's images, before augmentation
+        z, c, ink_scale = draw(config.generator_batch)
+        x = generator(z, c, ink_scale)
         s = student(x)
-        loss_g = F.cross_entropy(s, c)
+        if config.generator_objective == "boundary":  # seek where the student is unsure (maximise its entropy)
+            logp = s.log_softmax(1)
+            loss_g = (logp.exp() * logp).sum(1).mean()
+        else:
+            loss_g = F.cross_entropy(s, c)
         if config.diversity_weight:
             # mode seeking: two images asked for the same class should differ
-            h = B // 2
+            h = len(x) // 2
             dx = (x[:h] - x[h : 2 * h]).abs().mean((1, 2, 3))
             dz = (z[:h] - z[h : 2 * h]).abs().mean(1)
             loss_g = loss_g - config.diversity_weight * (dx / dz).mean()
+        if anchor is not None:
+            inp = torch.cat([z, F.one_hot(c, K).to(z.dtype)], 1)
+            with torch.no_grad():
+                o0 = anchor.net(inp)
+            loss_g = loss_g + config.anchor_weight * F.mse_loss(generator.net(inp), o0)
         if twin is not None:
             gap = (s.softmax(1) - twin(x).softmax(1)).abs().sum(1).mean()
             loss_g = loss_g - config.disagreement_weight * gap
@@ -280,7 +371,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
 
         state.student_loss = float(loss_s.detach())
         state.generator_loss = float(loss_g.detach())
-        state.last_images, state.last_classes = x.detach()[:64].cpu(), c[:64].cpu()
+        state.last_images, state.last_classes = xq[:64].cpu(), cq[:64].cpu()
         state.last_labels = release.hard_labels[:64].cpu()
         state.elapsed = time.perf_counter() - t0
         if step % config.eval_every == 0 or step == total:

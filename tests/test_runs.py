@@ -84,7 +84,8 @@ def test_meta_records_versions_checksums_and_results(run_dir, tiny_run):
     assert meta["queries"] == tiny_run.queries and meta["elapsed_seconds"] == tiny_run.elapsed
     assert meta["teacher"]["heldout_accuracy"] == tiny_run.teacher.heldout_accuracy
     assert "private_accuracy" not in json.dumps(meta)  # a statistic of the private split stays out
-    assert meta["architecture"]["generator"]["ink"] == tiny_run.generator.ink
+    gen = tiny_run.generator  # every constructor argument, so load_run rebuilds the same network
+    assert meta["architecture"]["generator"] == {"class": type(gen).__name__, **gen.architecture}
     assert set(meta["sha256"]) == {"student.pt", "generator.pt"}
     assert all(len(h) == 64 for h in meta["sha256"].values())
 

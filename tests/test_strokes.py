@@ -1,0 +1,110 @@
+"""The stroke generator, its anchor to the random initial draw, and replay of earlier releases."""
+
+import pytest
+import torch
+
+from dpsd_lite.mechanisms import Release, make_mechanism
+from dpsd_lite.models import Generator, StrokeGenerator
+from dpsd_lite.transcribe import ReplayBuffer, TranscribeConfig, build_generator, transcribe
+
+
+def test_stroke_images_are_strokes_on_a_dark_background_inside_the_box():
+    torch.manual_seed(0)
+    g = StrokeGenerator((1, 28, 28), 10, box=20 / 28)
+    x, c = g.sample(64, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (64, 1, 28, 28) and c.shape == (64,)
+    assert x.min() >= -1 and x.max() <= 1
+    ink = (x + 1) / 2
+    # sparse: a pen line, not a filled frame; every image has some ink
+    assert 0.02 < ink.mean() < 0.3
+    assert (ink.flatten(1).amax(1) > 0.5).all()
+    # MNIST's 20×20 box: stroke centres stay inside it, only the pen's soft edge reaches the 4-pixel border
+    with torch.no_grad():
+        points, alpha, pen = g.strokes(torch.randn(64, g.nz), c)
+    assert points.abs().max() <= 1 and (alpha[:, 0] == 1).all() and ((pen >= 0.09) & (pen <= 0.16)).all()
+    assert ink[..., 0, :].max() < 0.05 and ink[..., :, 0].max() < 0.05
+
+
+def test_sampling_is_reproducible_from_the_seed():
+    torch.manual_seed(0)
+    g = StrokeGenerator((1, 28, 28), 10)
+    a, ca = g.sample(16, generator=torch.Generator().manual_seed(3))
+    b, cb = g.sample(16, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(ca, cb)
+
+
+def test_renderer_is_differentiable_in_every_parameter():
+    torch.manual_seed(0)
+    g = StrokeGenerator((1, 28, 28), 10)
+    z, c = torch.randn(32, g.nz), torch.arange(32) % 10
+    g(z, c).sum().backward()
+    for name, p in g.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_digits_format_is_supersampled_to_8x8():
+    cfg = TranscribeConfig(dataset="digits")
+    g = build_generator(cfg, (1, 8, 8), 10)
+    assert isinstance(g, StrokeGenerator) and g.supersample == 4
+    x, _ = g.sample(4)
+    assert x.shape == (4, 1, 8, 8)
+
+
+def test_auto_picks_strokes_for_digits_and_conv_for_other_domains():
+    assert isinstance(build_generator(TranscribeConfig(dataset="mnist-5k"), (1, 28, 28), 10), StrokeGenerator)
+    assert isinstance(build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10), Generator)
+    assert isinstance(build_generator(TranscribeConfig(dataset="mnist", generator="conv"), (1, 28, 28), 10), Generator)
+    with pytest.raises(Exception, match="unknown generator"):
+        TranscribeConfig(generator="gan").validate()
+
+
+def _raw_drift(result):
+    """How far the trained generator's stroke parameters moved from a fresh one with the same seed."""
+    torch.manual_seed(result.config.seed)
+    init = build_generator(result.config, result.data.image_shape, result.data.num_classes)
+    z, c = torch.randn(256, init.nz, generator=torch.Generator().manual_seed(1)), torch.arange(256) % 10
+    inp = torch.cat([z, torch.nn.functional.one_hot(c, 10).float()], 1)
+    init.train(), result.generator.train()
+    with torch.no_grad():
+        return (result.generator.net(inp) - init.net(inp)).pow(2).mean().item()
+
+
+def test_the_anchor_keeps_strokes_near_their_random_draw(digits, digits_teacher):
+    common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=20,
+                  batch_size=64, eval_every=20, device="cpu", seed=0, lr_generator=5e-3)
+    free = transcribe(anchor_weight=0.0, **common)
+    anchored = transcribe(anchor_weight=100.0, **common)
+    assert _raw_drift(anchored) < 0.25 * _raw_drift(free)
+
+
+def test_replay_buffer_keeps_rows_aligned_and_wraps():
+    buf = ReplayBuffer(capacity=10)
+    for start in range(0, 25, 5):  # 25 rows into 10 slots
+        ids = torch.arange(start, start + 5)
+        x = ids.float().view(-1, 1, 1, 1).expand(-1, 1, 2, 2).clone()
+        buf.add(x, Release("rr", mask=torch.ones(5, 3, dtype=torch.bool), labels=ids, extra={"k": ids + 100}))
+    assert buf.size == 10
+    x, rel = buf.sample(200, torch.Generator().manual_seed(0))
+    ids = x[:, 0, 0, 0].long()
+    assert torch.equal(rel.labels, ids) and torch.equal(rel.extra["k"], ids + 100)
+    assert set(ids.tolist()) == set(range(15, 25))  # only the newest 10 rows are kept
+
+
+def test_replay_is_off_in_data_mode(digits, digits_teacher):
+    """A data-mode release is a gradient at the student of that moment: it is never replayed."""
+    assert not make_mechanism("data", 1.0, 1e-5).replayable
+    common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="data", epsilon=5, steps=6,
+                  batch_size=32, eval_every=6, device="cpu", seed=0)
+    a = transcribe(replay_steps=0, **common).student.state_dict()
+    b = transcribe(replay_steps=3, **common).student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_replay_changes_training_but_not_the_queries(digits, digits_teacher):
+    common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=6,
+                  batch_size=32, eval_every=6, device="cpu", seed=0)
+    a = transcribe(replay_steps=0, **common)
+    b = transcribe(replay_steps=2, **common)
+    assert a.queries == b.queries == 6 * 32  # replay asks the teacher nothing
+    assert a.privacy["teacher_queries"] == b.privacy["teacher_queries"]
+    assert any(not torch.equal(p, q) for p, q in zip(a.student.parameters(), b.student.parameters()))
