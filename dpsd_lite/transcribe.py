@@ -9,7 +9,11 @@ One iteration (``step``):
    that picks the top-k classes (costs no privacy: the student is
    post-processing of earlier releases). During the warm-up the prior is
    uniform (k = K), so the student earns its prior before it is trusted.
-2. *Generator phase*: the generator takes one step with the student as
+2. *Replay* (``replay_steps`` times): one more student step on a batch of
+   earlier (query, release) pairs from a ring buffer. No teacher query, no
+   privacy cost: it is post-processing of what was already released. Off in
+   ``data`` mode, whose release is a gradient at the student of that moment.
+3. *Generator phase*: the generator takes one step with the student as
    discriminator: it looks for images that the student assigns to the
    requested class c (the student as auxiliary classifier), with two
    same-class images pushed apart (mode seeking) so a class does not collapse
@@ -18,11 +22,16 @@ One iteration (``step``):
    modes it never sees the teacher's outputs or gradients. In ``none`` mode it
    also maximises the teacher–student L1 discrepancy, as in DFAD.
 
-Public priors about the image domain shape the generator's output (see
-:data:`PUBLIC_INK`, :data:`PUBLIC_MARGIN`): strokes lit on a dark background at
-the domain's published mean brightness, inside MNIST's 20×20 box. Without them
-the teacher answers "8" to nearly every early query and the student collapses
-to one class; with them its first answers already cover several classes.
+Public priors about the image domain shape the generator (none is a statistic
+of the private split). For handwritten digits the default generator *draws*:
+its output is one or two pen strokes rendered inside the domain's published
+box (:class:`~dpsd_lite.models.StrokeGenerator`). Its stroke parameters are
+anchored to the generator's own random initial draw (``anchor_weight``):
+without the anchor the student-as-discriminator objective curls the strokes
+into tiny dots whose position encodes the class, and the student learns
+nothing about digits (measured on mnist-5k, rr ε = 10, 150 steps: 22% on the
+private split unanchored vs 86% anchored). Other domains use the conv
+generator with a sparse-ink output (:data:`PUBLIC_INK`, :data:`PUBLIC_MARGIN`).
 
 UI code attaches from outside with ``callbacks``: ``on_step_end(state)`` after
 every iteration and ``on_eval(state)`` after every evaluation on the held-out

@@ -36,9 +36,8 @@ import torch
 
 from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
-from dpsd_lite.models import Generator
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import PUBLIC_INK, TranscribeConfig, transcribe
+from dpsd_lite.transcribe import TranscribeConfig, build_generator, transcribe
 from dpsd_lite.widgets import LiveMonitor
 
 # %% tags=["parameters"]
@@ -60,21 +59,23 @@ config = TranscribeConfig(dataset=DATASET, noise_mode="none", steps=STEPS, batch
 # %% [markdown]
 # ## 1. An untrained generator
 #
-# Class-conditional, DAFL/DFAD-style: a linear layer, two upsampling
-# convolution blocks, and an output that lights only the brightest pixels,
-# about an `ink` fraction of them. The ink level is a *public* fact about the domain
-# (MNIST's mean brightness is 0.1307, printed in every tutorial), not a
-# statistic of our private split, so it costs no privacy. Titles:
-# requested class → what the (non-private) teacher says.
+# Class-conditional and DAFL-style inside (linear layers with BatchNorm and
+# LeakyReLU map the noise z and the requested class to numbers), but for
+# handwritten digits those numbers are not pixels: they are one or two *pen
+# strokes* (start, heading, turns, lengths, pen width) that a differentiable
+# renderer draws inside MNIST's published 20×20 box. "Digits are drawn with a
+# pen, 2–3 pixels wide, in a centred box" is *public* knowledge about the
+# domain, not a statistic of our private split, so it costs no privacy.
+# Titles: requested class → what the (non-private) teacher says.
 
 # %%
 torch.manual_seed(SEED)
-untrained = Generator(data.image_shape, data.num_classes, ink=PUBLIC_INK[DATASET])
+untrained = build_generator(config, data.image_shape, data.num_classes)
 images, classes = untrained.sample(32, generator=torch.Generator().manual_seed(SEED))
 with torch.no_grad():
     teacher_says = teacher.model(images).argmax(1)
 plots.image_grid(images, classes, teacher_says, class_names=data.class_names, label_name="teacher's label",
-                 title="an untrained generator: the teacher sees (almost) nothing it knows")
+                 title="an untrained generator: random strokes, yet the teacher already names many classes")
 
 # %% [markdown]
 # ## 2. Training it through the student
@@ -126,8 +127,10 @@ print("released labels in the last batch, per class:",
 # 2. The generator is rewarded for images the *student* finds easy to
 #    classify. What would go wrong if it only made images that are easy?
 #    (Hint: what does the student then never learn?)
-# 3. Set the ink level far from the public value (e.g. 0.5) by passing
-#    `ink=0.5` to `TranscribeConfig`. What happens to the first images and
-#    to the accuracy curve?
+# 3. Run again with `generator="conv"` (a convolutional generator that
+#    paints pixels) and then with `anchor_weight=0` (strokes free to drift
+#    from their random first draw). What happens to the images and to the
+#    accuracy curve? Why might "the student says c" be an easy target to
+#    fake?
 # 4. The generator never sees a private image. Can its images still reveal
 #    something about the private data? Through which player?

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
 from dpsd_lite.mechanisms import make_mechanism
-from dpsd_lite.models import Generator, Student
+from dpsd_lite.models import Student
 from dpsd_lite.report import format_report
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import PUBLIC_INK, TranscribeConfig, transcribe
+from dpsd_lite.transcribe import TranscribeConfig, build_generator, transcribe
 from dpsd_lite.widgets import LiveMonitor
 
 # %% tags=["parameters"]
@@ -64,7 +64,7 @@ teacher = get_teacher(data, epochs=TEACHER_EPOCHS, seed=SEED, device=DEVICE)
 # %%
 torch.manual_seed(SEED)
 rng = torch.Generator().manual_seed(SEED)
-generator = Generator(data.image_shape, data.num_classes, ink=PUBLIC_INK[DATASET])
+generator = build_generator(TranscribeConfig(dataset=DATASET), data.image_shape, data.num_classes)
 student = Student(data.image_shape, data.num_classes)
 mechanism = make_mechanism(NOISE_MODE, EPSILON, DELTA)
 

