@@ -100,6 +100,7 @@ class TranscribeConfig:
     replay_buffer: int = 16384  # how many earlier (query, release) pairs are kept for replay
     batch_size: int = 256  # synthetic queries per student step
     generator_batch: int = 64  # images per generator step
+    query_pool: int = 1  # candidates drawn per query; the student keeps the ones it is least sure about
     lr_student: float = 2e-3
     lr_generator: float = 1e-3
     warmup_fraction: float = 0.3  # share of steps with a uniform prior (k = K)
@@ -326,11 +327,16 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         for m in students:
             m.train()
         for _ in range(config.student_steps):
-            z, c, ink_scale = draw(B)
+            pool = max(1, int(config.query_pool))
+            z, c, ink_scale = draw(B * pool)
             with torch.no_grad():
                 x = generator(z, c, ink_scale)
                 if config.augment:  # random shifts/rotations widen the queries around each image
                     x = augment_images(x, gen)
+                if pool > 1:  # the student picks the B candidates it is least sure about (no teacher involved)
+                    logp = student(x).log_softmax(1)
+                    keep = (logp.exp() * logp).sum(1).argsort()[:B]
+                    x, c = x[keep], c[keep]
                 teacher_logits = teacher_model(x)
             s = student(x)
             prior = _prior(s, config.prior_smoothing) if use_prior else None

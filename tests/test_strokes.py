@@ -108,3 +108,24 @@ def test_replay_changes_training_but_not_the_queries(digits, digits_teacher):
     assert a.queries == b.queries == 6 * 32  # replay asks the teacher nothing
     assert a.privacy["teacher_queries"] == b.privacy["teacher_queries"]
     assert any(not torch.equal(p, q) for p, q in zip(a.student.parameters(), b.student.parameters()))
+
+
+def test_query_pool_sends_the_teacher_only_the_picked_queries(digits, digits_teacher):
+    """With a pool, the student (not the teacher) picks the B least-sure candidates; the teacher sees B per step."""
+    import dataclasses
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            seen.append(len(x))
+            return self.model(x)
+
+    teacher = dataclasses.replace(digits_teacher, model=Spy(digits_teacher.model))
+    r = transcribe(data=digits, teacher=teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=4,
+                   batch_size=32, query_pool=3, eval_every=4, device="cpu", seed=0)
+    assert seen == [32] * 4 and r.queries == 4 * 32 == r.privacy["teacher_queries"]
