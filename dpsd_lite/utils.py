@@ -41,14 +41,15 @@ def resolve_device(device: str | None = "auto") -> torch.device:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device=None, batch_size: int = 1000) -> float:
-    """Fraction of x that model classifies as y (eval mode, batched)."""
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device=None, batch_size: int = 500) -> float:
+    """Fraction of x that model classifies as y (eval mode, batched, no autograd graph)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct = 0
     for i in range(0, len(x), batch_size):
-        pred = model(x[i : i + batch_size].to(device)).argmax(1).cpu()
+        with torch.no_grad():
+            pred = model(x[i : i + batch_size].to(device)).argmax(1).cpu()
         correct += (pred == y[i : i + batch_size]).sum().item()
     model.train(was_training)
     return correct / max(1, len(x))

@@ -85,8 +85,8 @@ plots.image_grid(data.x_private[::every][:32], classes=data.y_private[::every][:
 # %% [markdown]
 # ## 2. The teacher
 #
-# Trained on the private split. The first call trains it (a minute or two on
-# a CPU for `mnist-5k`) and caches the weights on disk; every later call, in
+# Trained on the private split. The first call trains it (about 20 s on two
+# CPU cores for `mnist-5k`) and caches the weights on disk; every later call, in
 # any notebook or the command line, loads them in a fraction of a second.
 
 # %%

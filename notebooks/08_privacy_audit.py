@@ -47,14 +47,17 @@ DATASET = "digits" if FAST else "mnist-5k"
 EPSILONS = (1.0, 10.0)
 DELTA = 1e-5
 MODES = ("rr",) if FAST else ("label", "rr")  # DPSD noise modes (epsilon per teacher answer)
-STEPS = 10 if FAST else 300  # transcription steps of each DPSD student
+# Full mode is sized to finish in about 5 minutes on 2 CPU cores; the full-size study (50 teachers,
+# 30 DP-SGD epochs, 8 shadow models, 25 minutes) is `python benchmarks/audit_benchmark.py`.
+STEPS = 10 if FAST else 85  # transcription steps of each DPSD student
 BATCH_SIZE = 64 if FAST else 256
 TEACHER_EPOCHS = 3 if FAST else 8
-DPSGD_EPOCHS = 2 if FAST else 30
-ENSEMBLE_TEACHERS = 5 if FAST else 50  # teachers on disjoint partitions of the private split
+DPSGD_EPOCHS = 2 if FAST else 5
+ENSEMBLE_TEACHERS = 5 if FAST else 20  # teachers on disjoint partitions of the private split
+ENSEMBLE_EPOCHS = 3 if FAST else 15
 ENSEMBLE_QUERIES = 128 if FAST else 256  # the ensemble's query budget (every answer costs record-level privacy)
-NUM_SHADOWS = 2 if FAST else 8  # LiRA shadow models, trained on halves of the held-out split
-SHADOW_EPOCHS = 5 if FAST else 30
+NUM_SHADOWS = 2 if FAST else 4  # LiRA shadow models, trained on halves of the held-out split
+SHADOW_EPOCHS = 5 if FAST else 15
 N_BOOT = 50 if FAST else 200  # bootstrap resamples for the confidence intervals
 CANARIES = 10 if FAST else 40  # mislabeled records planted in the private split
 SEED = 0
@@ -106,7 +109,7 @@ settings = StudySettings(
     epsilons=EPSILONS, modes=MODES, delta=DELTA,
     transcribe={"steps": STEPS, "batch_size": BATCH_SIZE}, teacher_epochs=TEACHER_EPOCHS,
     dpsgd={"epochs": DPSGD_EPOCHS, "batch_size": 64 if FAST else 256, "lr": 4e-3},
-    ensemble_teachers=ENSEMBLE_TEACHERS, ensemble_epochs=3 if FAST else None, ensemble_queries=ENSEMBLE_QUERIES,
+    ensemble_teachers=ENSEMBLE_TEACHERS, ensemble_epochs=ENSEMBLE_EPOCHS, ensemble_queries=ENSEMBLE_QUERIES,
     ensemble_finetune_epochs=5 if FAST else 30,
     num_shadows=NUM_SHADOWS, shadow_epochs=SHADOW_EPOCHS, n_boot=N_BOOT, canaries=CANARIES, seed=SEED,
 )
