@@ -72,6 +72,7 @@ PUBLIC_MARGIN = {"mnist-5k": 4, "mnist": 4}
 STROKE_FORMAT = {"mnist-5k": {"box": 20 / 28}, "mnist": {"box": 20 / 28},
                  "digits": {"box": 0.9, "supersample": 4}}
 GENERATOR_KINDS = ("auto", "strokes", "conv")
+GENERATOR_OBJECTIVES = ("class", "boundary")
 
 
 def build_generator(config: "TranscribeConfig", image_shape, num_classes):
@@ -134,6 +135,9 @@ class TranscribeConfig:
             raise DpsdError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.noise_mode not in NOISE_MODES:
             raise DpsdError(f"unknown noise mode {self.noise_mode!r}; choose one of {', '.join(NOISE_MODES)}")
+        if self.generator_objective not in GENERATOR_OBJECTIVES:
+            raise DpsdError(f"unknown generator objective {self.generator_objective!r}; "
+                            f"choose one of {', '.join(GENERATOR_OBJECTIVES)}")
         if self.generator not in GENERATOR_KINDS:
             raise DpsdError(f"unknown generator {self.generator!r}; choose one of {', '.join(GENERATOR_KINDS)}")
         if self.noise_mode != "none":

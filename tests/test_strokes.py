@@ -129,3 +129,13 @@ def test_query_pool_sends_the_teacher_only_the_picked_queries(digits, digits_tea
     r = transcribe(data=digits, teacher=teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=4,
                    batch_size=32, query_pool=3, eval_every=4, device="cpu", seed=0)
     assert seen == [32] * 4 and r.queries == 4 * 32 == r.privacy["teacher_queries"]
+
+
+def test_generator_objectives_are_checked_and_both_train_the_generator(digits, digits_teacher):
+    with pytest.raises(Exception, match="unknown generator objective"):
+        TranscribeConfig(generator_objective="gan").validate()
+    common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=5,
+                  batch_size=32, eval_every=5, device="cpu", seed=0, anchor_weight=0.0, lr_generator=1e-2)
+    for objective in ("class", "boundary"):
+        r = transcribe(generator_objective=objective, **common)
+        assert _raw_drift(r) > 0, objective
