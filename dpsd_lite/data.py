@@ -21,13 +21,13 @@ ever trained or tuned on the held-out split.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import DataUnavailableError, DpsdError
+from .utils import atomic_write
 
 DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
 SPLIT_SEED = 0
@@ -117,12 +117,8 @@ def _mnist_5k_arrays():
     x, y = mnist_data()  # 5,000 × 784 floats in [0, 255] (whole numbers), 500 per class
     x, y = x.astype(np.uint8), y.astype(np.int64)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=x, y=y)
-        os.replace(tmp, path)  # atomic: never a half-written cache file
-    except OSError:
+        atomic_write(path, lambda fh: np.savez(fh, x=x, y=y))
+    except OSError:  # unwritable cache folder: parse again next time
         pass
     return x, y
 

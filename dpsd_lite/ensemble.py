@@ -48,7 +48,7 @@ from .data import DataSplits
 from .errors import DpsdError
 from .mechanisms import Mechanism, Release
 from .models import Teacher
-from .teacher import TEACHER_EPOCHS, TrainedTeacher, train_teacher_model
+from .teacher import TEACHER_EPOCHS, TrainedTeacher, train_teacher_model, write_teacher_cache
 from .utils import resolve_device
 
 __all__ = [
@@ -184,14 +184,7 @@ def _get_part_teacher(part, epochs, batch_size, seed, device, cache_dir) -> Trai
             pass
     model = train_teacher_model(part, epochs=epochs, seed=seed, device=device, batch_size=batch_size)
     held, priv = accuracy(model, part.x_heldout, part.y_heldout), accuracy(model, part.x_private, part.y_private)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        torch.save({"state_dict": model.state_dict(), "heldout_accuracy": held, "private_accuracy": priv}, tmp)
-        os.replace(tmp, path)  # atomic
-    except OSError as exc:
-        raise DpsdError(f"cannot write the teacher cache in {os.path.dirname(path)} ({exc}); "
-                        f"set DPSD_CACHE_DIR to a writable folder") from exc
+    write_teacher_cache(path, model, held, priv)
     return TrainedTeacher(model, held, priv, epochs, seed, False, path)
 
 

@@ -181,10 +181,14 @@ class StrokeGenerator(nn.Module):
         self.register_buffer("gx", gx.reshape(1, 1, -1), persistent=False)
         self.register_buffer("gy", gy.reshape(1, 1, -1), persistent=False)
 
+    def raw(self, z, c):
+        """The MLP's output for (z, c): every stroke parameter before squashing, B×(S·(4+2(P−1))+1)."""
+        return self.net(torch.cat([z, F.one_hot(c, self.num_classes).to(z.dtype)], 1))
+
     def strokes(self, z, c):
         """Stroke parameters: points B×S×P×2 in box units, intensities B×S, pen widths B×1."""
         B, S, P = z.shape[0], self.n_strokes, self.n_points
-        o = self.net(torch.cat([z, F.one_hot(c, self.num_classes).to(z.dtype)], 1))
+        o = self.raw(z, c)
         pen_raw, o = o[:, -1:], o[:, :-1].view(B, S, -1)
         start = 0.7 * torch.tanh(o[..., 0:2])
         heading = o[..., 2:3] * math.pi

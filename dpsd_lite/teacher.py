@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,7 @@ from . import __version__
 from .data import DataSplits
 from .errors import DpsdError
 from .models import Teacher
-from .utils import accuracy, resolve_device, seed_everything
+from .utils import accuracy, atomic_write, resolve_device, seed_everything
 
 TEACHER_EPOCHS = 8
 
@@ -111,12 +110,16 @@ def get_teacher(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, d
     model = train_teacher_model(data, epochs=epochs, seed=seed, device=device, progress=progress)
     held = accuracy(model, data.x_heldout, data.y_heldout)
     priv = accuracy(model, data.x_private, data.y_private)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        os.close(fd)
-        torch.save({"state_dict": model.state_dict(), "heldout_accuracy": held, "private_accuracy": priv}, tmp)
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache file
-    except OSError as exc:
-        raise DpsdError(f"cannot write the teacher cache in {cache_dir} ({exc}); set DPSD_CACHE_DIR to a writable folder") from exc
+    write_teacher_cache(path, model, held, priv)
     return TrainedTeacher(model, held, priv, epochs, seed, False, path)
+
+
+def write_teacher_cache(path: str, model, heldout_accuracy: float, private_accuracy: float) -> None:
+    """Save a trained teacher's weights and accuracies atomically (a crash never leaves half a file)."""
+    blob = {"state_dict": model.state_dict(), "heldout_accuracy": heldout_accuracy,
+            "private_accuracy": private_accuracy}
+    try:
+        atomic_write(path, lambda fh: torch.save(blob, fh))
+    except OSError as exc:
+        raise DpsdError(f"cannot write the teacher cache in {os.path.dirname(path)} ({exc}); "
+                        f"set DPSD_CACHE_DIR to a writable folder") from exc

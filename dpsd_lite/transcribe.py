@@ -40,6 +40,7 @@ split. Callbacks may set ``state.stop = True`` to end the run early.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -284,7 +285,6 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     generator = build_generator(config, data.image_shape, K).to(device)
     anchor = None
     if config.anchor_weight and isinstance(generator, StrokeGenerator):
-        import copy
         anchor = copy.deepcopy(generator).requires_grad_(False)
     opt_s = torch.optim.Adam([p for m in students for p in m.parameters()], lr=config.lr_student)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(0.5, 0.999))
@@ -373,10 +373,9 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             dz = (z[:h] - z[h : 2 * h]).abs().mean(1)
             loss_g = loss_g - config.diversity_weight * (dx / dz).mean()
         if anchor is not None:
-            inp = torch.cat([z, F.one_hot(c, K).to(z.dtype)], 1)
             with torch.no_grad():
-                o0 = anchor.net(inp)
-            loss_g = loss_g + config.anchor_weight * F.mse_loss(generator.net(inp), o0)
+                o0 = anchor.raw(z, c)
+            loss_g = loss_g + config.anchor_weight * F.mse_loss(generator.raw(z, c), o0)
         if twin is not None:
             gap = (s.softmax(1) - twin(x).softmax(1)).abs().sum(1).mean()
             loss_g = loss_g - config.disagreement_weight * gap

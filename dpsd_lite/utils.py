@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import tempfile
 
 import numpy as np
 import torch
@@ -53,3 +56,23 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device=No
         correct += (pred == y[i : i + batch_size]).sum().item()
     model.train(was_training)
     return correct / max(1, len(x))
+
+
+def atomic_write(path: str, write) -> None:
+    """Write ``path`` so that it appears complete or not at all.
+
+    ``write(fileobj)`` fills a temporary file in the same folder, which then
+    replaces ``path`` in one rename; on any failure the temporary file is
+    removed and the error propagates (``OSError`` for an unwritable folder).
+    """
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

@@ -229,3 +229,22 @@ def test_mnist_5k_parse_is_cached_exactly_and_a_damaged_cache_is_ignored(tmp_pat
     x3, y3 = _mnist_5k_arrays()
     assert np.array_equal(x3.astype(np.float64), x_csv) and np.array_equal(y3, y_csv)
     assert os.listdir(path.parent) == ["mnist-5k-v1.npz"]  # no temporary file left behind
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    import pytest
+
+    from dpsd_lite.utils import atomic_write
+
+    path = tmp_path / "sub" / "file.bin"
+    atomic_write(str(path), lambda fh: fh.write(b"first"))
+    assert path.read_bytes() == b"first"
+
+    def broken(fh):
+        fh.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(str(path), broken)
+    assert path.read_bytes() == b"first"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["file.bin"]  # no temporary file left

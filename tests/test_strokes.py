@@ -63,10 +63,9 @@ def _raw_drift(result):
     torch.manual_seed(result.config.seed)
     init = build_generator(result.config, result.data.image_shape, result.data.num_classes)
     z, c = torch.randn(256, init.nz, generator=torch.Generator().manual_seed(1)), torch.arange(256) % 10
-    inp = torch.cat([z, torch.nn.functional.one_hot(c, 10).float()], 1)
     init.train(), result.generator.train()
     with torch.no_grad():
-        return (result.generator.net(inp) - init.net(inp)).pow(2).mean().item()
+        return (result.generator.raw(z, c) - init.raw(z, c)).pow(2).mean().item()
 
 
 def test_the_anchor_keeps_strokes_near_their_random_draw(digits, digits_teacher):
