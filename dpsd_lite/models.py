@@ -153,18 +153,40 @@ class StrokeGenerator(nn.Module):
     one or two pen strokes, inside a centred box (MNIST's published format:
     20×20 of 28×28), with a pen 2–3 pixels wide; scikit-learn's digits are
     32×32 bitmaps averaged down by 4, which ``supersample=4`` mirrors.
+
+    With ``skeletons`` > 0 that share of the images (chosen by z) is instead a
+    *bent digit skeleton*: the copybook drawing of the requested digit
+    (:mod:`dpsd_lite.skeletons`, written by hand, no data), bent at four knots
+    per stroke, rotated, sheared and stretched at random (all from z), plus a
+    learnt correction that starts at zero, then size-normalised into the box.
+    The teacher's answer, not the requested digit, is what the student learns:
+    a bent 9 may well be a 4. Free strokes and skeletons together beat either
+    alone (measured on mnist-5k, rr ε = 10, private split: free strokes 86.9%,
+    skeletons only 81.7%, half and half 93.4%).
     """
 
+    # the random bending of a skeleton: knots per stroke, and the ranges of its random affine map
+    SKELETON_KNOTS = 4
+    SKELETON_JITTER = 0.25  # knot displacement, standard deviation in box units
+    SKELETON_ROTATE = 0.35  # radians, uniform in ±
+    SKELETON_SHEAR = 0.4  # uniform in ±
+    SKELETON_SCALE_X = (0.7, 1.2)  # before size normalisation: narrow to wide
+    SKELETON_SCALE_Y = (0.85, 1.1)
+
     def __init__(self, image_shape=(1, 28, 28), num_classes=10, nz=64, width=256, strokes=2, points=7,
-                 box=20 / 28, pen=(0.09, 0.16), supersample=1, turn=1.0, normalize=False):
+                 box=20 / 28, pen=(0.09, 0.16), supersample=1, turn=1.0, normalize=False,
+                 skeletons=0.0, skeleton_points=12):
         super().__init__()
         c, h, w = image_shape
         if c != 1:
             raise ValueError(f"the stroke generator draws grey-scale images, got {c} channels")
+        if not 0 <= skeletons <= 1:
+            raise ValueError(f"skeletons is a share of the images, in [0, 1]; got {skeletons}")
         self.architecture = {"image_shape": list(image_shape), "num_classes": num_classes, "nz": nz,
                              "width": width, "strokes": strokes, "points": points, "box": box,
                              "pen": list(pen), "supersample": supersample, "turn": turn,
-                             "normalize": normalize}
+                             "normalize": normalize, "skeletons": skeletons, "skeleton_points": skeleton_points}
+        self.skeletons = float(skeletons)
         self.nz, self.num_classes, self.image_shape = nz, num_classes, (c, h, w)
         self.n_strokes, self.n_points, self.pen, self.supersample, self.turn = strokes, points, tuple(pen), supersample, turn
         self.normalize = normalize
@@ -174,6 +196,9 @@ class StrokeGenerator(nn.Module):
             nn.Linear(width, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
             nn.Linear(width, strokes * per_stroke + 1),
         )
+        self._free_outputs = strokes * per_stroke + 1
+        if self.skeletons:
+            self._init_skeletons(num_classes, nz, width, strokes, skeleton_points)
         hh, ww = h * supersample, w * supersample
         ys = ((torch.arange(hh) + 0.5) / hh * 2 - 1) / box  # pixel centres in box units ([-1, 1] = the box)
         xs = ((torch.arange(ww) + 0.5) / ww * 2 - 1) / box
@@ -181,14 +206,81 @@ class StrokeGenerator(nn.Module):
         self.register_buffer("gx", gx.reshape(1, 1, -1), persistent=False)
         self.register_buffer("gy", gy.reshape(1, 1, -1), persistent=False)
 
-    def raw(self, z, c):
-        """The MLP's output for (z, c): every stroke parameter before squashing, B×(S·(4+2(P−1))+1)."""
-        return self.net(torch.cat([z, F.one_hot(c, self.num_classes).to(z.dtype)], 1))
+    def _init_skeletons(self, num_classes, nz, width, strokes, points):
+        from .skeletons import skeleton_bank
 
-    def strokes(self, z, c):
-        """Stroke parameters: points B×S×P×2 in box units, intensities B×S, pen widths B×1."""
+        bank, alpha, digit = skeleton_bank(strokes, points, num_classes)
+        missing = sorted(set(range(num_classes)) - set(digit.tolist()))
+        if missing:
+            raise ValueError(f"no digit skeleton for class(es) {missing}: skeletons need the ten digit classes")
+        self._n_knot = strokes * self.SKELETON_KNOTS * 2
+        if nz < self._n_knot + 6:
+            raise ValueError(f"skeletons need nz >= {self._n_knot + 6}, got {nz}")
+        order = torch.argsort(digit, stable=True)
+        counts = torch.bincount(digit, minlength=num_classes)
+        self.register_buffer("skeleton_points", bank[order], persistent=False)
+        self.register_buffer("skeleton_alpha", alpha[order], persistent=False)
+        self.register_buffer("skeleton_start", counts.cumsum(0) - counts, persistent=False)
+        self.register_buffer("skeleton_count", counts, persistent=False)
+        # linear interpolation from the knots to every point of a stroke
+        t = torch.linspace(0, self.SKELETON_KNOTS - 1, points)
+        lo = t.floor().clamp_max(self.SKELETON_KNOTS - 2).long()
+        w = torch.zeros(points, self.SKELETON_KNOTS)
+        w[torch.arange(points), lo] = 1 - (t - lo)
+        w[torch.arange(points), lo + 1] = t - lo
+        self.register_buffer("knot_weights", w, persistent=False)
+        # the learnable correction starts at zero: at first the skeletons are bent only by the random draw
+        self.skeleton_head = nn.Linear(width, self._n_knot + 4)
+        nn.init.zeros_(self.skeleton_head.weight)
+        nn.init.zeros_(self.skeleton_head.bias)
+
+    def raw(self, z, c):
+        """The MLP's output for (z, c): every stroke parameter before squashing (and the skeleton corrections)."""
+        h = torch.cat([z, F.one_hot(c, self.num_classes).to(z.dtype)], 1)
+        if not self.skeletons:
+            return self.net(h)
+        h = self.net[:-1](h)
+        return torch.cat([self.net[-1](h), self.skeleton_head(h)], 1)
+
+    def uses_skeleton(self, z):
+        """Which images of a batch are bent digit skeletons (the rest are free strokes): a function of z."""
+        if not self.skeletons:
+            return torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        return torch.special.ndtr(z[:, self._n_knot + 5]) < self.skeletons
+
+    def skeleton_strokes(self, z, c, o=None):
+        """A randomly bent skeleton of digit c: points B×S×P×2 in box units, intensities B×S.
+
+        The bending comes from z (knot displacements, rotation, shear, stretch,
+        which variant of the digit) plus the generator's learnt correction.
+        """
+        if o is None:
+            o = self.raw(z, c)
+        o = o[:, self._free_outputs:]
+        B, S, n = z.shape[0], self.n_strokes, self._n_knot
+        u = torch.special.ndtr(z[:, n : n + 6])  # uniforms
+        variant = self.skeleton_start[c] + (u[:, 4] * self.skeleton_count[c]).long().clamp_max(self.skeleton_count[c] - 1)
+        knots = (self.SKELETON_JITTER * z[:, :n] + o[:, :n]).view(B, S, self.SKELETON_KNOTS, 2)
+        points = self.skeleton_points[variant] + torch.einsum("pk,bskd->bspd", self.knot_weights, knots)
+        angle = self.SKELETON_ROTATE * (2 * u[:, 0] - 1) + o[:, n]
+        shear = self.SKELETON_SHEAR * (2 * u[:, 1] - 1) + o[:, n + 1]
+        (x0, x1), (y0, y1) = self.SKELETON_SCALE_X, self.SKELETON_SCALE_Y
+        sx = (x0 + (x1 - x0) * u[:, 2]) * o[:, n + 2].exp()
+        sy = (y0 + (y1 - y0) * u[:, 3]) * o[:, n + 3].exp()
+        cos, sin = angle.cos(), angle.sin()
+        # rotation · [[sx, shear], [0, sy]]
+        A = torch.stack([torch.stack([cos * sx, cos * shear - sin * sy], 1),
+                         torch.stack([sin * sx, sin * shear + cos * sy], 1)], 1)
+        points = torch.einsum("bij,bspj->bspi", A, points)
+        alpha = self.skeleton_alpha[variant]
+        return self._size_normalise(points, alpha), alpha
+
+    def strokes(self, z, c, o=None):
+        """Free stroke parameters: points B×S×P×2 in box units, intensities B×S, pen widths B×1."""
         B, S, P = z.shape[0], self.n_strokes, self.n_points
-        o = self.raw(z, c)
+        if o is None:
+            o = self.raw(z, c)
+        o = o[:, : self._free_outputs]
         pen_raw, o = o[:, -1:], o[:, :-1].view(B, S, -1)
         start = 0.7 * torch.tanh(o[..., 0:2])
         heading = o[..., 2:3] * math.pi
@@ -240,7 +332,20 @@ class StrokeGenerator(nn.Module):
         return img * 2 - 1
 
     def forward(self, z, c, ink_scale=None):  # ink_scale: accepted for the common interface, unused
-        return self.render(*self.strokes(z, c))
+        if not self.skeletons:
+            return self.render(*self.strokes(z, c))
+        o = self.raw(z, c)
+        use = self.uses_skeleton(z)
+        free, skel = (~use).nonzero().flatten(), use.nonzero().flatten()
+        parts = []
+        if len(free):
+            parts.append(self.render(*self.strokes(z[free], c[free], o[free])))
+        if len(skel):
+            points, alpha = self.skeleton_strokes(z[skel], c[skel], o[skel])
+            pen_raw = o[skel, self._free_outputs - 1 : self._free_outputs]
+            pen = self.pen[0] + (self.pen[1] - self.pen[0]) * torch.sigmoid(pen_raw)
+            parts.append(self.render(points, alpha, pen))
+        return torch.cat(parts)[torch.argsort(torch.cat([free, skel]))]
 
     sample = Generator.sample
 

@@ -25,7 +25,10 @@ One iteration (``step``):
 Public priors about the image domain shape the generator (none is a statistic
 of the private split). For handwritten digits the default generator *draws*:
 its output is one or two pen strokes rendered inside the domain's published
-box (:class:`~dpsd_lite.models.StrokeGenerator`). Its stroke parameters are
+box (:class:`~dpsd_lite.models.StrokeGenerator`); half of its images
+(``skeletons``) are the copybook drawings of the requested digits, randomly
+bent, the other half free strokes. The teacher, through the mechanism, says
+what each drawing is. Its stroke parameters are
 anchored to the generator's own random initial draw (``anchor_weight``):
 without the anchor the student-as-discriminator objective curls the strokes
 into tiny dots whose position encodes the class, and the student learns
@@ -82,7 +85,7 @@ def build_generator(config: "TranscribeConfig", image_shape, num_classes):
     if kind == "auto":
         kind = "strokes" if config.dataset in STROKE_FORMAT and image_shape[0] == 1 else "conv"
     if kind == "strokes":
-        return StrokeGenerator(image_shape, num_classes, nz=config.nz,
+        return StrokeGenerator(image_shape, num_classes, nz=config.nz, skeletons=config.skeletons,
                                **STROKE_FORMAT.get(config.dataset, {}))
     ink = config.ink if config.ink is not None else PUBLIC_INK.get(config.dataset)
     return Generator(image_shape, num_classes, nz=config.nz, ink=ink, margin=PUBLIC_MARGIN.get(config.dataset, 0))
@@ -116,6 +119,7 @@ class TranscribeConfig:
     anchor_weight: float = 10.0  # strokes: pull the stroke parameters toward the generator's random initial draw
     disagreement_weight: float = 0.0  # generator: weight of the twin students' disagreement (0: no twin)
     generator: str = "auto"  # strokes | conv | auto (strokes for handwritten digits, conv otherwise)
+    skeletons: float = 0.5  # strokes: share of images drawn as randomly bent digit skeletons (the rest free strokes)
     ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
     nz: int = 64
     seed: int = 0
@@ -149,6 +153,8 @@ class TranscribeConfig:
                 raise DpsdError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if int(self.replay_steps) < 0 or int(self.replay_buffer) < 0:
             raise DpsdError("replay_steps and replay_buffer must be non-negative integers")
+        if not 0 <= self.skeletons <= 1:
+            raise DpsdError(f"skeletons is a share of the images, in [0, 1]; got {self.skeletons}")
         if not 0 <= self.warmup_fraction <= 1:
             raise DpsdError(f"warmup_fraction must lie in [0, 1], got {self.warmup_fraction}")
         return self
