@@ -413,3 +413,37 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     report = privacy_report(mech, queries=state.queries, config=config)
     return TranscriptionResult(config, student.eval(), generator.eval(), teacher, mech, state.history,
                                state.student_accuracy, state.queries, elapsed, report, data)
+
+
+def prior_only_student(config: TranscribeConfig | None = None, data: DataSplits | None = None,
+                       **overrides) -> tuple[Student, float]:
+    """What the generator's public prior teaches *without any teacher*: the baseline a privacy reviewer asks for.
+
+    A student takes as many steps as a transcription with ``config`` would
+    (``steps`` × (``student_steps`` + ``replay_steps``), batches of
+    ``batch_size``) on the untrained generator's images, each labelled by the
+    class the generator was asked for. No teacher is loaded or queried, so
+    the gap between this and a transcription is what the teacher's (private)
+    answers add. Returns the student and its held-out accuracy.
+    """
+    config = (config or TranscribeConfig()).replace(**overrides).validate()
+    device = resolve_device(config.device)
+    if data is None:
+        data = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    gen = seed_everything(config.seed)
+    K = data.num_classes
+    student = Student(data.image_shape, K).to(device)
+    generator = build_generator(config, data.image_shape, K).to(device)
+    updates = config.steps * (config.student_steps + config.replay_steps)
+    opt = torch.optim.Adam(student.parameters(), lr=config.lr_student)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, updates)
+    student.train()
+    for _ in range(updates):
+        x, c = generator.sample(config.batch_size, generator=gen, device=device)
+        loss = F.cross_entropy(student(x), c)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    student.eval()
+    return student, accuracy(student, data.x_heldout, data.y_heldout, device=device)

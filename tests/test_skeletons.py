@@ -123,3 +123,20 @@ def test_default_config_draws_skeletons_and_zero_gives_free_strokes_only():
     del arch["skeletons"], arch["skeleton_points"]
     old = StrokeGenerator(**{k: tuple(v) if k in ("image_shape", "pen") else v for k, v in arch.items()})
     old.load_state_dict(g0.state_dict())
+
+
+def test_prior_only_baseline_trains_without_any_teacher(digits, monkeypatch):
+    import dpsd_lite.teacher as teacher_mod
+    from dpsd_lite.transcribe import prior_only_student
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the prior-only baseline must not load or train a teacher")
+
+    import dpsd_lite.transcribe as transcribe_mod
+
+    monkeypatch.setattr(teacher_mod, "get_teacher", no_teacher)
+    monkeypatch.setattr(transcribe_mod, "get_teacher", no_teacher)
+    student, acc = prior_only_student(data=digits, dataset="digits", steps=20, batch_size=64, device="cpu")
+    assert 0.0 <= acc <= 1.0
+    # skeletons labelled by their own digit teach something (chance is 10%)
+    assert acc > 0.2
