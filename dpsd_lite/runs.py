@@ -305,6 +305,10 @@ def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, de
         ) from None
 
 
+# A run saved before a setting existed behaved as this value of it.
+SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0}
+
+
 def load_run(path, device="cpu") -> LoadedRun:
     """Read a run directory written by :func:`save_run`, verifying it; modules come back in eval mode.
 
@@ -356,6 +360,8 @@ def load_run(path, device="cpu") -> LoadedRun:
                 f"checksum mismatch for {os.path.join(run_dir, fname)}: the file was changed or damaged after saving"
             )
 
+    # settings added after a run was saved take the value that reproduces it, not today's default
+    config_dict = {**SETTINGS_BEFORE_THEY_EXISTED, **config_dict}
     try:
         config = TranscribeConfig().replace(**config_dict)
     except Exception as exc:  # unknown keys from another version

@@ -229,3 +229,24 @@ def test_config_from_another_version_is_refused(run_dir):
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(config, f)
     _refused(run_dir, "config.json does not match")
+
+
+def test_run_saved_before_skeletons_existed_loads_as_it_ran(tmp_path, digits, digits_teacher):
+    from dpsd_lite.transcribe import transcribe
+
+    old = transcribe(dataset="digits", data=digits, teacher=digits_teacher, noise_mode="rr", epsilon=2.0,
+                     steps=4, batch_size=32, eval_every=4, teacher_epochs=3, device="cpu", seed=0, skeletons=0.0)
+    path = save_run(old, tmp_path / "old")
+    # what an earlier version wrote: no 'skeletons' anywhere
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    del config["skeletons"]
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(path, "meta.json")) as f:
+        arch = json.load(f)["architecture"]
+    del arch["generator"]["skeletons"], arch["generator"]["skeleton_points"]
+    _edit_meta(path, architecture=arch)
+    loaded = load_run(path)
+    assert loaded.config.skeletons == 0.0 and loaded.generator.skeletons == 0.0
+    assert loaded.config == old.config
