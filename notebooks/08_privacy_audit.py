@@ -48,7 +48,7 @@ EPSILONS = (1.0, 10.0)
 DELTA = 1e-5
 MODES = ("rr",) if FAST else ("label", "rr")  # DPSD noise modes (epsilon per teacher answer)
 # Full mode is sized to finish in about 5 minutes on 2 CPU cores; the full-size study (50 teachers,
-# 30 DP-SGD epochs, 8 shadow models, 25 minutes) is `python benchmarks/audit_benchmark.py`.
+# 30 DP-SGD epochs, 8 shadow models, about 7 minutes on 2 cores) is `python benchmarks/audit_benchmark.py`.
 STEPS = 10 if FAST else 85  # transcription steps of each DPSD student
 BATCH_SIZE = 64 if FAST else 256
 TEACHER_EPOCHS = 3 if FAST else 8
