@@ -75,7 +75,7 @@ def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: in
             opt.step()
             sched.step()
         if progress is not None:
-            progress(epoch + 1, epochs, float(loss))
+            progress(epoch + 1, epochs, float(loss.detach()))
     model.eval()
     return model
 

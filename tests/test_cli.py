@@ -182,3 +182,16 @@ def test_plot_sweep_axes(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     table = format_table(rows)
     assert "∞" in table and table.count("\n") == len(rows) + 2
+
+
+def test_teacher_progress_reports_a_plain_float_without_warnings(digits):
+    """The CLI's progress bar gets the loss as a float; converting it must not warn a new user."""
+    import warnings
+
+    from dpsd_lite.teacher import train_teacher_model
+
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_teacher_model(digits, epochs=1, seed=0, device="cpu", progress=lambda *a: seen.append(a))
+    assert len(seen) == 1 and seen[0][:2] == (1, 1) and isinstance(seen[0][2], float)
