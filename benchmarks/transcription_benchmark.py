@@ -103,10 +103,9 @@ def main(argv=None):
     print(format_table(rows))
 
     # the baseline a privacy reviewer asks for: what the generator's public prior teaches with no teacher at all
-    from dpsd_lite.data import load_dataset
     from dpsd_lite.transcribe import prior_only_student
 
-    _, prior_acc = prior_only_student(data=load_dataset(dataset), dataset=dataset, device="cpu", **overrides)
+    _, prior_acc = prior_only_student(dataset=dataset, device="cpu", **overrides)
     results["prior_only_accuracy"] = prior_acc
     print(f"no teacher at all (the untrained generator's images labelled by the requested class, same "
           f"number of student steps): {prior_acc:.1%}")

@@ -296,8 +296,11 @@ class StrokeGenerator(nn.Module):
             points = self._size_normalise(points, alpha)
         else:
             points = points.clamp(-1, 1)
-        pen = self.pen[0] + (self.pen[1] - self.pen[0]) * torch.sigmoid(pen_raw)
-        return points, alpha, pen
+        return points, alpha, self._pen_width(pen_raw)
+
+    def _pen_width(self, pen_raw):
+        """The pen's Gaussian width (box units, B×1) from its raw MLP output, in the range ``pen``."""
+        return self.pen[0] + (self.pen[1] - self.pen[0]) * torch.sigmoid(pen_raw)
 
     @staticmethod
     def _size_normalise(points, alpha):
@@ -342,8 +345,7 @@ class StrokeGenerator(nn.Module):
             parts.append(self.render(*self.strokes(z[free], c[free], o[free])))
         if len(skel):
             points, alpha = self.skeleton_strokes(z[skel], c[skel], o[skel])
-            pen_raw = o[skel, self._free_outputs - 1 : self._free_outputs]
-            pen = self.pen[0] + (self.pen[1] - self.pen[0]) * torch.sigmoid(pen_raw)
+            pen = self._pen_width(o[skel, self._free_outputs - 1 : self._free_outputs])
             parts.append(self.render(points, alpha, pen))
         return torch.cat(parts)[torch.argsort(torch.cat([free, skel]))]
 
