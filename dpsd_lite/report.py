@@ -35,10 +35,16 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None) -> dict:
     report["composition"] = desc.get("composition", "none needed: each teacher answer enters exactly one release")
     report["unit_of_privacy"] = desc.get("unit_of_privacy", UNIT_PER_QUERY)
     if config is not None and desc["mode"] in ("rr", "label"):
-        report["prior"] = (
-            f"the student's own prediction, mixed with uniform (weight {config.prior_smoothing}); "
-            f"uniform (k = all classes) for the first {config.warmup_fraction:.0%} of steps"
-        )
+        prior = "the student's own prediction"
+        if config.prior_temperature != 1:
+            prior += f" at temperature {config.prior_temperature:g}"
+        prior += f", mixed with uniform (weight {config.prior_smoothing})"
+        if config.warm_start_steps:
+            prior += (f"; before the first query the student took {config.warm_start_steps} steps on the "
+                      "generator's skeleton drawings labelled by the digit drawn (public, no teacher query)")
+        if config.warmup_fraction:
+            prior += f"; uniform (k = all classes) for the first {config.warmup_fraction:.0%} of steps"
+        report["prior"] = prior
     return report
 
 
@@ -56,7 +62,7 @@ def format_report(report: dict) -> str:
         lines.append(f"noise multiplier sigma = {report['noise_multiplier']:.4f} "
                      f"(noise std {report['noise_std']:.4f}, L2 sensitivity {report['l2_sensitivity']:.4f})")
     if "top_k" in report:
-        lines.append(f"top-k = {report['top_k']} classes after warm-up")
+        lines.append(f"top-k = {report['top_k']} classes of the prior")
     if "keep_probability_at_k" in report:
         keep = report["keep_probability_at_k"]
         shown = ", ".join(f"k={k}: {float(v):.4f}" for k, v in list(keep.items())[:4])

@@ -217,7 +217,7 @@ def save_run(result, out_dir, force: bool = False) -> str:
                 "image_shape": image_shape,
                 "num_classes": num_classes,
                 "class_names": class_names,
-                "student": {"class": type(student).__name__},
+                "student": {"class": type(student).__name__, **getattr(student, "architecture", {})},
                 # every constructor argument, as resolved by the loop (ink, margin from the dataset)
                 "generator": {"class": type(generator).__name__, **generator.architecture},
             },
@@ -306,7 +306,7 @@ def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, de
 
 
 # A run saved before a setting existed behaved as this value of it.
-SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0}
+SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0}
 
 
 def load_run(path, device="cpu") -> LoadedRun:
@@ -317,6 +317,7 @@ def load_run(path, device="cpu") -> LoadedRun:
     that do not fit the architecture.
     """
     from .models import GENERATORS, Student
+    from .utils import channels_last
     from .transcribe import TranscribeConfig
 
     run_dir = os.path.abspath(os.fspath(path))
@@ -368,10 +369,11 @@ def load_run(path, device="cpu") -> LoadedRun:
         raise RunDirectoryError(f"{run_dir}/config.json does not match dpsd_lite {__version__}: {exc}") from None
 
     try:
-        student = Student(image_shape, num_classes)
+        student_arch = {k: v for k, v in arch.get("student", {}).items() if k != "class"}
+        student = Student(image_shape, num_classes, **student_arch)
         gen_kwargs = {k: v for k, v in gen_arch.items() if k not in ("class", "image_shape", "num_classes")}
         generator = GENERATORS[gen_arch.get("class", "Generator")](image_shape, num_classes, **gen_kwargs)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise RunDirectoryError(
             f"cannot rebuild the networks of {run_dir} (saved by dpsd_lite {meta.get('dpsd_lite_version')}) "
             f"with dpsd_lite {__version__}: {exc}"
@@ -379,6 +381,7 @@ def load_run(path, device="cpu") -> LoadedRun:
 
     _load_weights(student, os.path.join(run_dir, "student.pt"), "student", meta, device)
     _load_weights(generator, os.path.join(run_dir, "generator.pt"), "generator", meta, device)
-    student.to(device).eval()
+    # the same memory layout as in the loop, so the loaded student computes exactly what the saved one did
+    channels_last(student.to(device)).eval()
     generator.to(device).eval()
     return LoadedRun(run_dir, config, student, generator, history, privacy, meta)

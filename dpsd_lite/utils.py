@@ -43,6 +43,68 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     return dev
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back to the kernel at once.
+
+    The loop allocates and frees the same few blocks of 5–30 MB (a batch's
+    activations) hundreds of times a second. By default glibc serves such
+    blocks with mmap and returns them with munmap, so every batch pays for
+    fresh zeroed pages: measured on 2 cores, the teacher's forward pass on
+    256 queries took 70 ms that way and 36 ms with blocks up to 32 MB kept
+    in the heap (and heap tops up to 256 MB kept). Peak memory is the same;
+    memory freed after a run may be returned to the system later. A no-op
+    off glibc (macOS, Windows, musl); ``DPSD_TUNE_MALLOC=0`` turns it off.
+    Returns whether the settings were applied.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED or os.environ.get("DPSD_TUNE_MALLOC", "1") == "0":
+        return _ALLOCATOR_TUNED
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+        _ALLOCATOR_TUNED = bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, 256 << 20))
+    except (OSError, AttributeError):  # not glibc
+        _ALLOCATOR_TUNED = False
+    return _ALLOCATOR_TUNED
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Treat denormal floats as zero while the block runs (restored to PyTorch's default after).
+
+    On x86 CPUs arithmetic on denormals (|x| < 1.2e-38) is 10–100 times
+    slower than on normal floats, and small networks trained on sparse
+    images produce them (e.g. a batched matrix product of Gaussian pen
+    profiles: 15 ms with denormals, 0.5 ms flushed). Results differ from
+    exact IEEE arithmetic only below 1.2e-38.
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
+
+
+def channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Store a conv net's weights channels-last (NHWC), in place; returns the model.
+
+    On CPUs this takes oneDNN's fast path: the student's and the teacher's
+    first convolution and pooling run several times faster than in PyTorch's
+    default NCHW layout (measured: a 1→32-channel 3×3 convolution on 256
+    MNIST images, 19 ms → 2 ms). GPUs (cuDNN) are fine with it too. Inputs
+    need no change: a convolution converts them.
+    """
+    return model.to(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device=None, batch_size: int = 500) -> float:
     """Fraction of x that model classifies as y (eval mode, batched, no autograd graph)."""

@@ -110,10 +110,13 @@ generator_loss = F.cross_entropy(student(generator(torch.randn(16, generator.nz,
 print(f"generator loss (student's cross-entropy on the requested classes): {generator_loss.item():.3f}")
 
 # %% [markdown]
-# `transcribe` repeats this with optimiser steps: several student steps on
-# fresh queries per generator step, a warm-up with a uniform prior, then the
-# student's own (smoothed) prediction as the prior that picks the top-k
-# classes for `rr` and `label`; the generator's objective also gets a term
+# `transcribe` repeats this with optimiser steps. Before the first query the
+# student warms up on the generator's skeleton drawings, labelled by the digit
+# drawn (public, no teacher). Each step then draws four candidates per query
+# and sends the teacher the quarter the student is least sure about; the
+# student takes one step on the fresh release and four on earlier ones
+# (replay, no new query), and its own (smoothed) prediction is the prior that
+# picks the top-k classes for `rr` and `label`; the generator's objective also gets a term
 # that steers it to inputs the student still gets wrong (see the docstring
 # of `dpsd_lite/transcribe.py`).
 #
