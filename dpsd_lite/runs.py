@@ -306,7 +306,7 @@ def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, de
 
 
 # A run saved before a setting existed behaved as this value of it.
-SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0}
+SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0, "prior_temperature": 1.0}
 
 
 def load_run(path, device="cpu") -> LoadedRun:

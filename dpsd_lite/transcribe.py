@@ -123,7 +123,7 @@ class TranscribeConfig:
     top_k: int = 2  # label: classes of the prior kept
     clip_norm: float = 1.0  # data: C
     prior_smoothing: float = 0.1  # mix the student's prior with uniform: (1-λ)·p + λ/K
-    prior_temperature: float = 1.0  # the prior is softmax(student logits / T): T > 1 tempers an overconfident student
+    prior_temperature: float = 4.0  # the prior is softmax(student logits / T): T > 1 tempers an overconfident student (mnist-5k rr ε=1, private split, seeds 0-2: T=1 90.0%, 2 90.9%, 4 91.4%, 8 90.7%; ε=10 unchanged)
     augment: bool = False  # random shifts/rotations of the synthetic queries (no privacy cost)
     diversity_weight: float = 1.0  # generator: mode seeking between same-class pairs
     generator_objective: str = "class"  # class: the student must see the requested class; boundary: maximise its entropy
