@@ -114,10 +114,10 @@ class TranscribeConfig:
     replay_buffer: int = 16384  # how many earlier (query, release) pairs are kept for replay
     batch_size: int = 256  # synthetic queries per student step
     generator_batch: int = 64  # images per generator step
-    query_pool: int = 4  # candidates drawn per query; the student keeps the ones it is least sure about
+    query_pool: int = 3  # candidates drawn per query; the student keeps the ones it is least sure about
     lr_student: float = 4e-3  # peak of the one-cycle schedule
     lr_generator: float = 1e-3
-    warm_start_steps: int = 200  # student updates on the skeletons' own digits before the first query (public, no privacy cost)
+    warm_start_steps: int = 100  # student updates on the skeletons' own digits before the first query (public, no privacy cost)
     warmup_fraction: float = 0.0  # share of steps with a uniform prior (k = K) before the student's prior is used
     k_min: int = 2  # rr: smallest top-k set (k = 1 would return the prior's own guess)
     top_k: int = 2  # label: classes of the prior kept
@@ -359,7 +359,8 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             opt.step()
 
     with flush_denormals():  # CPU speed: see utils.flush_denormals
-        if config.warm_start_steps and getattr(generator, "skeletons", 0):
+        warmed = bool(config.warm_start_steps and getattr(generator, "skeletons", 0))
+        if warmed:
             warm_start()
         for step in range(1, total + 1):
             state.step = step
@@ -441,7 +442,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     from .report import privacy_report
 
     elapsed = time.perf_counter() - t0
-    report = privacy_report(mech, queries=state.queries, config=config)
+    report = privacy_report(mech, queries=state.queries, config=config if warmed else config.replace(warm_start_steps=0))
     return TranscriptionResult(config, student.eval(), generator.eval(), teacher, mech, state.history,
                                state.student_accuracy, state.queries, elapsed, report, data)
 

@@ -112,8 +112,8 @@ print(f"generator loss (student's cross-entropy on the requested classes): {gene
 # %% [markdown]
 # `transcribe` repeats this with optimiser steps. Before the first query the
 # student warms up on the generator's skeleton drawings, labelled by the digit
-# drawn (public, no teacher). Each step then draws four candidates per query
-# and sends the teacher the quarter the student is least sure about; the
+# drawn (public, no teacher). Each step then draws three candidates per query
+# and sends the teacher the third the student is least sure about; the
 # student takes one step on the fresh release and four on earlier ones
 # (replay, no new query), and its own (smoothed) prediction is the prior that
 # picks the top-k classes for `rr` and `label`; the generator's objective also gets a term

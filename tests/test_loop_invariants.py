@@ -202,3 +202,18 @@ def test_same_seed_same_run_different_seed_different_run(digits, teachers, mode)
     assert not identical(first, other, "student")
     assert not identical(first, other, "generator")
     assert first["queries"] == other["queries"] == RUN["steps"] * RUN["student_steps"] * RUN["batch_size"]
+
+
+# --------------------------------------------------------------------------- warm start
+def test_warm_start_learns_without_the_teacher(digits, teachers):
+    """The warm start trains the student on the generator's skeleton drawings: no teacher call, but a different student."""
+    results = {}
+    for steps in (0, 30):
+        spy = Spy(teachers["A"])
+        res = T.transcribe(data=digits, teacher=_wrap(spy), noise_mode="rr", seed=0,
+                           **{**RUN, "steps": 1, "warm_start_steps": steps})
+        assert len(spy.calls) == RUN["student_steps"]  # the one step's queries, nothing for the warm start
+        assert res.queries == RUN["batch_size"]
+        results[steps] = {"student": {k: v.clone() for k, v in res.student.state_dict().items()}}
+        assert ("warm start" in res.privacy["prior"] or "skeleton" in res.privacy["prior"]) == bool(steps)
+    assert not identical(results[0], results[30], "student")
