@@ -59,7 +59,7 @@ from scipy.stats import beta, fisher_exact
 from .data import DataSplits
 from .errors import DpsdError
 from .models import Student
-from .utils import flush_denormals
+from .utils import channels_last, flush_denormals
 
 __all__ = [
     "FPR_LEVELS",
@@ -136,9 +136,13 @@ def logit_confidence(model, x, y) -> np.ndarray:
 # ---------------------------------------------------------------------------- shadow models
 
 def train_classifier(model, x, y, epochs=30, batch_size=32, lr=2e-3, seed=0):
-    """Plain (non-private) minibatch Adam on (x, y): used for shadow models and test fixtures."""
+    """Plain (non-private) minibatch Adam on (x, y): used for shadow models and test fixtures.
+
+    The model is switched to channels-last in place (the CPU fast path, see :func:`~dpsd_lite.utils.channels_last`).
+    """
     g = torch.Generator().manual_seed(int(seed))
     dev = next(model.parameters()).device
+    channels_last(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     n = len(y)

@@ -12,8 +12,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .utils import channels_last
-
 
 def _check_shape(image_shape):
     c, h, w = image_shape
@@ -66,10 +64,6 @@ class Student(nn.Module):
 
     No BatchNorm on purpose: the student trains on synthetic batches and is
     evaluated on real ones, and batch statistics would differ between the two.
-
-    Its weights are stored channels-last (:func:`dpsd_lite.utils.channels_last`,
-    the CPU fast path), so every user of a Student (the loop, a loaded run,
-    shadow models, DP-SGD) gets it; ``.to(device)`` keeps the layout.
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes=10, width=16, hidden=128):
@@ -87,7 +81,6 @@ class Student(nn.Module):
             nn.Linear(2 * width * side_h * side_w, hidden), nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
-        channels_last(self)
 
     def forward(self, x):
         return self.net(x)

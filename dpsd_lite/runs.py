@@ -317,6 +317,7 @@ def load_run(path, device="cpu") -> LoadedRun:
     that do not fit the architecture.
     """
     from .models import GENERATORS, Student
+    from .utils import channels_last
     from .transcribe import TranscribeConfig
 
     run_dir = os.path.abspath(os.fspath(path))
@@ -380,6 +381,7 @@ def load_run(path, device="cpu") -> LoadedRun:
 
     _load_weights(student, os.path.join(run_dir, "student.pt"), "student", meta, device)
     _load_weights(generator, os.path.join(run_dir, "generator.pt"), "generator", meta, device)
-    student.to(device).eval()
+    # the same memory layout as in the loop, so the loaded student computes exactly what the saved one did
+    channels_last(student.to(device)).eval()
     generator.to(device).eval()
     return LoadedRun(run_dir, config, student, generator, history, privacy, meta)

@@ -295,11 +295,11 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         config.noise_mode, config.epsilon, config.delta, top_k=config.top_k, k_min=config.k_min,
         clip_norm=config.clip_norm)
     K = data.num_classes
-    student = Student(data.image_shape, K).to(device)
+    student = channels_last(Student(data.image_shape, K).to(device))
     # A twin student, trained on the same releases, lets the generator find
     # inputs where the students still disagree: a proxy for where the student
     # and the teacher disagree that needs no teacher gradient (DisGUIDE-style).
-    twin = Student(data.image_shape, K).to(device) if config.disagreement_weight else None
+    twin = channels_last(Student(data.image_shape, K).to(device)) if config.disagreement_weight else None
     students = [m for m in (student, twin) if m is not None]
     generator = build_generator(config, data.image_shape, K).to(device)
     anchor = None
