@@ -101,6 +101,10 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
     default NCHW layout (measured: a 1→32-channel 3×3 convolution on 256
     MNIST images, 19 ms → 2 ms). GPUs (cuDNN) are fine with it too. Inputs
     need no change: a convolution converts them.
+
+    Not for a model handed to Opacus: with channels-last weights Opacus 1.6
+    computes wrong per-sample gradients for the student's second convolution
+    (tests/test_dpsgd.py guards this), so DP-SGD keeps the default layout.
     """
     return model.to(memory_format=torch.channels_last)
 

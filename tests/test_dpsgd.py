@@ -78,3 +78,33 @@ def test_sweep_puts_dpsgd_beside_the_dpsd_modes(digits, digits_teacher, tmp_path
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("DP-SGD" in t and "record" in t for t in labels)
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_opacus_per_sample_gradients_of_the_student_are_exact():
+    """DP-SGD clips what Opacus computes per sample: it must equal each sample's own gradient.
+
+    Guards the student's memory layout: with channels-last weights (the loop's CPU fast path)
+    Opacus 1.6's per-sample gradient of the second convolution is wrong (off by up to 0.14),
+    so the student handed to Opacus must stay in the default layout.
+    """
+    import warnings
+
+    from opacus import GradSampleModule
+
+    from dpsd_lite.models import Student
+
+    torch.manual_seed(0)
+    model = Student((1, 28, 28), 10)
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = GradSampleModule(model, loss_reduction="sum")
+    torch.nn.functional.cross_entropy(wrapped(x), y, reduction="sum").backward()
+    per_sample = [p.grad_sample.clone() for p in wrapped.parameters()]
+    wrapped.zero_grad()
+    for i in range(len(x)):
+        reference = Student((1, 28, 28), 10)
+        reference.load_state_dict(model.state_dict())
+        torch.nn.functional.cross_entropy(reference(x[i:i + 1]), y[i:i + 1], reduction="sum").backward()
+        for g, p in zip(per_sample, reference.parameters()):
+            assert torch.allclose(g[i], p.grad, atol=1e-5), "Opacus's per-sample gradient differs from the sample's own"
