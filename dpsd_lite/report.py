@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .accounting import rr_keep_probability
 from .mechanisms import Mechanism
 
 UNIT_PER_QUERY = (
@@ -16,8 +17,14 @@ UNIT_PER_QUERY = (
 UNIT_NONE = "nothing: mode 'none' releases the teacher's raw outputs; the student carries no privacy guarantee."
 
 
-def privacy_report(mechanism: Mechanism, queries: int, config=None) -> dict:
-    """A JSON-ready dict: mechanism, ε, δ, σ or keep probability, k, queries, accountant, unit."""
+def privacy_report(mechanism: Mechanism, queries: int, config=None, k_used: dict | None = None) -> dict:
+    """A JSON-ready dict: mechanism, ε, δ, σ or keep probability, k, queries, accountant, unit.
+
+    ``k_used`` (``rr``): how many queries were answered within a set of each
+    size k, ``{k: count}``. The sets are chosen from the prior alone, so this
+    costs no privacy; it shows which keep probabilities the run actually
+    used (``mean_keep_probability``: their average over the queries).
+    """
     desc = mechanism.describe()
     report = {
         "noise_mode": desc["mode"],
@@ -34,6 +41,12 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None) -> dict:
     report.pop("calibration", None)
     report["composition"] = desc.get("composition", "none needed: each teacher answer enters exactly one release")
     report["unit_of_privacy"] = desc.get("unit_of_privacy", UNIT_PER_QUERY)
+    if k_used and desc["mode"] == "rr":
+        total = sum(k_used.values())
+        report["k_used"] = {str(k): int(n) for k, n in sorted(k_used.items())}
+        report["mean_k"] = sum(k * n for k, n in k_used.items()) / total
+        report["mean_keep_probability"] = sum(rr_keep_probability(desc["epsilon"], k) * n
+                                              for k, n in k_used.items()) / total
     if config is not None and desc["mode"] in ("rr", "label"):
         prior = "the student's own prediction"
         if config.prior_temperature != 1:
@@ -67,6 +80,12 @@ def format_report(report: dict) -> str:
         keep = report["keep_probability_at_k"]
         shown = ", ".join(f"k={k}: {float(v):.4f}" for k, v in list(keep.items())[:4])
         lines.append(f"keep probability e^eps/(e^eps+k-1): {shown}, ... (k >= {report['k_min']})")
+    if "k_used" in report:
+        total = sum(report["k_used"].values())
+        shares = ", ".join(f"k={k}: {n / total:.0%}" if n / total >= 0.005 else f"k={k}: <1%"
+                           for k, n in report["k_used"].items())
+        lines.append(f"answer sets used (chosen from the prior, no privacy cost): {shares}; mean k = "
+                     f"{report['mean_k']:.2f}, mean keep probability {report['mean_keep_probability']:.4f}")
     lines.append(f"teacher queries answered: {report['teacher_queries']:,}")
     lines.append(f"accountant: {report['accountant']}; composition: {report['composition']}")
     if "prior" in report:

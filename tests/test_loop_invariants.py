@@ -121,6 +121,7 @@ def run(digits, teachers, mode, teacher="A", perturb=None, fixed_release=False, 
         "generator": {k: v.clone() for k, v in res.generator.state_dict().items()},
         "history": res.history,
         "queries": res.queries,
+        "privacy": res.privacy,
     }
     if cached:
         _RUNS[key] = out
@@ -217,3 +218,51 @@ def test_warm_start_learns_without_the_teacher(digits, teachers):
         results[steps] = {"student": {k: v.clone() for k, v in res.student.state_dict().items()}}
         assert ("warm start" in res.privacy["prior"] or "skeleton" in res.privacy["prior"]) == bool(steps)
     assert not identical(results[0], results[30], "student")
+
+
+# --------------------------------------------------------------------------- the answer sets the report shows
+def _recording_rr(epsilon):
+    from dpsd_lite.mechanisms import SelectiveRR
+
+    class Recording(SelectiveRR):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.ks = []
+
+        def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+            rel = super().release(teacher_logits, prior=prior, student_logits=student_logits, generator=generator)
+            self.ks += rel.extra["k"].tolist()
+            return rel
+
+    return Recording(epsilon, k_min=2)
+
+
+def test_rr_report_counts_the_answer_sets_the_run_used(digits, teachers):
+    from collections import Counter
+
+    from dpsd_lite.accounting import rr_keep_probability
+    from dpsd_lite.report import format_report
+
+    mech = _recording_rr(RUN["epsilon"])
+    res = T.transcribe(data=digits, teacher=_wrap(teachers["A"]), noise_mode="rr", seed=0, mechanism=mech, **RUN)
+    rep = res.privacy
+    assert len(mech.ks) == res.queries == sum(rep["k_used"].values())
+    assert rep["k_used"] == {str(k): n for k, n in sorted(Counter(mech.ks).items())}
+    assert min(mech.ks) >= 2 and max(mech.ks) == digits.num_classes  # the uniform-prior warm-up step uses every class
+    expected = sum(rr_keep_probability(RUN["epsilon"], k) for k in mech.ks) / len(mech.ks)
+    assert rep["mean_keep_probability"] == pytest.approx(expected, rel=1e-12)
+    assert rep["mean_k"] == pytest.approx(sum(mech.ks) / len(mech.ks))
+    assert "answer sets used" in format_report(rep) and "mean keep probability" in format_report(rep)
+
+
+def test_uniform_prior_answers_among_all_classes_at_the_k_ary_keep_probability(digits, teachers):
+    """With the prior uniform throughout (warm-up over all steps), every answer is K-ary RR: e^1/(e^1+9) = 0.231969."""
+    res = T.transcribe(data=digits, teacher=_wrap(teachers["A"]), noise_mode="rr", seed=0,
+                       **{**RUN, "epsilon": 1.0, "warmup_fraction": 1.0})
+    assert res.privacy["k_used"] == {"10": res.queries}
+    assert res.privacy["mean_keep_probability"] == pytest.approx(0.231969, abs=1e-6)
+
+
+def test_modes_without_answer_sets_report_none(digits, teachers):
+    for mode in ("label", "data", "none"):
+        assert "k_used" not in run(digits, teachers, mode)["privacy"]

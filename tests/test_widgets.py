@@ -76,6 +76,7 @@ def test_run_button_adds_a_run(dashboard):
         _png(output)
     report = dashboard.report_output.outputs[0]["text"]
     assert "epsilon = 10 per teacher answer" in report and "unit of privacy" in report
+    assert "answer sets used" in report and "mean keep probability" in report
     assert dashboard.table.value.count("<tr>") == 2  # header + one run
     assert "rr" in dashboard.table.value
     assert "done" in dashboard.status.value
@@ -156,6 +157,9 @@ def test_mechanism_explorer_follows_the_slider(digits, digits_teacher, mode):
     explorer = MechanismExplorer(logits, epsilon=1.0, noise_mode=mode, class_names=digits.class_names)
     first = _png(explorer.plot_output)
     assert "epsilon = 1 per teacher answer" in explorer.report_output.outputs[0]["text"]
+    if mode == "rr":  # no prior here: every answer is 10-ary RR, kept with probability e/(e+9)
+        assert "k=10: 100%" in explorer.report_output.outputs[0]["text"]
+        assert "mean keep probability 0.2320" in explorer.report_output.outputs[0]["text"]
     explorer.epsilon_slider.value = 10.0
     assert "epsilon = 10 per teacher answer" in explorer.report_output.outputs[0]["text"]
     assert _png(explorer.plot_output) != first
