@@ -171,6 +171,12 @@ class StrokeGenerator(nn.Module):
     20×20 of 28×28), with a pen 2–3 pixels wide; scikit-learn's digits are
     32×32 bitmaps averaged down by 4, which ``supersample=4`` mirrors.
 
+    With ``centre_of_mass`` the drawing is then shifted so that its ink's
+    centre of mass sits at the centre of the frame, as in MNIST's published
+    preprocessing (size-normalised into the 20×20 box, then centred by mass
+    in the 28×28 frame); without it only the bounding box is centred, which
+    leaves the ink 1.5 to 3.3 pixels off on average.
+
     With ``skeletons`` > 0 that share of the images (chosen by z) is instead a
     *bent digit skeleton*: the copybook drawing of the requested digit
     (:mod:`dpsd_lite.skeletons`, written by hand, no data), bent at four knots
@@ -192,7 +198,7 @@ class StrokeGenerator(nn.Module):
 
     def __init__(self, image_shape=(1, 28, 28), num_classes=10, nz=64, width=256, strokes=2, points=7,
                  box=20 / 28, pen=(0.09, 0.16), supersample=1, turn=1.0, normalize=False,
-                 skeletons=0.0, skeleton_points=12):
+                 skeletons=0.0, skeleton_points=12, centre_of_mass=False):
         super().__init__()
         c, h, w = image_shape
         if c != 1:
@@ -202,7 +208,9 @@ class StrokeGenerator(nn.Module):
         self.architecture = {"image_shape": list(image_shape), "num_classes": num_classes, "nz": nz,
                              "width": width, "strokes": strokes, "points": points, "box": box,
                              "pen": list(pen), "supersample": supersample, "turn": turn,
-                             "normalize": normalize, "skeletons": skeletons, "skeleton_points": skeleton_points}
+                             "normalize": normalize, "skeletons": skeletons, "skeleton_points": skeleton_points,
+                             "centre_of_mass": bool(centre_of_mass)}
+        self.centre_of_mass = bool(centre_of_mass)
         self.skeletons = float(skeletons)
         self.nz, self.num_classes, self.image_shape = nz, num_classes, (c, h, w)
         self.n_strokes, self.n_points, self.pen, self.supersample, self.turn = strokes, points, tuple(pen), supersample, turn
@@ -360,6 +368,10 @@ class StrokeGenerator(nn.Module):
         # Gaussian's 1-D normaliser, so the sum along a line is exp(-d²/2σ²) across it
         weight = ((b - a).norm(dim=-1) / n * alpha.unsqueeze(-1)).unsqueeze(-1).expand(B, S, P - 1, n)
         weight = weight.reshape(B, -1, 1) / (sigma * math.sqrt(2 * math.pi))
+        if self.centre_of_mass:
+            # MNIST's published format: the ink's centre of mass sits at the centre of the frame. The
+            # ink is a sum of Gaussian dabs, so its centre of mass is the dabs' weighted mean.
+            dabs = dabs - (weight * dabs).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1e-12)
         gx = torch.exp((-(self.xs - dabs[..., :1]).square() / (2 * sigma**2)).clamp(min=-20))  # B×dabs×W
         gy = torch.exp((-(self.ys - dabs[..., 1:]).square() / (2 * sigma**2)).clamp(min=-20))  # B×dabs×H
         ink = torch.bmm((gy * weight).transpose(1, 2), gx).clamp(max=1.0)  # B×H×W

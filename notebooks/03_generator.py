@@ -63,7 +63,8 @@ config = TranscribeConfig(dataset=DATASET, noise_mode="none", steps=STEPS, batch
 # LeakyReLU map the noise z and the requested class to numbers), but for
 # handwritten digits those numbers are not pixels: they are one or two *pen
 # strokes* (start, heading, turns, lengths, pen width) that a differentiable
-# renderer draws inside MNIST's published 20×20 box. Half of the images are
+# renderer draws inside MNIST's published 20×20 box, with the ink's centre of
+# mass at the centre of the frame, as MNIST's own preprocessing does. Half of the images are
 # free strokes; the other half start from a copybook drawing of the
 # requested digit (written by hand in `dpsd_lite/skeletons.py`), bent,
 # rotated, sheared and stretched at random. "Digits are drawn with a pen,

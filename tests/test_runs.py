@@ -250,3 +250,16 @@ def test_run_saved_before_skeletons_existed_loads_as_it_ran(tmp_path, digits, di
     loaded = load_run(path)
     assert loaded.config.skeletons == 0.0 and loaded.generator.skeletons == 0.0
     assert loaded.config == old.config
+
+
+def test_generator_centring_is_rebuilt_from_the_run_and_absent_means_as_before(run_dir):
+    """Runs saved before the centre-of-mass option existed lack the key and load with the older drawing."""
+    with open(os.path.join(run_dir, "meta.json")) as f:
+        arch = json.load(f)["architecture"]
+    assert arch["generator"].get("centre_of_mass") is False  # digits: not MNIST's format
+    arch["generator"]["centre_of_mass"] = True
+    _edit_meta(run_dir, architecture=arch)
+    assert load_run(run_dir).generator.centre_of_mass is True
+    del arch["generator"]["centre_of_mass"]
+    _edit_meta(run_dir, architecture=arch)
+    assert load_run(run_dir).generator.centre_of_mass is False

@@ -25,6 +25,41 @@ def test_stroke_images_are_strokes_on_a_dark_background_inside_the_box():
     assert ink[..., 0, :].max() < 0.05 and ink[..., :, 0].max() < 0.05
 
 
+def _centre_of_mass_offset(x):
+    """Distance (pixels, rows and columns) of each image's ink centre of mass from the frame's centre."""
+    ink = (x + 1) / 2
+    H, W = x.shape[-2:]
+    mass = ink.sum((1, 2, 3))
+    rows = (ink.sum(3).squeeze(1) * (torch.arange(H) + 0.5)).sum(1) / mass - H / 2
+    cols = (ink.sum(2).squeeze(1) * (torch.arange(W) + 0.5)).sum(1) / mass - W / 2
+    return rows, cols
+
+
+@pytest.mark.parametrize("skeletons", [0.0, 0.5, 1.0])
+def test_centre_of_mass_option_puts_the_ink_at_the_frame_centre(skeletons):
+    """MNIST's format centres each digit's centre of mass; the bounding-box centring alone leaves it pixels off."""
+    offsets = {}
+    for com in (False, True):
+        torch.manual_seed(0)
+        g = StrokeGenerator((1, 28, 28), 10, box=20 / 28, skeletons=skeletons, centre_of_mass=com).eval()
+        assert g.architecture["centre_of_mass"] is com
+        with torch.no_grad():
+            x, _ = g.sample(256, generator=torch.Generator().manual_seed(1))
+        rows, cols = _centre_of_mass_offset(x)
+        offsets[com] = max(rows.abs().mean().item(), cols.abs().mean().item())
+        if com:  # on average within a fraction of a pixel; ink saturating where strokes cross, or cut off
+            # by the frame, moves single images by up to about a pixel
+            assert rows.abs().max() < 1.5 and cols.abs().max() < 1.5
+    assert offsets[True] < 0.2 < 0.5 < offsets[False]
+
+
+def test_mnist_domains_draw_centred_by_mass_and_digits_does_not():
+    cfg = TranscribeConfig()
+    assert build_generator(cfg.replace(dataset="mnist-5k"), (1, 28, 28), 10).centre_of_mass
+    assert build_generator(cfg.replace(dataset="mnist"), (1, 28, 28), 10).centre_of_mass
+    assert not build_generator(cfg.replace(dataset="digits"), (1, 8, 8), 10).centre_of_mass
+
+
 def test_sampling_is_reproducible_from_the_seed():
     torch.manual_seed(0)
     g = StrokeGenerator((1, 28, 28), 10)
