@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from .accounting import rr_keep_probability
 from .mechanisms import Mechanism
 
@@ -17,13 +19,14 @@ UNIT_PER_QUERY = (
 UNIT_NONE = "nothing: mode 'none' releases the teacher's raw outputs; the student carries no privacy guarantee."
 
 
-def privacy_report(mechanism: Mechanism, queries: int, config=None, k_used: dict | None = None) -> dict:
+def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_sizes=None) -> dict:
     """A JSON-ready dict: mechanism, ε, δ, σ or keep probability, k, queries, accountant, unit.
 
-    ``k_used`` (``rr``): how many queries were answered within a set of each
-    size k, ``{k: count}``. The sets are chosen from the prior alone, so this
-    costs no privacy; it shows which keep probabilities the run actually
-    used (``mean_keep_probability``: their average over the queries).
+    ``answer_set_sizes`` (``rr``): the size k of each query's answer set, a
+    tensor with one entry per query. The report counts them (``k_used``:
+    ``{k: count}``); the sets are chosen from the prior alone, so this costs
+    no privacy, and it shows which keep probabilities the run actually used
+    (``mean_keep_probability``: their average over the queries).
     """
     desc = mechanism.describe()
     report = {
@@ -41,7 +44,8 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, k_used: dict
     report.pop("calibration", None)
     report["composition"] = desc.get("composition", "none needed: each teacher answer enters exactly one release")
     report["unit_of_privacy"] = desc.get("unit_of_privacy", UNIT_PER_QUERY)
-    if k_used and desc["mode"] == "rr":
+    if answer_set_sizes is not None and len(answer_set_sizes) and desc["mode"] == "rr":
+        k_used = {k: int(n) for k, n in enumerate(torch.bincount(answer_set_sizes.cpu()).tolist()) if n}
         total = sum(k_used.values())
         report["k_used"] = {str(k): int(n) for k, n in sorted(k_used.items())}
         report["mean_k"] = sum(k * n for k, n in k_used.items()) / total

@@ -320,7 +320,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     t0 = time.perf_counter()
     B = config.batch_size
     buffer = ReplayBuffer(config.replay_buffer) if replay else None
-    k_counts = torch.zeros(K + 1, dtype=torch.long)
+    set_sizes = []  # rr: the size of each query's answer set (chosen from the prior only), for the report
 
     def draw(n):
         z = torch.randn(n, config.nz, generator=gen).to(device)
@@ -387,8 +387,8 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
                 prior = _prior(s, config.prior_smoothing, config.prior_temperature) if use_prior else None
                 release = mech.release(teacher_logits, prior=prior, student_logits=s.detach(), generator=gen)
                 del teacher_logits  # nothing below may read the raw answers
-                if "k" in release.extra:  # rr: the size of each query's answer set, from the prior only
-                    k_counts += torch.bincount(release.extra["k"].cpu(), minlength=K + 1)
+                if "k" in release.extra:
+                    set_sizes.append(release.extra["k"])
                 loss_s = student_update(x, release, s)
                 state.queries += B
                 xq, cq = x, c
@@ -448,7 +448,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
 
     elapsed = time.perf_counter() - t0
     report = privacy_report(mech, queries=state.queries, config=config if warmed else config.replace(warm_start_steps=0),
-                            k_used={k: int(n) for k, n in enumerate(k_counts.tolist()) if n})
+                            answer_set_sizes=torch.cat(set_sizes) if set_sizes else None)
     return TranscriptionResult(config, student.eval(), generator.eval(), teacher, mech, state.history,
                                state.student_accuracy, state.queries, elapsed, report, data)
 

@@ -446,8 +446,5 @@ class MechanismExplorer:
                 xlabel="gradient coordinate w.r.t. the student's logits",
                 title=f"data at ε = {eps:.3g}: noise std {mech.noise_std:.3g} (C = {mech.clip_norm:g})")
         show_figure(self.plot_output, fig)
-        k_used = None
-        if "k" in rel.extra:
-            k_used = {int(k): int(n) for k, n in zip(*rel.extra["k"].unique(return_counts=True))}
-        _show_text(self.report_output,
-                   format_report(privacy_report(mech, queries=len(self.teacher_logits), k_used=k_used)))
+        _show_text(self.report_output, format_report(privacy_report(
+            mech, queries=len(self.teacher_logits), answer_set_sizes=rel.extra.get("k"))))
