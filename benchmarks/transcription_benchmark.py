@@ -8,7 +8,10 @@ Prints, on the embedded default data (mnist-5k unless --dataset says otherwise):
 2. held-out accuracy of the student in every noise mode at ε ∈ {0.5, 1, 2, 5, 10}
    (δ = 1e-5; per-teacher-answer accounting, as the privacy reports say), beside
    the teacher's, and the targets: student ≥ 98% of the teacher at ε = 10 and
-   ≥ 95% at ε = 1 in the better of label and rr;
+   ≥ 95% at ε = 1 in the better of label and rr, judged on the mean over seeds
+   0, 1 and 2 (``--target-seeds``): label and rr at ε = 1 and 10 run again at
+   seeds 1 and 2, each with its own teacher, since one run moves by one to two
+   points with the seed;
 3. the no-teacher baseline: a student trained as long on the untrained
    generator's images labelled by the class they were drawn for (what the
    generator's public prior alone teaches).
@@ -63,6 +66,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--target-seeds", default=None,
+                    help="seeds whose mean judges the accuracy targets (default 0,1,2; --fast: the --seed alone)")
     args = ap.parse_args(argv)
 
     import torch
@@ -72,6 +77,8 @@ def main(argv=None):
 
     dataset = "digits" if args.fast else args.dataset
     overrides = {"steps": 30, "teacher_epochs": 3} if args.fast else {}
+    if args.target_seeds is None:
+        args.target_seeds = str(args.seed) if args.fast else "0,1,2"
     overrides["seed"] = args.seed
     results = {"dataset": dataset, "overrides": overrides, "threads": args.threads}
     print(f"dpsd_lite engine benchmark — dataset {dataset}, {args.threads} thread(s), "
@@ -110,15 +117,42 @@ def main(argv=None):
     print(f"no teacher at all (the untrained generator's images labelled by the requested class, same "
           f"number of student steps): {prior_acc:.1%}")
 
-    def best_ratio(eps):
-        cands = [r["ratio_to_teacher"] for r in rows if r["noise_mode"] in ("label", "rr") and r["epsilon"] == eps]
-        return max(cands) if cands else float("nan")
+    # The targets, judged on the mean over several seeds: one run moves by one to two points with the
+    # seed (each seed also trains its own teacher), as much as the distance to either target.
+    target_seeds = [args.seed] + [s for s in (int(x) for x in args.target_seeds.split(",") if x.strip())
+                                  if s != args.seed]
+    target_modes = [m for m in ("label", "rr") if m in modes]
+    target_eps = [e for e in (10.0, 1.0) if e in epsilons]
+    seed_rows = list(rows)
+    if len(target_seeds) > 1 and target_modes and target_eps:
+        print(f"\ntarget cells ({', '.join(target_modes)} at eps = {', '.join(f'{e:g}' for e in target_eps)}) "
+              f"at seed{'s' if len(target_seeds) > 2 else ''} {', '.join(str(s) for s in target_seeds[1:])} "
+              f"(each with its own teacher):")
+        with tempfile.TemporaryDirectory() as cache:
+            for seed in target_seeds[1:]:
+                seed_rows += run_sweep(target_eps, target_modes, dataset=dataset, device="cpu", cache_dir=cache,
+                                       on_result=on_result, **{**overrides, "seed": seed})
+    results["target_rows"] = [r for r in seed_rows if r["noise_mode"] in target_modes and r["epsilon"] in target_eps]
 
+    def ratios(mode, eps):
+        return [r["ratio_to_teacher"] for s in target_seeds for r in seed_rows
+                if r["seed"] == s and r["noise_mode"] == mode and r["epsilon"] == eps]
+
+    results["targets"] = {}
     for eps, target in ((10.0, 0.98), (1.0, 0.95)):
-        ratio = best_ratio(eps)
-        verdict = "met" if ratio >= target else "NOT met"
+        per_mode = {m: ratios(m, eps) for m in target_modes if ratios(m, eps)}
+        if not per_mode:
+            continue
+        best = max(per_mode, key=lambda m: sum(per_mode[m]) / len(per_mode[m]))
+        vals = per_mode[best]
+        mean = sum(vals) / len(vals)
+        verdict = "met" if mean >= target else "NOT met"
+        results["targets"][f"{eps:g}"] = {"target": target, "mode": best, "ratios": vals, "mean_ratio": mean,
+                                         "seeds": target_seeds[:len(vals)], "met": mean >= target}
         print(f"target at eps={eps:g}: student/teacher >= {target:.0%} in the better of label and rr: "
-              f"{ratio:.1%} -> {verdict}")
+              f"{best} {mean:.1%} on average over seed(s) {', '.join(str(s) for s in target_seeds[:len(vals)])} "
+              f"({' / '.join(f'{v:.1%}' for v in vals)}; {sum(v >= target for v in vals)} of {len(vals)} "
+              f"at or above) -> {verdict}")
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stem = os.path.join(HERE, "results", f"transcription-{dataset}")

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.optimize import brentq
-from scipy.stats import norm
-
 from .errors import DpsdError
 
 __all__ = [
@@ -83,6 +80,8 @@ def gaussian_delta(noise_multiplier: float, epsilon: float) -> float:
         raise DpsdError(f"epsilon must be a non-negative number, got {epsilon!r}") from None
     if not math.isfinite(eps) or eps < 0:
         raise DpsdError(f"epsilon must be a non-negative finite number, got {epsilon!r}")
+    from scipy.stats import norm  # here, not at import: scipy.stats takes ~0.5 s to import, and rr never needs it
+
     # log-space for e^ε Φ(.) to stay finite at large ε
     a = norm.cdf(-eps / mu + mu / 2)
     b = math.exp(eps + norm.logcdf(-eps / mu - mu / 2))
@@ -119,6 +118,8 @@ def gaussian_noise_multiplier(epsilon: float, delta: float) -> float:
             raise DpsdError(f"cannot calibrate Gaussian noise for epsilon={eps}, delta={delta}")
     if gaussian_delta(lo, eps) <= delta:
         return lo
+    from scipy.optimize import brentq
+
     return float(brentq(lambda s: gaussian_delta(s, eps) - delta, lo, hi, xtol=1e-12, rtol=1e-10))
 
 

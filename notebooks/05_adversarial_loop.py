@@ -112,13 +112,13 @@ print(f"generator loss (student's cross-entropy on the requested classes): {gene
 # %% [markdown]
 # `transcribe` repeats this with optimiser steps. Before the first query the
 # student warms up on the generator's skeleton drawings, labelled by the digit
-# drawn (public, no teacher). Each step then draws three candidates per query
-# and sends the teacher the third the student is least sure about; the
-# student takes one step on the fresh release and four on earlier ones
+# drawn (public, no teacher). Each step then draws two candidates per query
+# and sends the teacher the half the student is least sure about, twice; the
+# student takes one step on each fresh release and three on earlier ones
 # (replay, no new query), and its own (smoothed) prediction is the prior that
-# picks the top-k classes for `rr` and `label`; the generator's objective also gets a term
-# that steers it to inputs the student still gets wrong (see the docstring
-# of `dpsd_lite/transcribe.py`).
+# picks the top-k classes for `rr` and `label`; the generator's objective also
+# pushes two images asked for the same digit apart, so a class does not
+# collapse to one drawing (see the docstring of `dpsd_lite/transcribe.py`).
 #
 # ## 2. The loop, live
 

@@ -136,10 +136,10 @@ def test_replay_is_off_in_data_mode(digits, digits_teacher):
 
 def test_replay_changes_training_but_not_the_queries(digits, digits_teacher):
     common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=6,
-                  batch_size=32, eval_every=6, device="cpu", seed=0)
+                  student_steps=2, batch_size=32, eval_every=6, device="cpu", seed=0)
     a = transcribe(replay_steps=0, **common)
     b = transcribe(replay_steps=2, **common)
-    assert a.queries == b.queries == 6 * 32  # replay asks the teacher nothing
+    assert a.queries == b.queries == 6 * 2 * 32  # replay asks the teacher nothing
     assert a.privacy["teacher_queries"] == b.privacy["teacher_queries"]
     assert any(not torch.equal(p, q) for p, q in zip(a.student.parameters(), b.student.parameters()))
 
@@ -161,8 +161,8 @@ def test_query_pool_sends_the_teacher_only_the_picked_queries(digits, digits_tea
 
     teacher = dataclasses.replace(digits_teacher, model=Spy(digits_teacher.model))
     r = transcribe(data=digits, teacher=teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=4,
-                   batch_size=32, query_pool=3, eval_every=4, device="cpu", seed=0)
-    assert seen == [32] * 4 and r.queries == 4 * 32 == r.privacy["teacher_queries"]
+                   batch_size=32, query_pool=3, student_steps=2, eval_every=4, device="cpu", seed=0)
+    assert seen == [32] * 4 * 2 and r.queries == 4 * 2 * 32 == r.privacy["teacher_queries"]
 
 
 def test_generator_objectives_are_checked_and_both_train_the_generator(digits, digits_teacher):
