@@ -179,13 +179,14 @@ def _get_part_teacher(part, epochs, batch_size, seed, device, cache_dir) -> Trai
             model = Teacher(part.image_shape, part.num_classes).to(device)
             model.load_state_dict(blob["state_dict"])
             return TrainedTeacher(model.eval(), blob["heldout_accuracy"], blob["private_accuracy"], epochs, seed,
-                                  True, path)
+                                  True, path, blob.get("threads"))
         except Exception:  # corrupt or stale: retrain below
             pass
     model = train_teacher_model(part, epochs=epochs, seed=seed, device=device, batch_size=batch_size)
     held, priv = accuracy(model, part.x_heldout, part.y_heldout), accuracy(model, part.x_private, part.y_private)
-    write_teacher_cache(path, model, held, priv)
-    return TrainedTeacher(model, held, priv, epochs, seed, False, path)
+    threads = torch.get_num_threads()
+    write_teacher_cache(path, model, held, priv, threads=threads)
+    return TrainedTeacher(model, held, priv, epochs, seed, False, path, threads)
 
 
 @torch.no_grad()

@@ -198,6 +198,9 @@ def save_run(result, out_dir, force: bool = False) -> str:
             "dpsd_lite_version": __version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
+            # a seed reproduces a CPU run for the same torch version and thread count (float sums depend on it)
+            "torch_threads": torch.get_num_threads(),
+            "device": str(next(student.parameters()).device),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "dataset": result.config.dataset,
             "noise_mode": result.config.noise_mode,
@@ -208,6 +211,7 @@ def save_run(result, out_dir, force: bool = False) -> str:
                 "heldout_accuracy": teacher.heldout_accuracy if teacher is not None else None,
                 "epochs": teacher.epochs if teacher is not None else None,
                 "seed": teacher.seed if teacher is not None else None,
+                "trained_with_threads": getattr(teacher, "threads", None) if teacher is not None else None,
             },
             "teacher_accuracy": teacher.heldout_accuracy if teacher is not None else None,
             "student_accuracy": result.student_accuracy,

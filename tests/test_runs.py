@@ -80,6 +80,8 @@ def test_meta_records_versions_checksums_and_results(run_dir, tiny_run):
     assert meta["schema_version"] == SCHEMA_VERSION
     assert meta["dpsd_lite_version"] == dpsd_lite.__version__
     assert meta["torch_version"] == torch.__version__
+    assert meta["torch_threads"] == torch.get_num_threads() and meta["device"] == "cpu"
+    assert meta["teacher"]["trained_with_threads"] == tiny_run.teacher.threads
     assert meta["seed"] == tiny_run.config.seed and meta["created"]
     assert meta["queries"] == tiny_run.queries and meta["elapsed_seconds"] == tiny_run.elapsed
     assert meta["teacher"]["heldout_accuracy"] == tiny_run.teacher.heldout_accuracy
@@ -263,3 +265,25 @@ def test_generator_centring_is_rebuilt_from_the_run_and_absent_means_as_before(r
     del arch["generator"]["centre_of_mass"]
     _edit_meta(run_dir, architecture=arch)
     assert load_run(run_dir).generator.centre_of_mass is False
+
+
+def test_teacher_cache_records_the_threads_it_was_trained_with(digits, tmp_path):
+    """Weights depend on torch's thread count (float sums), so the cache says which one trained them."""
+    from dpsd_lite.teacher import get_teacher
+
+    threads = torch.get_num_threads()
+    fresh = get_teacher(digits, epochs=1, seed=3, device="cpu", cache_dir=str(tmp_path))
+    assert not fresh.cached and fresh.threads == threads
+    torch.set_num_threads(threads + 1)
+    try:
+        again = get_teacher(digits, epochs=1, seed=3, device="cpu", cache_dir=str(tmp_path))
+    finally:
+        torch.set_num_threads(threads)
+    assert again.cached and again.threads == threads  # what trained it, not what loads it
+    # a cache written before the field existed still loads, with the thread count unknown
+    blob = torch.load(fresh.path, weights_only=True)
+    del blob["threads"]
+    torch.save(blob, fresh.path)
+    old = get_teacher(digits, epochs=1, seed=3, device="cpu", cache_dir=str(tmp_path))
+    assert old.cached and old.threads is None
+    assert all(torch.equal(a, b) for a, b in zip(old.model.state_dict().values(), fresh.model.state_dict().values()))
