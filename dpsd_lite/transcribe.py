@@ -110,10 +110,11 @@ class TranscribeConfig:
     noise_mode: str = "rr"  # none | label | rr | data
     epsilon: float = 10.0  # per teacher answer (see the privacy report)
     delta: float = 1e-5  # for the Gaussian modes (label, data); rr is pure ε-DP
-    # Budget: 150 steps × (2 fresh + 3 replayed batches) is as fast on a CPU as the former 170 × (1 + 4) with a
-    # pool of 3 (mnist-5k, 2 threads, cached teacher: 36.7-38.9 s vs 32.8-40.4 s wall), asks the teacher 76,800
-    # instead of 43,520 questions, and that is what small ε needs: rr on the private split, seeds 0-4, 1 thread,
-    # ε = 1 92.6% -> 94.0% (better on all 5 seeds), ε = 10 96.7% -> 96.6% (unchanged within the seed spread).
+    # Budget: 150 steps × (2 fresh + 3 replayed batches) takes about as long on 2 CPU threads as the former
+    # 170 × (1 + 4) with a pool of 3 (mnist-5k, cached teacher, interleaved: 36.7-38.9 s vs 32.8-40.4 s wall;
+    # on 1 thread ~25% longer), asks the teacher 76,800 instead of 43,520 questions, and that is what small ε
+    # needs: rr on the private split, seeds 0-9, 1 thread, ε = 1 92.6% -> 93.8% (better on all 10 seeds),
+    # ε = 10 96.5% -> 96.4% (unchanged within the seed spread).
     steps: int = 150  # generator iterations
     student_steps: int = 2  # student steps on fresh query batches per generator step
     replay_steps: int = 3  # extra student steps per generator step on earlier releases (no new queries)
