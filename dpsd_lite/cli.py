@@ -296,7 +296,9 @@ def run_transcribe(args):
     print()
     ratio = result.student_accuracy / result.teacher_accuracy if result.teacher_accuracy else float("nan")
     print(f"teacher held-out accuracy: {_pct(result.teacher_accuracy)}")
-    print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({_pct(ratio)} of the teacher) "
+    # two decimals: a ratio of 97.96% must not print as "98.0%", the accuracy target at ε = 10
+    shown = "n/a" if math.isnan(ratio) else f"{100 * ratio:.2f}%"
+    print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({shown} of the teacher) "
           f"after {result.history[-1]['step'] if result.history else 0} steps, {result.elapsed:.1f} s")
     print(f"run saved to {path}")
     return 0

@@ -131,6 +131,9 @@ def test_transcribe_then_report(capsys, tmp_path, monkeypatch, digits_teacher):
     assert "unit of privacy" in out and "does NOT bound" in out
     assert f"teacher held-out accuracy: {100 * digits_teacher.heldout_accuracy:.1f}%" in out
     assert "student held-out accuracy:" in out
+    run = load_run(default_out)
+    ratio = run.meta["student_accuracy"] / run.meta["teacher_accuracy"]
+    assert f"({100 * ratio:.2f}% of the teacher)" in out  # two decimals: 97.96% never reads as 98.0%
     assert f"run saved to {default_out}" in out
     assert "step" in err  # the progress bar went to stderr
     run = load_run(default_out)
