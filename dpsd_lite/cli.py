@@ -178,8 +178,8 @@ def _check_out(out, force):
             f"output directory {out} already exists; pass --force to replace it, or choose another --out")
 
 
-def _pct(x):
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+def _pct(x, decimals: int = 1):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{decimals}f}%"
 
 
 def _eps_name(eps):
@@ -297,8 +297,7 @@ def run_transcribe(args):
     ratio = result.student_accuracy / result.teacher_accuracy if result.teacher_accuracy else float("nan")
     print(f"teacher held-out accuracy: {_pct(result.teacher_accuracy)}")
     # two decimals: a ratio of 97.96% must not print as "98.0%", the accuracy target at ε = 10
-    shown = "n/a" if math.isnan(ratio) else f"{100 * ratio:.2f}%"
-    print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({shown} of the teacher) "
+    print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({_pct(ratio, 2)} of the teacher) "
           f"after {result.history[-1]['step'] if result.history else 0} steps, {result.elapsed:.1f} s")
     print(f"run saved to {path}")
     return 0

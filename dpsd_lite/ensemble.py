@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -47,8 +48,8 @@ from .accounting import check_delta, check_epsilon, composed_noise_multiplier
 from .data import DataSplits
 from .errors import DpsdError
 from .mechanisms import Mechanism, Release
-from .models import Teacher
-from .teacher import TEACHER_EPOCHS, TrainedTeacher, train_teacher_model, write_teacher_cache
+from .teacher import (TEACHER_EPOCHS, TrainedTeacher, _cache_path, cache_trained_teacher, default_cache_dir,
+                      load_cached_teacher, train_teacher_model)
 from .utils import resolve_device
 
 __all__ = [
@@ -161,32 +162,14 @@ def train_teacher_ensemble(data: DataSplits, num_teachers: int = 50, epochs: int
 
 def _get_part_teacher(part, epochs, batch_size, seed, device, cache_dir) -> TrainedTeacher:
     """Like :func:`get_teacher` (same cache folder), with a batch size suited to small partitions."""
-    import hashlib
-    import json
-    import os
-
-    from . import __version__
-    from .teacher import default_cache_dir
-    from .utils import accuracy
-
-    key = json.dumps({"data": part.describe(), "epochs": epochs, "seed": seed, "batch_size": batch_size,
-                      "version": __version__, "arch": "Teacher-v2"}, sort_keys=True)
-    path = os.path.join(cache_dir or default_cache_dir(), "teachers",
-                        f"{part.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
+    path = _cache_path(part, epochs, seed, cache_dir or default_cache_dir(), batch_size=batch_size)
     if os.path.exists(path):
         try:
-            blob = torch.load(path, map_location=device, weights_only=True)
-            model = Teacher(part.image_shape, part.num_classes).to(device)
-            model.load_state_dict(blob["state_dict"])
-            return TrainedTeacher(model.eval(), blob["heldout_accuracy"], blob["private_accuracy"], epochs, seed,
-                                  True, path, blob.get("threads"))
+            return load_cached_teacher(path, part, epochs, seed, device)
         except Exception:  # corrupt or stale: retrain below
             pass
     model = train_teacher_model(part, epochs=epochs, seed=seed, device=device, batch_size=batch_size)
-    held, priv = accuracy(model, part.x_heldout, part.y_heldout), accuracy(model, part.x_private, part.y_private)
-    threads = torch.get_num_threads()
-    write_teacher_cache(path, model, held, priv, threads=threads)
-    return TrainedTeacher(model, held, priv, epochs, seed, False, path, threads)
+    return cache_trained_teacher(path, model, part, epochs, seed)
 
 
 @torch.no_grad()

@@ -45,9 +45,9 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
     report["composition"] = desc.get("composition", "none needed: each teacher answer enters exactly one release")
     report["unit_of_privacy"] = desc.get("unit_of_privacy", UNIT_PER_QUERY)
     if answer_set_sizes is not None and len(answer_set_sizes) and desc["mode"] == "rr":
-        k_used = {k: int(n) for k, n in enumerate(torch.bincount(answer_set_sizes.cpu()).tolist()) if n}
+        k_used = {k: n for k, n in enumerate(torch.bincount(answer_set_sizes.cpu()).tolist()) if n}  # k ascending
         total = sum(k_used.values())
-        report["k_used"] = {str(k): int(n) for k, n in sorted(k_used.items())}
+        report["k_used"] = {str(k): n for k, n in k_used.items()}
         report["mean_k"] = sum(k * n for k, n in k_used.items()) / total
         report["mean_keep_probability"] = sum(rr_keep_probability(desc["epsilon"], k) * n
                                               for k, n in k_used.items()) / total

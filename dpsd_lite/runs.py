@@ -211,7 +211,7 @@ def save_run(result, out_dir, force: bool = False) -> str:
                 "heldout_accuracy": teacher.heldout_accuracy if teacher is not None else None,
                 "epochs": teacher.epochs if teacher is not None else None,
                 "seed": teacher.seed if teacher is not None else None,
-                "trained_with_threads": getattr(teacher, "threads", None) if teacher is not None else None,
+                "trained_with_threads": getattr(teacher, "threads", None),
             },
             "teacher_accuracy": teacher.heldout_accuracy if teacher is not None else None,
             "student_accuracy": result.student_accuracy,

@@ -83,11 +83,30 @@ def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: in
     return model
 
 
-def _cache_path(data: DataSplits, epochs: int, seed: int, cache_dir: str) -> str:
+def _cache_path(data: DataSplits, epochs: int, seed: int, cache_dir: str, **extra) -> str:
+    """The cache file of a teacher; ``extra`` names further training settings (e.g. a partition's batch size)."""
     key = json.dumps({"data": data.describe(), "epochs": epochs, "seed": seed, "version": __version__,
-                      "arch": "Teacher-v2"}, sort_keys=True)
+                      "arch": "Teacher-v2", **extra}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return os.path.join(cache_dir, "teachers", f"{data.name}-{digest}.pt")
+
+
+def load_cached_teacher(path: str, data: DataSplits, epochs: int, seed: int, device) -> TrainedTeacher:
+    """The teacher cached at ``path``; raises if the file is missing, corrupt or of another architecture."""
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = Teacher(data.image_shape, data.num_classes).to(device)
+    model.load_state_dict(blob["state_dict"])
+    return TrainedTeacher(model.eval(), blob["heldout_accuracy"], blob["private_accuracy"], epochs, seed, True, path,
+                          blob.get("threads"))
+
+
+def cache_trained_teacher(path: str, model, data: DataSplits, epochs: int, seed: int) -> TrainedTeacher:
+    """Measure a just-trained teacher, note the thread count that trained it, and write it to the cache."""
+    held = accuracy(model, data.x_heldout, data.y_heldout)
+    priv = accuracy(model, data.x_private, data.y_private)
+    threads = torch.get_num_threads()
+    write_teacher_cache(path, model, held, priv, threads=threads)
+    return TrainedTeacher(model, held, priv, epochs, seed, False, path, threads)
 
 
 def get_teacher(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, device="auto",
@@ -101,22 +120,13 @@ def get_teacher(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, d
     path = _cache_path(data, epochs, seed, cache_dir)
     if os.path.exists(path) and not retrain:
         try:
-            blob = torch.load(path, map_location=device, weights_only=True)
-            model = Teacher(data.image_shape, data.num_classes).to(device)
-            model.load_state_dict(blob["state_dict"])
-            model.eval()
-            return TrainedTeacher(model, blob["heldout_accuracy"], blob["private_accuracy"], epochs, seed, True, path,
-                                  blob.get("threads"))
+            return load_cached_teacher(path, data, epochs, seed, device)
         except Exception as exc:  # corrupt or stale cache: retrain rather than fail
             import warnings
 
             warnings.warn(f"teacher cache {path} is unreadable ({exc.__class__.__name__}); retraining it")
     model = train_teacher_model(data, epochs=epochs, seed=seed, device=device, progress=progress)
-    held = accuracy(model, data.x_heldout, data.y_heldout)
-    priv = accuracy(model, data.x_private, data.y_private)
-    threads = torch.get_num_threads()
-    write_teacher_cache(path, model, held, priv, threads=threads)
-    return TrainedTeacher(model, held, priv, epochs, seed, False, path, threads)
+    return cache_trained_teacher(path, model, data, epochs, seed)
 
 
 def write_teacher_cache(path: str, model, heldout_accuracy: float, private_accuracy: float,
