@@ -60,6 +60,28 @@ def test_mnist_domains_draw_centred_by_mass_and_digits_does_not():
     assert not build_generator(cfg.replace(dataset="digits"), (1, 8, 8), 10).centre_of_mass
 
 
+def test_mnist_domains_draw_with_the_thin_pen_and_digits_keeps_the_generic_one():
+    cfg = TranscribeConfig()
+    for dataset, shape, (lo, hi) in [("mnist-5k", (1, 28, 28), (0.07, 0.14)), ("mnist", (1, 28, 28), (0.07, 0.14)),
+                                     ("digits", (1, 8, 8), (0.09, 0.16))]:
+        torch.manual_seed(0)
+        g = build_generator(cfg.replace(dataset=dataset), shape, 10).eval()
+        assert g.architecture["pen"] == [lo, hi]
+        with torch.no_grad():
+            _, _, pen = g.strokes(torch.randn(512, g.nz) * 3, torch.randint(0, 10, (512,)))
+        assert ((pen >= lo) & (pen <= hi)).all()
+        ends = g._pen_width(torch.tensor([[-50.0], [0.0], [50.0]])).flatten()  # the whole range is reachable
+        assert torch.allclose(ends, torch.tensor([lo, (lo + hi) / 2, hi]))
+    # a thinner pen puts less ink on the page (the same strokes, drawn by the two pens)
+    torch.manual_seed(0)
+    thin = build_generator(cfg, (1, 28, 28), 10).eval()
+    torch.manual_seed(0)
+    generic = StrokeGenerator((1, 28, 28), 10, box=20 / 28, skeletons=cfg.skeletons, centre_of_mass=True).eval()
+    z, c = torch.randn(256, thin.nz), torch.randint(0, 10, (256,))
+    with torch.no_grad():
+        assert (thin(z, c) + 1).mean() < 0.9 * (generic(z, c) + 1).mean()
+
+
 def test_sampling_is_reproducible_from_the_seed():
     torch.manual_seed(0)
     g = StrokeGenerator((1, 28, 28), 10)
