@@ -16,7 +16,7 @@ Prints, on the embedded default data (mnist-5k unless --dataset says otherwise):
    generator's images labelled by the class they were drawn for (what the
    generator's public prior alone teaches).
 
-    python benchmarks/transcription_benchmark.py            # full (about 22 min on 2 cores)
+    python benchmarks/transcription_benchmark.py            # full (about 16-22 min on 2 cores)
     python benchmarks/transcription_benchmark.py --fast     # a smoke run (digits, few steps)
 
 Results are also written as JSON and CSV next to this script (benchmarks/results/).
