@@ -19,7 +19,9 @@ Prints, on the embedded default data (mnist-5k unless --dataset says otherwise):
     python benchmarks/transcription_benchmark.py            # full (about 16-22 min on 2 cores)
     python benchmarks/transcription_benchmark.py --fast     # a smoke run (digits, few steps)
 
-Results are also written as JSON and CSV next to this script (benchmarks/results/).
+Results are also written as JSON and CSV next to this script (benchmarks/results/); a run with
+other modes, epsilons or seed, --fast or --skip-timing names its files after them instead of
+replacing the full benchmark's.
 Accuracy is measured on the held-out split only; nothing is tuned on it here.
 """
 
@@ -154,7 +156,14 @@ def main(argv=None):
               f"at or above) -> {verdict}")
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    stem = os.path.join(HERE, "results", f"transcription-{dataset}")
+    # a partial or re-seeded run gets its own files instead of replacing the full benchmark's
+    defaults = ap.parse_args([])
+    tag = "".join(f"-{name}{getattr(args, name).replace(',', '_')}" for name in ("modes", "epsilons")
+                  if getattr(args, name) != getattr(defaults, name))
+    tag += (f"-seed{args.seed}" if args.seed != defaults.seed else "") + ("-fast" if args.fast else "")
+    tag += "-notiming" if args.skip_timing else ""
+    tag += "" if args.target_seeds == (str(args.seed) if args.fast else "0,1,2") else f"-targets{args.target_seeds.replace(',', '_')}"
+    stem = os.path.join(HERE, "results", f"transcription-{dataset}{tag}")
     with open(stem + ".json", "w") as fh:
         json.dump(results, fh, indent=2, default=str)
     write_csv(rows, stem + ".csv")
