@@ -79,8 +79,9 @@ def main(argv=None):
 
     dataset = "digits" if args.fast else args.dataset
     overrides = {"steps": 30, "teacher_epochs": 3} if args.fast else {}
+    default_targets = str(args.seed) if args.fast else "0,1,2"
     if args.target_seeds is None:
-        args.target_seeds = str(args.seed) if args.fast else "0,1,2"
+        args.target_seeds = default_targets
     overrides["seed"] = args.seed
     results = {"dataset": dataset, "overrides": overrides, "threads": args.threads}
     print(f"dpsd_lite engine benchmark — dataset {dataset}, {args.threads} thread(s), "
@@ -157,12 +158,11 @@ def main(argv=None):
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     # a partial or re-seeded run gets its own files instead of replacing the full benchmark's
-    defaults = ap.parse_args([])
     tag = "".join(f"-{name}{getattr(args, name).replace(',', '_')}" for name in ("modes", "epsilons")
-                  if getattr(args, name) != getattr(defaults, name))
-    tag += (f"-seed{args.seed}" if args.seed != defaults.seed else "") + ("-fast" if args.fast else "")
-    tag += "-notiming" if args.skip_timing else ""
-    tag += "" if args.target_seeds == (str(args.seed) if args.fast else "0,1,2") else f"-targets{args.target_seeds.replace(',', '_')}"
+                  if getattr(args, name) != ap.get_default(name))
+    tag += f"-seed{args.seed}" if args.seed != ap.get_default("seed") else ""
+    tag += ("-fast" if args.fast else "") + ("-notiming" if args.skip_timing else "")
+    tag += f"-targets{args.target_seeds.replace(',', '_')}" if args.target_seeds != default_targets else ""
     stem = os.path.join(HERE, "results", f"transcription-{dataset}{tag}")
     with open(stem + ".json", "w") as fh:
         json.dump(results, fh, indent=2, default=str)
