@@ -7,6 +7,6 @@ One path from data to report::
     report (report.py, ε computed in accounting.py) → run directory (runs.py)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .runs import LoadedRun, load_run, save_run  # noqa: E402,F401  (after __version__: runs imports it)

@@ -138,7 +138,9 @@ def _add_data_args(p):
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with torchvision files (mnist, fashion-mnist); default $DPSD_DATA_ROOT or ~/.cache/dpsd_lite/data")
     p.add_argument("--download", action="store_true", help="download torchvision datasets if missing (needs network)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the run and of its teacher (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the run and of its teacher (default: 0); it sets every random choice "
+                        "but the privacy noise, which is secret")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="teacher cache (default: $DPSD_CACHE_DIR or ~/.cache/dpsd_lite)")
@@ -153,6 +155,10 @@ def _add_run_args(p):
                    help="epochs of the teacher (part of its cache key)")
     p.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="any other TranscribeConfig setting, e.g. --set lr_student=1e-3 (repeatable)")
+    p.add_argument("--reproducible-noise", action="store_true",
+                   help="lessons and tests only: derive the privacy noise from --seed, so a run repeats exactly; "
+                        "the epsilon then does NOT hold against anyone who knows the seed (saved with the run), "
+                        "and the report says so. Default: secret noise from the operating system's entropy")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
 
@@ -161,7 +167,7 @@ def _config_from_args(args, **extra):
     from .transcribe import TranscribeConfig
 
     changes = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, seed=args.seed,
-                   device=args.device, delta=args.delta)
+                   device=args.device, delta=args.delta, reproducible_noise=args.reproducible_noise)
     for name in ("steps", "batch_size", "teacher_epochs"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
@@ -254,7 +260,7 @@ def run_teacher(args):
     _, teacher = _load_teacher(config, args.cache_dir, retrain=args.retrain)
     how = "loaded from cache" if teacher.cached else "trained and cached"
     print(f"teacher ({config.dataset}, {teacher.epochs} epochs, seed {teacher.seed}): {how}")
-    print(f"held-out accuracy: {_pct(teacher.heldout_accuracy)}")
+    print(f"held-out accuracy: {_pct(teacher.heldout_accuracy)} (a non-private statistic of the teacher)")
     print(f"cache file: {teacher.path}")
     return 0
 
@@ -295,7 +301,7 @@ def run_transcribe(args):
     print(format_report(result.privacy))
     print()
     ratio = result.student_accuracy / result.teacher_accuracy if result.teacher_accuracy else float("nan")
-    print(f"teacher held-out accuracy: {_pct(result.teacher_accuracy)}")
+    print(f"teacher held-out accuracy: {_pct(result.teacher_accuracy)} (a non-private statistic of the teacher)")
     # two decimals: a ratio of 97.96% must not print as "98.0%", the accuracy target at ε = 10
     print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({_pct(ratio, 2)} of the teacher) "
           f"after {result.history[-1]['step'] if result.history else 0} steps, {result.elapsed:.1f} s")
@@ -365,7 +371,7 @@ def run_report(args):
           f"saved {meta.get('created')} by dpsd_lite {meta.get('dpsd_lite_version')}")
     print(format_report(run.privacy))
     print()
-    print(f"teacher held-out accuracy: {_pct(run.teacher_accuracy)}")
+    print(f"teacher held-out accuracy: {_pct(run.teacher_accuracy)} (a non-private statistic of the teacher)")
     print(f"student held-out accuracy: {_pct(run.student_accuracy)}")
     return 0
 
@@ -411,6 +417,8 @@ def run_synthesize(args):
 
     guarantee = (f"epsilon = {_eps_name(run.privacy['epsilon'])} per teacher answer" if run.privacy.get("private")
                  else "no privacy guarantee")
+    if run.privacy.get("private") and run.privacy.get("reproducible_noise"):
+        guarantee += "; reproducible noise: that epsilon does not hold against anyone who knows the run's seed"
     print(f"{len(synth)} synthetic images from {run.path} ({run.config.noise_mode}, {guarantee})")
     print(f"labels from the run's student (no teacher query); student agrees with the requested class on "
           f"{_pct(synth.agreement)}; label counts {synth.label_counts()}")

@@ -20,6 +20,8 @@ ever trained or tuned on the held-out split.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -62,6 +64,21 @@ class DataSplits:
         """(channels, height, width)."""
         return tuple(self.x_private.shape[1:])
 
+    @functools.cached_property
+    def content_digest(self) -> str:
+        """SHA-256 of every image and label of both splits: two folders of the same size get different digests.
+
+        Part of the teacher cache's key, so a teacher is never reused for other
+        data (computed once per object: about 0.1 s for mnist-5k, 0.5 s for
+        MNIST's 70,000 images).
+        """
+        h = hashlib.sha256()
+        for t in (self.x_private, self.y_private, self.x_heldout, self.y_heldout):
+            t = t.detach().cpu().contiguous()
+            h.update(str((t.dtype, tuple(t.shape))).encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
     def describe(self) -> dict:
         return {
             "dataset": self.name,
@@ -69,6 +86,7 @@ class DataSplits:
             "num_classes": self.num_classes,
             "private_size": int(len(self.y_private)),
             "heldout_size": int(len(self.y_heldout)),
+            "content_sha256": self.content_digest,
         }
 
 

@@ -29,7 +29,7 @@ from .errors import DpsdError
 from .models import Student
 from .utils import accuracy, resolve_device, seed_everything
 
-__all__ = ["DPSGDResult", "train_dpsgd", "UNIT_RECORD", "format_dpsgd_report"]
+__all__ = ["DPSGDResult", "train_dpsgd", "dpsgd_noise", "UNIT_RECORD", "format_dpsgd_report"]
 
 UNIT_RECORD = (
     "each private training record (add/remove one record of the private split): the epsilon bounds "
@@ -56,6 +56,7 @@ class DPSGDResult:
     accountant: str
     seconds: float
     history: list = field(default_factory=list)
+    noise: dict = field(default_factory=dict)  # where the noise and the Poisson sampling came from (and a warning)
 
     def privacy_report(self) -> dict:
         """JSON-ready report in the same spirit as :func:`dpsd_lite.report.privacy_report`."""
@@ -75,8 +76,10 @@ class DPSGDResult:
             "clip_norm": self.max_grad_norm,
             "accountant": _ACCOUNTANT_NAMES[self.accountant],
             "composition": f"{self.steps} subsampled Gaussian steps composed by the accountant",
+            "neighbouring": "add/remove one private training record",
             "unit": "record",
             "unit_of_privacy": UNIT_RECORD,
+            **self.noise,
         }
 
     def summary(self) -> dict:
@@ -93,9 +96,41 @@ _ACCOUNTANT_NAMES = {
 }
 
 
+def dpsgd_noise(seed: int, reproducible_noise: bool = False):
+    """The noise source of DP-SGD and what the report says about it: ``(NoiseSource, secure_mode, description)``.
+
+    Both the Gaussian noise and the Poisson sampling of the batches are part
+    of the mechanism (the accountant's subsampling amplification assumes
+    nobody knows which records a batch holds), so both draw from it. Opacus's
+    ``secure_mode`` (a cryptographic generator and noise hardened against
+    floating-point attacks) is used when its dependency ``torchcsprng``
+    imports; otherwise a torch generator seeded from the operating system's
+    entropy. ``reproducible_noise`` (lessons, tests) derives both from ``seed``.
+    """
+    from .noise import NoiseSource
+
+    if reproducible_noise:
+        source = NoiseSource.from_seed(seed)
+        return source, False, source.describe()
+    try:
+        import torchcsprng  # noqa: F401
+
+        return None, True, {"noise_source": "secret: Opacus secure_mode (torchcsprng, a cryptographic generator "
+                                            "reading /dev/urandom), noise hardened against floating-point attacks",
+                            "reproducible_noise": False}
+    except ImportError:
+        source = NoiseSource.secret()
+        desc = source.describe()
+        desc["noise_source"] = ("secret: noise and Poisson sampling from torch generators seeded with 64 bits of the "
+                                "operating system's entropy, stored nowhere; Opacus secure_mode (torchcsprng) is "
+                                "not installed, so the noise is not hardened against floating-point attacks")
+        return source, False, desc
+
+
 def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: int = 30,
                 batch_size: int = 256, lr: float = 4e-3, max_grad_norm: float = 1.0,
-                accountant: str = "rdp", seed: int = 0, device="auto", progress=None) -> DPSGDResult:
+                accountant: str = "rdp", seed: int = 0, device="auto", progress=None,
+                reproducible_noise: bool = False) -> DPSGDResult:
     """Train a :class:`Student` on ``data.x_private`` with DP-SGD at a target record-level (ε, δ).
 
     ``batch_size`` is the *expected* batch size: Opacus samples each record
@@ -104,8 +139,9 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
     epochs of such steps spend at most ``epsilon``; the returned ``epsilon``
     is what the accountant reports afterwards. Adam on the noisy clipped
     gradients (post-processing, costs no privacy). Held-out data is only
-    used for the final accuracy. Defaults measured on mnist-5k (4,000
-    records) at eps = 1: 86.1% held-out (bs 128, 15 epochs, lr 2e-3: 81.5%).
+    used for the final accuracy. ``seed`` sets the model's initialisation;
+    the noise and the batches' Poisson sampling are secret (see
+    :func:`dpsgd_noise`) unless ``reproducible_noise``.
     """
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
@@ -125,16 +161,19 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
     seed_everything(seed)
     model = Student(data.image_shape, data.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    source, secure_mode, noise_desc = dpsgd_noise(seed, reproducible_noise)
+    # Opacus's Poisson sampler draws from this loader's generator: the privacy noise's, never the run's seed
     loader = DataLoader(TensorDataset(data.x_private, data.y_private), batch_size=int(batch_size),
-                        shuffle=True, generator=torch.Generator().manual_seed(seed))
-    engine = PrivacyEngine(accountant=accountant)
+                        shuffle=True, generator=source.generator("cpu") if source is not None else None)
+    engine = PrivacyEngine(accountant=accountant, secure_mode=secure_mode)
     with warnings.catch_warnings():
+        # Opacus warns that secure_mode is off; the privacy report says which noise source was used instead
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
         warnings.filterwarnings("ignore", message=".*full_backward_hook.*")
         model, optimizer, loader = engine.make_private_with_epsilon(
             module=model, optimizer=optimizer, data_loader=loader, target_epsilon=epsilon,
             target_delta=delta, epochs=int(epochs), max_grad_norm=float(max_grad_norm),
-            noise_generator=torch.Generator().manual_seed(seed + 1),
+            noise_generator=source.generator(device) if source is not None else None,
         )
     t0 = time.perf_counter()
     history = []
@@ -155,7 +194,7 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
         noise_multiplier=float(optimizer.noise_multiplier),
         sample_rate=float(getattr(loader, "sample_rate", 1.0 / len(loader))),
         epochs=int(epochs), steps=steps, batch_size=int(batch_size), max_grad_norm=float(max_grad_norm),
-        accountant=accountant, seconds=time.perf_counter() - t0, history=history,
+        accountant=accountant, seconds=time.perf_counter() - t0, history=history, noise=noise_desc,
     )
 
 
@@ -201,12 +240,14 @@ def _plain_copy(module, data) -> Student:
 def format_dpsgd_report(result: DPSGDResult) -> str:
     """Human-readable lines: ε with its δ and unit, accountant, σ, q, epochs."""
     r = result.privacy_report()
-    return "\n".join([
+    warning = [f"WARNING: {r['warning']}"] if r.get("warning") else []
+    return "\n".join(warning + [
         f"DP-SGD baseline (Student architecture trained on the private split): "
         f"epsilon = {r['epsilon']:.3g} (target {r['target_epsilon']:g}), delta = {r['delta']:g}, per private training record",
         f"noise multiplier sigma = {r['noise_multiplier']:.4f}, clip norm C = {r['clip_norm']:g}, "
         f"sample rate q = {r['sample_rate']:.4g}, {r['epochs']} epochs = {r['steps']} steps",
         f"accountant: {r['accountant']}",
+        f"noise: {r.get('noise_source', 'not recorded')}",
         f"unit of privacy: {r['unit_of_privacy']}",
         f"held-out accuracy: {result.heldout_accuracy:.4f}",
     ])

@@ -9,32 +9,39 @@ noisy arg-max (a hard label) is released (GNMax, Papernot et al. 2018).
 
 Why this protects each private training record
 ----------------------------------------------
-A record lies in exactly one partition, so adding, removing or changing it can
-change at most one teacher, i.e. move one vote from one class to another: the
-histogram changes by −1 in one entry and +1 in another, an L2 sensitivity of
-√2. Each answered query is therefore a Gaussian mechanism with noise
-multiplier σ (noise std σ·√2 on every count) and no subsampling (q = 1).
-Every answered query is about the same private records, so they compose:
-we account with Opacus's RDP accountant over the queries *actually answered*,
-and stop answering once the query budget the noise was calibrated for is
-spent. The analysis is data-independent (no smooth-sensitivity refinement of
-PATE's confident aggregator): looser, but nothing about the votes leaks
-through the accounting itself.
+Each record is assigned to a teacher by a hash of its own content (its image
+bytes and label, :func:`assign_partitions`), not by its position: adding or
+removing one record leaves every other record where it was, so exactly one
+teacher's training set changes (a partition by position in a random
+permutation would move almost every record). Every teacher is trained with a
+fixed number of epochs and its own seed, so nothing else depends on the data.
+One changed teacher moves one vote from one class to another: the histogram
+changes by −1 in one entry and +1 in another, an L2 sensitivity of √2. Each
+answered query is therefore a Gaussian mechanism with noise multiplier σ
+(noise std σ·√2 on every count) and no subsampling (q = 1). Every answered
+query is about the same private records, so they compose: we account with
+Opacus's RDP accountant over the queries *actually answered*, and stop
+answering once the query budget the noise was calibrated for is spent. The
+analysis is data-independent (no smooth-sensitivity refinement of PATE's
+confident aggregator): looser, but nothing about the votes leaks through the
+accounting itself. The neighbouring relation is add/remove one record.
+Replacing a record is a removal and an addition, which may change two
+teachers: that relation holds only as group privacy for two records (for
+these Gaussian answers, as if σ were halved), not at the ε reported.
 
 Wiring into the transcription loop
 ----------------------------------
 :class:`EnsembleVote` is a :class:`~dpsd_lite.mechanisms.Mechanism`; the
-ensemble's forward returns raw vote histograms, which must reach nothing but
-``EnsembleVote.release``. :func:`transcribe_with_ensemble` runs the unchanged
-loop of :mod:`dpsd_lite.transcribe` either through a ``mechanism=`` argument
-(when the loop has one) or, until then, through :class:`NoisyVoteTeacher`, a
-teacher whose only output is the mechanism's release (see its docstring).
+ensemble's forward returns raw vote histograms, which reach nothing but
+``EnsembleVote.release``: :func:`transcribe_with_ensemble` runs the unchanged
+loop of :mod:`dpsd_lite.transcribe` with ``mechanism=EnsembleVote(...)``.
+The vote noise is secret (operating-system entropy) unless the loop's config
+asks for ``reproducible_noise``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
 import time
@@ -48,13 +55,15 @@ from .accounting import check_delta, check_epsilon, composed_noise_multiplier
 from .data import DataSplits
 from .errors import DpsdError
 from .mechanisms import Mechanism, Release
-from .teacher import (TEACHER_EPOCHS, TrainedTeacher, _cache_path, cache_trained_teacher, default_cache_dir,
+from .noise import NoiseSource
+from .teacher import (TrainedTeacher, _cache_path, cache_trained_teacher, default_cache_dir,
                       load_cached_teacher, train_teacher_model)
 from .utils import resolve_device
 
 __all__ = [
     "UNIT_RECORD_ENSEMBLE",
-    "partition_indices",
+    "ENSEMBLE_TEACHER_EPOCHS",
+    "assign_partitions",
     "partition_private",
     "TeacherEnsemble",
     "train_teacher_ensemble",
@@ -62,45 +71,73 @@ __all__ = [
     "ensemble_epsilon",
     "ensemble_privacy_report",
     "format_ensemble_report",
-    "NoisyVoteTeacher",
     "EnsembleTranscription",
     "transcribe_with_ensemble",
 ]
 
 UNIT_RECORD_ENSEMBLE = (
-    "each private training record (add/remove/replace one record of the private split): a record "
-    "lies in one partition, so it can move at most one teacher's vote; the epsilon is composed by "
-    "the accountant over every query the ensemble answered, so it bounds what one training record "
-    "can change in everything released, and in the student (post-processing)"
+    "each private training record (add/remove one record of the private split): records are assigned to "
+    "teachers by a hash of their own content, so adding or removing one record changes exactly one teacher's "
+    "partition and can move at most one vote; the epsilon is composed by the accountant over every query the "
+    "ensemble answered, so it bounds what one training record can change in everything released, and in the "
+    "student (post-processing). Replacing a record (remove one, add another) may change two teachers: that "
+    "holds only by group privacy for two records, not at this epsilon"
 )
 
-#: Loop settings under which the built-in ``rr`` mechanism relays a hard label unchanged:
-#: with the uniform prior (warm-up over the whole run) RR uses all K classes, and at
-#: this ε its keep probability 1/(1+(K−1)e^−ε) rounds to exactly 1.0 in float32.
-PASS_THROUGH_EPSILON = 60.0
+#: Epochs of each partition teacher when not given: a constant, never computed from the partitions' sizes (one
+#: record could then change every teacher's training). 34 epochs are about 100 optimiser steps for a partition
+#: of 80 records at batch 32 (mnist-5k's 4,000 private records over 50 teachers).
+ENSEMBLE_TEACHER_EPOCHS = 34
 
 
 # ---------------------------------------------------------------------------- the ensemble
 
-def partition_indices(n: int, num_teachers: int, seed: int = 0) -> list[torch.Tensor]:
-    """Disjoint, near-equal random index sets covering ``range(n)``, one per teacher."""
+def assign_partitions(x: torch.Tensor, num_teachers: int, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Each record's teacher (an int64 tensor of length N), from a hash of the record's own content.
+
+    The hash (BLAKE2b) covers the record's image bytes and, if given, its
+    label, so a record's teacher does not depend on any other record: adding
+    or removing one record changes exactly one teacher's partition. Partition
+    sizes are then random around N / ``num_teachers`` (binomial: a spread of
+    about √(N / num_teachers)). Identical records share a teacher.
+    """
+    import hashlib
+
+    import numpy as np
+
     num_teachers = int(num_teachers)
-    if not 1 <= num_teachers <= n:
-        raise DpsdError(f"num_teachers must be between 1 and the private split's size ({n}), got {num_teachers}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    return [perm[i::num_teachers].sort().values for i in range(num_teachers)]
+    if num_teachers < 1:
+        raise DpsdError(f"num_teachers must be a positive integer, got {num_teachers}")
+    rows = np.ascontiguousarray(x.detach().cpu().numpy()).reshape(len(x), -1)
+    labels = None if y is None else np.asarray(y.detach().cpu().numpy(), dtype=np.int64)
+    out = torch.empty(len(x), dtype=torch.int64)
+    for i in range(len(x)):  # one short hash per record: ~1 µs each
+        h = hashlib.blake2b(rows[i].tobytes(), digest_size=8)
+        if labels is not None:
+            h.update(labels[i].tobytes())
+        out[i] = int.from_bytes(h.digest(), "little") % num_teachers
+    return out
 
 
-def partition_private(data: DataSplits, num_teachers: int, seed: int = 0) -> list[DataSplits]:
-    """Cut ``data.x_private`` into ``num_teachers`` disjoint, near-equal random partitions.
+def partition_private(data: DataSplits, num_teachers: int) -> list[DataSplits]:
+    """Cut ``data.x_private`` into ``num_teachers`` disjoint partitions by :func:`assign_partitions`.
 
     Each partition is a :class:`DataSplits` with the same held-out split and a
-    name that identifies the partition, so the teacher cache never mixes them.
+    name that identifies the partition; the teacher cache is keyed by content
+    as well, so it never mixes them. An empty partition is refused.
     """
+    n = len(data.y_private)
+    if not 1 <= int(num_teachers) <= n:
+        raise DpsdError(f"num_teachers must be between 1 and the private split's size ({n}), got {num_teachers}")
+    owner = assign_partitions(data.x_private, num_teachers, data.y_private)
     parts = []
-    for i, idx in enumerate(partition_indices(len(data.y_private), num_teachers, seed)):
-        parts.append(DataSplits(f"{data.name}.part{i}of{num_teachers}s{seed}", data.x_private[idx],
-                                data.y_private[idx], data.x_heldout, data.y_heldout, data.class_names))
+    for i in range(int(num_teachers)):
+        idx = (owner == i).nonzero().flatten()
+        if len(idx) == 0:
+            raise DpsdError(f"teacher {i} of {num_teachers} got no records: use fewer teachers for "
+                            f"{n} private records")
+        parts.append(DataSplits(f"{data.name}.part{i}of{num_teachers}", data.x_private[idx], data.y_private[idx],
+                                data.x_heldout, data.y_heldout, data.class_names))
     return parts
 
 
@@ -140,14 +177,15 @@ def train_teacher_ensemble(data: DataSplits, num_teachers: int = 50, epochs: int
     Returns a :class:`~dpsd_lite.teacher.TrainedTeacher` whose ``model`` is a
     :class:`TeacherEnsemble`, so it slots in wherever a teacher does;
     ``heldout_accuracy`` is the *noise-free* plurality vote's (an evaluation
-    figure, not a release). ``epochs=None`` picks enough epochs for about 100
-    optimiser steps per teacher (small partitions need more passes).
+    figure, not a release). ``epochs=None`` means :data:`ENSEMBLE_TEACHER_EPOCHS`,
+    a constant (small partitions need many passes; a number computed from the
+    partitions would depend on every record). Teacher ``i`` is trained with
+    seed ``seed + i``.
     """
     device = resolve_device(device)
-    parts = partition_private(data, num_teachers, seed)
-    size = min(len(p.y_private) for p in parts)
+    parts = partition_private(data, num_teachers)
     if epochs is None:
-        epochs = max(TEACHER_EPOCHS, math.ceil(100 / math.ceil(size / batch_size)))
+        epochs = ENSEMBLE_TEACHER_EPOCHS
     teachers, cached = [], True
     for i, part in enumerate(parts):
         tt = _get_part_teacher(part, epochs, batch_size, seed + i, device, cache_dir)
@@ -211,7 +249,9 @@ class EnsembleVote(Mechanism):
     uses_prior = False
     sensitivity = math.sqrt(2.0)  # one record moves one vote: −1 in one class, +1 in another
 
-    def __init__(self, epsilon: float, delta: float, max_queries: int, num_teachers: int | None = None):
+    def __init__(self, epsilon: float, delta: float, max_queries: int, num_teachers: int | None = None,
+                 noise: NoiseSource | None = None):
+        super().__init__(noise)
         self.target_epsilon = check_epsilon(epsilon)
         self.delta = check_delta(delta)
         self.max_queries = int(max_queries)
@@ -238,7 +278,7 @@ class EnsembleVote(Mechanism):
         """Record-level ε spent so far (over the queries answered), from Opacus's RDP accountant."""
         return ensemble_epsilon(self.noise_multiplier, self.answered, self.delta)
 
-    def release(self, teacher_logits, prior=None, student_logits=None, generator=None) -> Release:
+    def release(self, teacher_logits, prior=None, student_logits=None) -> Release:
         votes = teacher_logits.detach()
         B, K = votes.shape
         n = max(0, min(B, self.remaining))
@@ -246,7 +286,7 @@ class EnsembleVote(Mechanism):
         answered[:n] = True
         labels = torch.full((B,), -1, dtype=torch.long, device=votes.device)
         if n:
-            noise = torch.randn((n, K), generator=generator, device="cpu").to(votes.device)
+            noise = torch.randn((n, K), generator=self.noise.generator(), device="cpu").to(votes.device)
             labels[:n] = (votes[:n] + self.noise_std * noise).argmax(1)
             self.answered += n
         if self.record:
@@ -280,8 +320,10 @@ class EnsembleVote(Mechanism):
                             "all queries answered; sigma calibrated for the query budget"),
             "composition": (f"RDP composition over the {self.answered:,} queries answered "
                             f"(budget {self.max_queries:,}; no answers after the budget)"),
+            "neighbouring": "add/remove one private training record",
             "unit": "record",
             "unit_of_privacy": UNIT_RECORD_ENSEMBLE,
+            **self.noise.describe(),
         }
 
 
@@ -297,8 +339,9 @@ def ensemble_privacy_report(mechanism: EnsembleVote) -> dict:
 
 
 def format_ensemble_report(report: dict) -> str:
-    """Human-readable lines: ε with δ and its record-level unit, σ, queries, accountant."""
-    return "\n".join([
+    """Human-readable lines: ε with δ and its record-level unit, σ, queries, accountant, noise source."""
+    warning = [f"WARNING: {report['warning']}"] if report.get("warning") else []
+    return "\n".join(warning + [
         f"noise mode: ensemble — {report['mechanism']}",
         f"epsilon = {report['epsilon']:.4g} per private training record (target {report['target_epsilon']:g}), "
         f"delta = {report['delta']:g}",
@@ -306,46 +349,12 @@ def format_ensemble_report(report: dict) -> str:
         f"on each vote count, L2 sensitivity {report['l2_sensitivity']:.4f})",
         f"queries answered: {report['queries_answered']:,} of a budget of {report['query_budget']:,}",
         f"accountant: {report['accountant']}; composition: {report['composition']}",
+        f"noise: {report['noise_source']}",
         f"unit of privacy: {report['unit_of_privacy']}",
     ])
 
 
 # ---------------------------------------------------------------------------- the loop
-
-class NoisyVoteTeacher(nn.Module):
-    """A teacher whose only output is the ensemble mechanism's release, for the loop as it is today.
-
-    ``forward(x)`` computes the raw votes, hands them to ``mechanism.release``
-    (which noises them, counts the queries and refuses to exceed the budget)
-    and returns the released hard labels as one-hot "logits" (0 / ``scale``).
-    Nothing else about the votes leaves this module, so everything the loop
-    does with its output is post-processing of the release. The loop is then
-    run in mode ``rr`` with the uniform prior throughout and
-    ``PASS_THROUGH_EPSILON``: RR over all K classes with keep probability
-    exactly 1.0 relays the released label unchanged (and its student loss is
-    plain cross-entropy). Asking for more queries than the budget raises.
-    """
-
-    def __init__(self, ensemble: TeacherEnsemble, mechanism: EnsembleVote, scale: float = 20.0,
-                 record: bool = True, generator: torch.Generator | None = None):
-        super().__init__()
-        self.ensemble, self.mechanism, self.scale = ensemble, mechanism, float(scale)
-        self.generator = generator or torch.Generator().manual_seed(0)
-        self.record = record
-        self.queries: list[torch.Tensor] = []
-        self.labels: list[torch.Tensor] = []
-
-    @torch.no_grad()
-    def forward(self, x):
-        if x.shape[0] > self.mechanism.remaining:
-            raise DpsdError(f"the ensemble's query budget is spent ({self.mechanism.answered:,} of "
-                            f"{self.mechanism.max_queries:,} answered); no more answers")
-        rel = self.mechanism.release(self.ensemble.votes(x), generator=self.generator)
-        if self.record:
-            self.queries.append(x.detach().cpu())
-            self.labels.append(rel.labels.cpu())
-        return F.one_hot(rel.labels, self.ensemble.num_classes).to(x.dtype) * self.scale
-
 
 @dataclass
 class EnsembleTranscription:
@@ -358,7 +367,6 @@ class EnsembleTranscription:
     student_accuracy: float
     loop_accuracy: float  # before the post-processing fine-tune on the released labels
     finetune_epochs: int
-    path: str  # "mechanism-argument" or "noisy-vote-teacher"
     seconds: float
 
     @property
@@ -371,12 +379,6 @@ class EnsembleTranscription:
                 "student_accuracy": self.student_accuracy, "ensemble_accuracy": self.ensemble.heldout_accuracy,
                 "num_teachers": self.privacy["num_teachers"], "queries": self.privacy["queries_answered"],
                 "seconds": self.seconds}
-
-
-def _loop_accepts_mechanism() -> bool:
-    from .transcribe import transcribe
-
-    return "mechanism" in inspect.signature(transcribe).parameters
 
 
 def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon: float, delta: float = 1e-5,
@@ -407,37 +409,28 @@ def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon
     if budget < cfg.student_steps:
         raise DpsdError(f"query budget {budget} is smaller than one query per student step ({cfg.student_steps})")
     ens = ensemble.model
-    via_argument = _loop_accepts_mechanism()
     batch = min(cfg.batch_size, budget // cfg.student_steps)
     steps = max(1, budget // (cfg.student_steps * batch))
     cfg = cfg.replace(batch_size=batch, steps=steps, eval_every=min(cfg.eval_every, steps))
-    mech = EnsembleVote(epsilon, delta, steps * cfg.student_steps * batch, num_teachers=ens.num_teachers)
+    noise = NoiseSource.from_seed(cfg.seed) if cfg.reproducible_noise else NoiseSource.secret()
+    mech = EnsembleVote(epsilon, delta, steps * cfg.student_steps * batch, num_teachers=ens.num_teachers,
+                        noise=noise)
+    mech.record = True
     callbacks = dict(callbacks or {})
+    recorder = _Recorder(ens)
+    teacher = dataclasses.replace(ensemble, model=recorder)
+    user_end = callbacks.get("on_step_end")
 
-    if via_argument:
-        path = "mechanism-argument"
-        recorder = _Recorder(ens)
-        mech.record = True
-        teacher = dataclasses.replace(ensemble, model=recorder)
-        user_end = callbacks.get("on_step_end")
+    def on_step_end(state):
+        if user_end is not None:
+            user_end(state)
+        if mech.exhausted:
+            state.stop = True
 
-        def on_step_end(state):
-            if user_end is not None:
-                user_end(state)
-            if mech.exhausted:
-                state.stop = True
-
-        callbacks["on_step_end"] = on_step_end
-        result = transcribe(cfg.replace(noise_mode="rr", epsilon=epsilon, delta=delta), data=data,
-                            teacher=teacher, callbacks=callbacks, mechanism=mech)
-        queries, labels = recorder.queries, mech.released
-    else:
-        path = "noisy-vote-teacher"
-        relay = NoisyVoteTeacher(ens, mech, generator=torch.Generator().manual_seed(cfg.seed + 7919))
-        teacher = dataclasses.replace(ensemble, model=relay)
-        result = transcribe(cfg.replace(noise_mode="rr", epsilon=PASS_THROUGH_EPSILON, warmup_fraction=1.0),
-                            data=data, teacher=teacher, callbacks=callbacks)
-        queries, labels = relay.queries, relay.labels
+    callbacks["on_step_end"] = on_step_end
+    result = transcribe(cfg.replace(noise_mode="rr", epsilon=epsilon, delta=delta), data=data,
+                        teacher=teacher, callbacks=callbacks, mechanism=mech)
+    queries, labels = recorder.queries, mech.released
     loop_acc = result.student_accuracy
     if finetune_epochs and queries:
         _finetune(result.student, torch.cat(queries), torch.cat(labels), finetune_epochs, cfg.lr_student, cfg.seed)
@@ -446,15 +439,15 @@ def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon
     acc = accuracy(result.student, data.x_heldout, data.y_heldout)
     report = ensemble_privacy_report(mech)
     report["teacher_queries"] = mech.answered
-    report["student"] = (f"trained by the unchanged transcription loop on the released labels ({path}), then "
+    report["student"] = (f"trained by the unchanged transcription loop on the released labels, then "
                          f"{finetune_epochs} epochs on the (synthetic query, released label) pairs: post-processing")
-    # The loop's own config and report describe the relay (rr at a huge ε), not the guarantee: replace them.
+    # The loop's own config and report describe the loop's nominal mode, not the guarantee: replace them.
     result.privacy = report
     result.mechanism = mech
     result.student_accuracy = acc
     result.config = dataclasses.replace(result.config, noise_mode="ensemble", epsilon=report["epsilon"],
                                         delta=report["delta"])
-    return EnsembleTranscription(result, mech, ensemble, report, acc, loop_acc, int(finetune_epochs), path,
+    return EnsembleTranscription(result, mech, ensemble, report, acc, loop_acc, int(finetune_epochs),
                                  time.perf_counter() - t0)
 
 

@@ -6,6 +6,11 @@ the teacher that the rest of the system (student, generator, reports) ever
 sees; everything computed from it afterwards is post-processing and costs no
 privacy.
 
+Where the noise comes from: every private mechanism draws from its
+:class:`~dpsd_lite.noise.NoiseSource`, secret (operating-system entropy) unless
+the caller opts in to noise derived from a seed (lessons and tests; the report
+then says the ε does not hold against whoever knows the seed).
+
 Unit of privacy (``label``, ``rr``, ``data``): each teacher answer to one
 synthetic query. Two neighbouring inputs of a mechanism are two possible
 answers of the teacher to the same query (replace-one). Each answer enters
@@ -42,6 +47,7 @@ import torch.nn.functional as F
 
 from .accounting import check_delta, check_epsilon, gaussian_noise_multiplier, rr_keep_probability
 from .errors import DpsdError
+from .noise import NoiseSource
 
 NOISE_MODES = ("none", "label", "rr", "data")
 
@@ -55,6 +61,7 @@ __all__ = [
     "GradientNoise",
     "make_mechanism",
     "select_rr_classes",
+    "rr_sample",
     "top_k_mask",
 ]
 
@@ -116,7 +123,11 @@ def select_rr_classes(prior: torch.Tensor, epsilon: float, k_min: int = 1):
 
 
 class Mechanism:
-    """Base class: ``release`` sees the teacher; ``student_loss`` sees only the release."""
+    """Base class: ``release`` sees the teacher; ``student_loss`` sees only the release.
+
+    ``noise``: the :class:`~dpsd_lite.noise.NoiseSource` every release draws
+    from; ``None`` means a secret one (the default everywhere).
+    """
 
     mode = "base"
     private = True
@@ -126,7 +137,10 @@ class Mechanism:
     # parameters of that moment.
     replayable = True
 
-    def release(self, teacher_logits, prior=None, student_logits=None, generator=None) -> Release:
+    def __init__(self, noise: NoiseSource | None = None):
+        self.noise = noise if noise is not None else NoiseSource.secret()
+
+    def release(self, teacher_logits, prior=None, student_logits=None) -> Release:
         raise NotImplementedError
 
     def student_loss(self, student_logits: torch.Tensor, rel: Release) -> torch.Tensor:
@@ -143,7 +157,10 @@ class NoNoise(Mechanism):
     mode = "none"
     private = False
 
-    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+    def __init__(self):
+        self.noise = None  # no noise at all
+
+    def release(self, teacher_logits, prior=None, student_logits=None):
         return Release("none", values=teacher_logits.detach())
 
     def student_loss(self, student_logits, rel):
@@ -160,7 +177,8 @@ class LabelNoise(Mechanism):
     uses_prior = True
     sensitivity = math.sqrt(2.0)  # two points of the probability simplex are ≤ √2 apart
 
-    def __init__(self, epsilon: float, delta: float, top_k: int = 2):
+    def __init__(self, epsilon: float, delta: float, top_k: int = 2, noise: NoiseSource | None = None):
+        super().__init__(noise)
         self.epsilon = check_epsilon(epsilon)
         self.delta = check_delta(delta)
         self.top_k = int(top_k)
@@ -169,7 +187,7 @@ class LabelNoise(Mechanism):
         self.noise_multiplier = gaussian_noise_multiplier(self.epsilon, self.delta)
         self.noise_std = self.noise_multiplier * self.sensitivity
 
-    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+    def release(self, teacher_logits, prior=None, student_logits=None):
         probs = teacher_logits.detach().softmax(1)
         B, K = probs.shape
         if prior is None:
@@ -178,7 +196,7 @@ class LabelNoise(Mechanism):
             mask = top_k_mask(prior, min(self.top_k, K))
         restricted = probs * mask
         restricted = restricted / restricted.sum(1, keepdim=True).clamp_min(1e-12)
-        noise = torch.randn(probs.shape, generator=generator, device="cpu").to(probs.device)
+        noise = torch.randn(probs.shape, generator=self.noise.generator(), device="cpu").to(probs.device)
         values = (restricted + self.noise_std * noise) * mask
         return Release("label", mask=mask, values=values)
 
@@ -210,7 +228,8 @@ class SelectiveRR(Mechanism):
     mode = "rr"
     uses_prior = True
 
-    def __init__(self, epsilon: float, k_min: int = 2):
+    def __init__(self, epsilon: float, k_min: int = 2, noise: NoiseSource | None = None):
+        super().__init__(noise)
         self.epsilon = check_epsilon(epsilon)
         self.k_min = int(k_min)
         if self.k_min < 1:
@@ -219,16 +238,15 @@ class SelectiveRR(Mechanism):
     def keep_probability(self, k):
         return rr_keep_probability(self.epsilon, k)
 
-    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+    def release(self, teacher_logits, prior=None, student_logits=None):
         y = teacher_logits.detach().argmax(1)
         B, K = teacher_logits.shape
         if prior is None:
             prior = torch.full((B, K), 1.0 / K, device=teacher_logits.device)
         mask, k = select_rr_classes(prior, self.epsilon, self.k_min)
         weights = rr_output_distribution(y, mask, k, self.epsilon)
-        u = 1.0 - torch.rand((B, 1), generator=generator, device="cpu").to(weights.device)  # in (0, 1]
-        labels = (weights.cumsum(1) < u * weights.sum(1, keepdim=True)).sum(1).clamp_max(K - 1)
-        return Release("rr", mask=mask, labels=labels, extra={"k": k})
+        u = torch.rand((B,), generator=self.noise.generator(), device="cpu", dtype=torch.float64)
+        return Release("rr", mask=mask, labels=rr_sample(weights, u.to(weights.device)), extra={"k": k})
 
     def student_loss(self, student_logits, rel):
         # Forward correction: the likelihood of the released label under the
@@ -267,6 +285,22 @@ def rr_channel(k: torch.Tensor, epsilon: float):
     return keep, other
 
 
+def rr_sample(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One draw per row from B×K ``weights`` (rows sum to 1) by inverting its CDF at ``u`` ∈ [0, 1).
+
+    Exact on the support: the answer is always a class of positive weight,
+    whatever ``u``. The CDF's last step may round to slightly below 1, and a
+    ``u`` above it would otherwise run past the last class of the answer set
+    (to a class that depends on the true label); it is clamped to that last
+    class instead, so no draw ever leaves the set.
+    """
+    cdf = weights.cumsum(1)
+    labels = (cdf <= u.view(-1, 1).to(cdf.dtype) * cdf[:, -1:]).sum(1)
+    K = weights.shape[1]
+    last = K - 1 - (weights > 0).flip(1).to(torch.int8).argmax(1)  # last class of positive weight per row
+    return torch.minimum(labels, last)
+
+
 def rr_output_distribution(true_label, mask, k, epsilon):
     """B×K probabilities (float64) of each released label under selective RR (rows sum to 1)."""
     B, K = mask.shape
@@ -284,7 +318,8 @@ class GradientNoise(Mechanism):
     mode = "data"
     replayable = False
 
-    def __init__(self, epsilon: float, delta: float, clip_norm: float = 1.0):
+    def __init__(self, epsilon: float, delta: float, clip_norm: float = 1.0, noise: NoiseSource | None = None):
+        super().__init__(noise)
         self.epsilon = check_epsilon(epsilon)
         self.delta = check_delta(delta)
         self.clip_norm = float(clip_norm)
@@ -294,13 +329,13 @@ class GradientNoise(Mechanism):
         self.noise_multiplier = gaussian_noise_multiplier(self.epsilon, self.delta)
         self.noise_std = self.noise_multiplier * self.sensitivity
 
-    def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
+    def release(self, teacher_logits, prior=None, student_logits=None):
         if student_logits is None:
             raise ValueError("data mode needs the student's logits on the queries")
         grad = student_logits.detach().softmax(1) - teacher_logits.detach().softmax(1)
         norms = grad.norm(dim=1, keepdim=True)
         grad = torch.where(norms > 0, grad * (self.clip_norm / norms.clamp_min(1e-12)), grad)
-        noise = torch.randn(grad.shape, generator=generator, device="cpu").to(grad.device)
+        noise = torch.randn(grad.shape, generator=self.noise.generator(), device="cpu").to(grad.device)
         return Release("data", values=grad + self.noise_std * noise)
 
     def student_loss(self, student_logits, rel):
@@ -322,15 +357,22 @@ class GradientNoise(Mechanism):
         }
 
 
-def make_mechanism(mode: str, epsilon: float = None, delta: float = None, **options) -> Mechanism:
-    """Build the mechanism for a noise mode (``none``, ``label``, ``rr``, ``data``)."""
+def make_mechanism(mode: str, epsilon: float = None, delta: float = None, noise_seed: int | None = None,
+                   **options) -> Mechanism:
+    """Build the mechanism for a noise mode (``none``, ``label``, ``rr``, ``data``).
+
+    The noise is secret unless ``noise_seed`` is given (an opt-in for lessons
+    and tests: the noise is then derived from that seed, and the report says
+    the ε does not hold against anyone who knows it).
+    """
     if mode not in NOISE_MODES:
         raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(NOISE_MODES)}")
     if mode == "none":
         return NoNoise()
+    noise = NoiseSource.from_seed(noise_seed) if noise_seed is not None else NoiseSource.secret()
     if mode == "label":
-        return LabelNoise(epsilon, delta, top_k=options.get("top_k", 2))
+        return LabelNoise(epsilon, delta, top_k=options.get("top_k", 2), noise=noise)
     if mode == "rr":
         check_delta(delta)  # δ is still validated: reports print it
-        return SelectiveRR(epsilon, k_min=options.get("k_min", 2))
-    return GradientNoise(epsilon, delta, clip_norm=options.get("clip_norm", 1.0))
+        return SelectiveRR(epsilon, k_min=options.get("k_min", 2), noise=noise)
+    return GradientNoise(epsilon, delta, clip_norm=options.get("clip_norm", 1.0), noise=noise)

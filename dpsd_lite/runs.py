@@ -309,8 +309,10 @@ def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, de
         ) from None
 
 
-# A run saved before a setting existed behaved as this value of it.
-SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0, "prior_temperature": 1.0}
+# A run saved before a setting existed behaved as this value of it (before 0.3.0 the privacy noise came from the
+# run's seed, so those runs are marked reproducible and their report gets the warning).
+SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0, "prior_temperature": 1.0,
+                                "reproducible_noise": True}
 
 
 def load_run(path, device="cpu") -> LoadedRun:
@@ -383,6 +385,12 @@ def load_run(path, device="cpu") -> LoadedRun:
             f"with dpsd_lite {__version__}: {exc}"
         ) from None
 
+    if config.reproducible_noise and privacy.get("private") and "warning" not in privacy:
+        from .noise import REPRODUCIBLE_NOISE_WARNING
+
+        privacy = {"warning": REPRODUCIBLE_NOISE_WARNING.format(seed=config.seed) + (
+            f" (Saved by dpsd_lite {meta.get('dpsd_lite_version')}, which drew the noise from the seed.)"),
+            "reproducible_noise": True, **privacy}
     _load_weights(student, os.path.join(run_dir, "student.pt"), "student", meta, device)
     _load_weights(generator, os.path.join(run_dir, "generator.pt"), "generator", meta, device)
     # the same memory layout as in the loop, so the loaded student computes exactly what the saved one did

@@ -17,8 +17,15 @@ import math
 
 __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_sweep"]
 
-SWEEP_COLUMNS = ("dataset", "noise_mode", "epsilon", "delta", "privacy_unit", "student_accuracy",
+SWEEP_COLUMNS = ("dataset", "noise_mode", "epsilon", "delta", "privacy_unit", "noise", "student_accuracy",
                  "teacher_accuracy", "ratio_to_teacher", "queries", "steps", "seed", "seconds")
+
+
+def _noise_column(config, private: bool) -> str:
+    if not private:
+        return "none"
+    return f"reproducible from seed {config.seed} (eps does not hold against its holder)" \
+        if config.reproducible_noise else "secret"
 
 
 def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=None, on_result=None,
@@ -74,6 +81,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
                 "privacy_unit": "per teacher answer" if result.privacy.get("private") else "none (not private)",
+                "noise": _noise_column(config, bool(result.privacy.get("private"))),
                 "student_accuracy": result.student_accuracy,
                 "teacher_accuracy": result.teacher_accuracy,
                 "ratio_to_teacher": summary["ratio_to_teacher"],
@@ -101,10 +109,12 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result):
 
     rows = []
     for eps in epsilons:
-        res = train_dpsgd(data, epsilon=eps, delta=config.delta, seed=config.seed, device=config.device)
+        res = train_dpsgd(data, epsilon=eps, delta=config.delta, seed=config.seed, device=config.device,
+                          reproducible_noise=config.reproducible_noise)
         row = {
             "dataset": config.dataset, "noise_mode": "dpsgd", "epsilon": eps, "delta": config.delta,
-            "privacy_unit": "per private training record", "student_accuracy": res.heldout_accuracy,
+            "privacy_unit": "per private training record", "noise": _noise_column(config, True),
+            "student_accuracy": res.heldout_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
             "ratio_to_teacher": res.heldout_accuracy / teacher.heldout_accuracy,
             "queries": 0, "steps": config.steps, "seed": config.seed, "seconds": res.seconds,

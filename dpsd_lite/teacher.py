@@ -1,8 +1,10 @@
 """The teacher: trained once on the private split, then frozen and cached.
 
 The cache key names everything that determines the weights (dataset, its
-sizes, architecture, epochs, seed, package version), so notebooks and the CLI
-reuse one teacher across every ε and mode instead of retraining it.
+sizes and a SHA-256 digest of its content, architecture, epochs, seed,
+package version), so notebooks and the CLI reuse one teacher across every ε
+and mode instead of retraining it, and a different data folder of the same
+size never gets another folder's teacher.
 """
 
 from __future__ import annotations

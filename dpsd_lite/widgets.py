@@ -378,20 +378,26 @@ class MechanismExplorer:
     ``teacher_logits`` (B×K) are the teacher's raw answers to B queries. Move
     ``epsilon_slider`` or ``mode_dropdown`` and the figure and the privacy
     report are recomputed with :func:`~dpsd_lite.mechanisms.make_mechanism`
-    and :func:`~dpsd_lite.report.privacy_report`, with a fixed seed so the
-    same ε always shows the same noise. No prior is used (k = all classes, as
+    and :func:`~dpsd_lite.report.privacy_report`. As a lesson it uses
+    *reproducible* noise by default (``reproducible_noise=True``: derived from
+    ``seed``, so moving ε rescales the same noise draw instead of drawing new
+    noise), and its privacy report says that such an ε does not hold against
+    anyone who knows the seed; ``reproducible_noise=False`` draws secret noise
+    on every update, as a run does. No prior is used (k = all classes, as
     in the warm-up of a run); the ``data`` mode takes the gradient against an
     untrained student (uniform prediction) unless ``student_logits`` is given.
     """
 
     def __init__(self, teacher_logits, epsilon: float = 1.0, noise_mode: str = "label", delta: float = 1e-5,
-                 class_names=None, student_logits=None, seed: int = 0, epsilon_range=(0.1, 100.0)):
+                 class_names=None, student_logits=None, seed: int = 0, epsilon_range=(0.1, 100.0),
+                 reproducible_noise: bool = True):
         import torch
 
         self.teacher_logits = teacher_logits.detach().cpu()
         self.student_logits = (torch.zeros_like(self.teacher_logits) if student_logits is None
                                else student_logits.detach().cpu())
         self.delta, self.class_names, self.seed = delta, class_names, seed
+        self.reproducible_noise = bool(reproducible_noise)
         lo, hi = (math.log10(e) for e in epsilon_range)
         self.epsilon_slider = W.FloatLogSlider(value=epsilon, base=10, min=lo, max=hi, step=0.05,
                                                description="ε per answer", readout_format=".3g",
@@ -420,9 +426,8 @@ class MechanismExplorer:
         from .report import format_report, privacy_report
 
         eps, mode = float(self.epsilon_slider.value), self.mode_dropdown.value
-        mech = make_mechanism(mode, eps, self.delta)
-        gen = torch.Generator().manual_seed(self.seed)
-        rel = mech.release(self.teacher_logits, prior=None, student_logits=self.student_logits, generator=gen)
+        mech = make_mechanism(mode, eps, self.delta, noise_seed=self.seed if self.reproducible_noise else None)
+        rel = mech.release(self.teacher_logits, prior=None, student_logits=self.student_logits)
         self.release = rel
         teacher_labels = self.teacher_logits.argmax(1)
         if mode == "rr":

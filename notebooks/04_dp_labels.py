@@ -119,9 +119,8 @@ print(f"{QUERIES} teacher answers, {(teacher_labels == data.y_heldout[:QUERIES])
 # (as here, and during a run's warm-up) all classes are kept.
 
 # %%
-rng = torch.Generator().manual_seed(SEED)
 label_mech = make_mechanism("label", EPSILON, DELTA)
-release = label_mech.release(teacher_logits, generator=rng)
+release = label_mech.release(teacher_logits)
 top = torch.arange(QUERIES), teacher_labels
 plots.plot_histograms({"clean: teacher's probability of its top class": teacher_logits.softmax(1)[top],
                        "released: the same entry with noise": release.values[top]},
@@ -143,7 +142,7 @@ print(format_report(privacy_report(label_mech, queries=QUERIES)))
 
 # %%
 rr_mech = make_mechanism("rr", EPSILON, DELTA)
-release = rr_mech.release(teacher_logits, generator=rng)
+release = rr_mech.release(teacher_logits)
 plots.plot_label_confusion(teacher_labels, release.labels, class_names=data.class_names,
                            title=f"rr at ε = {EPSILON:g}: keep probability "
                                  f"{rr_keep_probability(EPSILON, data.num_classes):.3f} with k = 10")
@@ -163,7 +162,7 @@ print(format_report(privacy_report(rr_mech, queries=QUERIES)))
 # %%
 data_mech = make_mechanism("data", EPSILON, DELTA)
 student_logits = torch.zeros_like(teacher_logits)
-release = data_mech.release(teacher_logits, student_logits=student_logits, generator=rng)
+release = data_mech.release(teacher_logits, student_logits=student_logits)
 clean = student_logits.softmax(1) - teacher_logits.softmax(1)
 clean = clean / clean.norm(dim=1, keepdim=True)
 plots.plot_histograms({"clean: normalised gradient coordinates": clean, "released: with noise": release.values},
@@ -174,10 +173,26 @@ plots.plot_histograms({"clean: normalised gradient coordinates": clean, "release
 print(format_report(privacy_report(data_mech, queries=QUERIES)))
 
 # %% [markdown]
-# ## 6. Explore
+# ## 6. Where the noise comes from
 #
-# Move ε and switch modes. The noise is drawn with a fixed seed, so the same
-# ε always shows the same picture.
+# Every release above drew its noise from a generator seeded with the
+# operating system's entropy, a seed nobody knows and nothing stores (look for
+# "noise: secret" in the reports). Run one of those cells again and the noise
+# changes. That is the point: a noise draw anyone can *recompute*, for example
+# from a run's published seed, can be subtracted, and then no ε holds. Here
+# is what a lesson's *reproducible* noise looks like, and what its report
+# says about it:
+
+# %%
+lesson_mech = make_mechanism("label", EPSILON, DELTA, noise_seed=SEED)  # explicit opt-in: a lesson, not a release
+print(format_report(privacy_report(lesson_mech, queries=QUERIES)).splitlines()[0])
+
+# %% [markdown]
+# ## 7. Explore
+#
+# Move ε and switch modes. The explorer is a lesson, so it uses reproducible
+# noise: moving ε rescales the *same* noise draw, which makes the effect of ε
+# easy to see (and its report carries the warning above).
 
 # %%
 MechanismExplorer(teacher_logits, epsilon=EPSILON, noise_mode="rr", delta=DELTA, class_names=data.class_names)

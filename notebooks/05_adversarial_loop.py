@@ -84,7 +84,7 @@ x.shape, c.tolist()
 # %%
 with torch.no_grad():
     teacher_logits = teacher.model(x)
-release = mechanism.release(teacher_logits, generator=rng)
+release = mechanism.release(teacher_logits)  # its noise is secret: drawn from the OS's entropy
 del teacher_logits  # as in the library: nothing after this line may read the raw answers
 plots.image_grid(x, c, release.hard_labels, class_names=data.class_names, label_name="released label",
                  title="one batch of queries")

@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 
 from dpsd_lite.errors import DpsdError
-from dpsd_lite.ensemble import (PASS_THROUGH_EPSILON, EnsembleVote, NoisyVoteTeacher, TeacherEnsemble,
-                                ensemble_epsilon, format_ensemble_report, partition_indices,
-                                partition_private, train_teacher_ensemble, transcribe_with_ensemble)
-from dpsd_lite.mechanisms import SelectiveRR
+from dpsd_lite.ensemble import (EnsembleVote, TeacherEnsemble, assign_partitions, ensemble_epsilon,
+                                format_ensemble_report, partition_private, train_teacher_ensemble,
+                                transcribe_with_ensemble)
+from dpsd_lite.noise import NoiseSource
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,15 +34,48 @@ class Fixed(nn.Module):
 
 
 def test_partitions_are_disjoint_and_cover_the_private_split(digits):
-    parts = partition_indices(len(digits.y_private), 7, seed=3)
-    allidx = torch.cat(parts)
-    assert len(allidx) == len(digits.y_private) and len(set(allidx.tolist())) == len(allidx)
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1
-    splits = partition_private(digits, 7, seed=3)
-    assert len({s.name for s in splits}) == 7  # distinct teacher-cache keys
-    assert torch.equal(splits[2].x_private, digits.x_private[parts[2]])
+    splits = partition_private(digits, 7)
+    assert sum(len(p.y_private) for p in splits) == len(digits.y_private)
+    owner = assign_partitions(digits.x_private, 7, digits.y_private)
+    assert torch.equal(splits[2].x_private, digits.x_private[owner == 2])
+    assert len({s.name for s in splits}) == 7 and len({s.content_digest for s in splits}) == 7
     with pytest.raises(DpsdError):
-        partition_indices(10, 11)
+        partition_private(digits, len(digits.y_private) + 1)
+
+
+def test_adding_or_removing_one_record_changes_exactly_one_partition(digits):
+    """The add/remove claim: a record's teacher depends on the record alone, so n vs n−1 records differ in one teacher."""
+    x, y, T = digits.x_private, digits.y_private, 20
+    full = assign_partitions(x, T, y)
+    for drop in (0, 517, len(y) - 1):
+        keep = torch.arange(len(y)) != drop
+        less = assign_partitions(x[keep], T, y[keep])
+        assert torch.equal(less, full[keep])  # nobody else moved
+        changed = [t for t in range(T) if (full == t).sum() != (less == t).sum()]
+        assert changed == [int(full[drop])]
+    # control: slices of a seeded random permutation (how partitions used to be cut) move almost every other
+    # record when the last one is removed, since the permutation of n − 1 records is a different one
+    def by_position(n):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        owner = torch.empty(n, dtype=torch.long)
+        owner[perm] = torch.arange(n) % T
+        return owner
+
+    n = len(y)
+    assert (by_position(n - 1) != by_position(n)[: n - 1]).float().mean() > 0.9
+
+
+def test_content_partitions_have_binomial_sizes_and_use_the_label(digits):
+    x, y = digits.x_private, digits.y_private
+    T = 10
+    sizes = torch.bincount(assign_partitions(x, T, y), minlength=T).float()
+    n = len(y)
+    sd = math.sqrt(n / T * (1 - 1 / T))  # binomial spread of one partition's size
+    assert sizes.sum() == n and (sizes - n / T).abs().max() < 4 * sd
+    assert 0.3 * sd < sizes.std() < 2.0 * sd  # hashed, not round-robin (that would give a spread of 0)
+    relabelled = assign_partitions(x, T, (y + 1) % 10)
+    assert (relabelled != assign_partitions(x, T, y)).float().mean() > 0.8  # the label is part of the record
+    assert torch.equal(assign_partitions(x[:5], T, y[:5]), assign_partitions(x[:5].clone(), T, y[:5].clone()))
 
 
 def test_one_teacher_changes_the_histogram_by_at_most_sqrt2():
@@ -71,9 +104,8 @@ def test_accounting_matches_opacus_rdp_accountant_over_answered_queries():
         [a / (2 * sigma**2) for a in orders])
     assert mech.epsilon == 0.0
     votes = torch.tensor([[0.0, 3.0, 0.0]]).repeat(128, 1)
-    g = torch.Generator().manual_seed(0)
     for _ in range(3):
-        mech.release(votes, generator=g)
+        mech.release(votes)
     assert mech.answered == 300 and mech.exhausted  # 128 + 128 + 44 answered, then no more
     acc = RDPAccountant()
     acc.history = [(sigma, 1.0, 300)]
@@ -81,7 +113,7 @@ def test_accounting_matches_opacus_rdp_accountant_over_answered_queries():
     assert 2.0 - 0.01 <= mech.epsilon <= 2.0
     # half the budget: composed over the 150 queries actually answered, not the budget
     half = EnsembleVote(epsilon=2.0, delta=1e-5, max_queries=300)
-    half.release(torch.tensor([[0.0, 3.0, 0.0]]).repeat(150, 1), generator=g)
+    half.release(torch.tensor([[0.0, 3.0, 0.0]]).repeat(150, 1))
     assert half.answered == 150
     acc.history = [(half.noise_multiplier, 1.0, 150)]
     assert half.epsilon == pytest.approx(acc.get_epsilon(delta=1e-5), rel=1e-9)
@@ -93,11 +125,11 @@ def test_budget_spent_means_no_answers_and_no_loss():
     mech = EnsembleVote(epsilon=5.0, delta=1e-5, max_queries=10)
     votes = torch.zeros(16, 10)
     votes[:, 4] = 50.0
-    rel = mech.release(votes, generator=torch.Generator().manual_seed(0))
+    rel = mech.release(votes)
     answered = rel.extra["answered"]
     assert answered.sum() == 10 and (rel.labels[~answered] == -1).all()
     eps = mech.epsilon
-    rel2 = mech.release(votes, generator=torch.Generator().manual_seed(1))
+    rel2 = mech.release(votes)
     assert not rel2.extra["answered"].any() and mech.epsilon == eps  # nothing more spent
     s = torch.randn(16, 10, requires_grad=True)
     loss = mech.student_loss(s, rel2)
@@ -108,40 +140,27 @@ def test_budget_spent_means_no_answers_and_no_loss():
 
 def test_report_says_record_level_with_epsilon_and_delta():
     mech = EnsembleVote(epsilon=1.0, delta=1e-5, max_queries=50, num_teachers=4)
-    mech.release(torch.ones(20, 10), generator=torch.Generator().manual_seed(0))
+    mech.release(torch.ones(20, 10))
     desc = mech.describe()
-    assert "private training record" in desc["unit_of_privacy"]
+    assert "private training record" in desc["unit_of_privacy"] and "add/remove" in desc["unit_of_privacy"]
+    assert desc["neighbouring"] == "add/remove one private training record"
+    assert desc["reproducible_noise"] is False and desc["noise_source"].startswith("secret")
     assert desc["queries_answered"] == 20 and desc["epsilon"] < desc["target_epsilon"] == 1.0
     text = format_ensemble_report(__import__("dpsd_lite.ensemble", fromlist=["x"]).ensemble_privacy_report(mech))
     assert "per private training record" in text and "delta = 1e-05" in text
 
 
-def test_rr_relay_settings_pass_labels_through_unchanged():
-    """The loop's rr mechanism at PASS_THROUGH_EPSILON with the uniform prior relays a released label exactly."""
-    labels = torch.randint(0, 10, (5000,), generator=torch.Generator().manual_seed(0))
-    logits = nn.functional.one_hot(labels, 10).float() * 20
-    rel = SelectiveRR(PASS_THROUGH_EPSILON, k_min=2).release(logits, prior=None,
-                                                            generator=torch.Generator().manual_seed(1))
-    assert torch.equal(rel.labels, labels)
-
-
-def test_noisy_vote_teacher_outputs_only_the_release_and_refuses_past_budget():
-    ens = TeacherEnsemble([Fixed(2), Fixed(2), Fixed(5)], 10)
-    mech = EnsembleVote(epsilon=3.0, delta=1e-5, max_queries=8)
-    seen = {}
-    real_release = mech.release
-
-    def spy(votes, **kw):
-        seen["votes"] = votes.clone()
-        return real_release(votes, **kw)
-
-    mech.release = spy
-    relay = NoisyVoteTeacher(ens, mech)
-    out = relay(torch.zeros(8, 1, 8, 8))
-    assert torch.equal(seen["votes"][0], ens(torch.zeros(1, 1, 8, 8))[0])  # raw votes went to the mechanism
-    assert torch.equal(out.argmax(1), relay.labels[0]) and set(out.unique().tolist()) <= {0.0, 20.0}
-    with pytest.raises(DpsdError):
-        relay(torch.zeros(1, 1, 8, 8))
+def test_vote_noise_is_secret_unless_asked_to_be_reproducible():
+    votes = torch.zeros(200, 10)
+    votes[:, 3] = 1.0  # one teacher voting 3: the noise decides most labels
+    secret = [EnsembleVote(5.0, 1e-5, max_queries=200).release(votes).labels for _ in range(2)]
+    assert not torch.equal(*secret)
+    seeded = [EnsembleVote(5.0, 1e-5, max_queries=200, noise=NoiseSource.from_seed(4)).release(votes).labels
+              for _ in range(2)]
+    assert torch.equal(*seeded)
+    mech = EnsembleVote(5.0, 1e-5, max_queries=200, noise=NoiseSource.from_seed(4))
+    assert "does NOT hold" in format_ensemble_report(__import__("dpsd_lite.ensemble", fromlist=["x"])
+                                                     .ensemble_privacy_report(mech))
 
 
 def test_transcribe_with_ensemble_on_digits(digits, tmp_path):
@@ -178,7 +197,7 @@ def test_mechanism_argument_path_once_the_loop_accepts_one(digits, monkeypatch):
         for _ in range(config.steps + 5):  # more steps than the budget allows: the callback must stop it
             for _ in range(config.student_steps):
                 x = torch.randn(config.batch_size, *data.image_shape, generator=g)
-                rel = mechanism.release(teacher.model(x), generator=g)
+                rel = mechanism.release(teacher.model(x))
                 calls["release"] += 1
                 loss = mechanism.student_loss(student(x), rel)
                 opt.zero_grad()
@@ -197,7 +216,6 @@ def test_mechanism_argument_path_once_the_loop_accepts_one(digits, monkeypatch):
     tt = TrainedTeacher(ens, 0.5, 0.5, 1, 0, True)
     out = transcribe_with_ensemble(digits, tt, epsilon=5.0, query_budget=100, dataset="digits", batch_size=16,
                                    student_steps=2, device="cpu", finetune_epochs=1)
-    assert out.path == "mechanism-argument"
     assert out.mechanism.answered == 96 == out.privacy["queries_answered"]  # 3 steps x 2 x 16
     assert calls["release"] == 6  # stopped as soon as the budget was spent
     assert out.privacy["epsilon"] <= 5.0 and out.result.config.noise_mode == "ensemble"

@@ -27,8 +27,9 @@ from dpsd_lite.models import Teacher
 from dpsd_lite.teacher import TrainedTeacher, train_teacher_model
 
 PRIVATE_MODES = ("rr", "label", "data")
+# reproducible_noise: these are bit-for-bit comparisons, so the privacy noise comes from the seed (the opt-in)
 RUN = dict(dataset="digits", epsilon=2.0, delta=1e-5, steps=4, student_steps=1, batch_size=64,
-           warmup_fraction=0.25, eval_every=100, device="cpu")
+           warmup_fraction=0.25, eval_every=100, device="cpu", reproducible_noise=True)
 _FIELDS = {f.name for f in fields(T.TranscribeConfig)}
 if "ink_pretrain_steps" in _FIELDS:  # optional knob (not in every version of the loop): keep the runs short
     RUN["ink_pretrain_steps"] = 5
@@ -94,9 +95,8 @@ def _fixed_answer_make_mechanism(*args, **kwargs):
     mech = real_make_mechanism(*args, **kwargs)
     real_release = mech.release
 
-    def release(teacher_logits, prior=None, student_logits=None, generator=None):
-        return real_release(STANDIN[: len(teacher_logits)].clone(), prior=prior, student_logits=student_logits,
-                            generator=generator)
+    def release(teacher_logits, prior=None, student_logits=None):
+        return real_release(STANDIN[: len(teacher_logits)].clone(), prior=prior, student_logits=student_logits)
 
     mech.release = release
     return mech
@@ -205,6 +205,23 @@ def test_same_seed_same_run_different_seed_different_run(digits, teachers, mode)
     assert first["queries"] == other["queries"] == RUN["steps"] * RUN["student_steps"] * RUN["batch_size"]
 
 
+@pytest.mark.parametrize("mode", ["none", *PRIVATE_MODES])
+def test_default_noise_is_secret_so_same_seed_runs_differ_only_in_private_modes(digits, teachers, mode):
+    """Without the opt-in the noise comes from the OS's entropy: two runs with one seed release different answers."""
+    runs = []
+    for _ in range(2):
+        res = T.transcribe(data=digits, teacher=_wrap(teachers["A"]), noise_mode=mode, seed=0,
+                           **{**RUN, "reproducible_noise": False})
+        runs.append({"student": {k: v.clone() for k, v in res.student.state_dict().items()},
+                     "privacy": res.privacy})
+    if mode == "none":  # no noise at all: the seed fixes everything
+        assert identical(runs[0], runs[1], "student")
+    else:
+        assert not identical(runs[0], runs[1], "student")
+        assert runs[0]["privacy"]["reproducible_noise"] is False and "warning" not in runs[0]["privacy"]
+        assert runs[0]["privacy"]["noise_source"].startswith("secret")
+
+
 # --------------------------------------------------------------------------- warm start
 def test_warm_start_learns_without_the_teacher(digits, teachers):
     """The warm start trains the student on the generator's skeleton drawings: no teacher call, but a different student."""
@@ -229,8 +246,8 @@ def _recording_rr(epsilon):
             super().__init__(*a, **kw)
             self.ks = []
 
-        def release(self, teacher_logits, prior=None, student_logits=None, generator=None):
-            rel = super().release(teacher_logits, prior=prior, student_logits=student_logits, generator=generator)
+        def release(self, teacher_logits, prior=None, student_logits=None):
+            rel = super().release(teacher_logits, prior=prior, student_logits=student_logits)
             self.ks += rel.extra["k"].tolist()
             return rel
 

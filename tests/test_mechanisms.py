@@ -26,6 +26,7 @@ from dpsd_lite.mechanisms import (
     select_rr_classes,
     top_k_mask,
 )
+from dpsd_lite.noise import NoiseSource
 
 K = 10
 
@@ -43,6 +44,12 @@ def gen(seed=0):
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def seeded(mech, seed):
+    """The mechanism with reproducible noise (the explicit opt-in), so a statistical test is repeatable."""
+    mech.noise = NoiseSource.from_seed(seed)
+    return mech
 
 
 def independent_sigma(eps, delta):
@@ -132,7 +139,7 @@ def _rr_case(y, eps=1.0, k_min=2, n=60_000, seed=0):
     prior = PEAKED.float().expand(n, K)
     logits = torch.zeros(n, K)
     logits[:, y] = 4.0
-    rel = mech.release(logits, prior=prior, generator=gen(seed))
+    rel = seeded(mech, seed).release(logits, prior=prior)
     return mech, rel
 
 
@@ -158,7 +165,7 @@ def test_selective_rr_without_prior_is_plain_k_ary_rr():
     n, y, eps = 60_000, 6, 1.0
     logits = torch.randn(n, K, generator=gen(3))
     logits[:, y] = 20.0
-    rel = SelectiveRR(eps).release(logits, prior=None, generator=gen(4))
+    rel = seeded(SelectiveRR(eps), 4).release(logits, prior=None)
     assert rel.mask.all() and (rel.extra["k"] == K).all()
     freq = np.bincount(rel.labels.numpy(), minlength=K) / n
     keep = 0.231969  # MISSION §5: K = 10, ε = 1
@@ -226,7 +233,7 @@ def test_selective_rr_student_loss_is_forward_corrected_likelihood():
                          dtype=torch.float32)
     mech = SelectiveRR(eps, k_min=1)
     teacher = torch.randn(B, K, generator=gen(1)) * 3
-    rel = mech.release(teacher, prior=prior, generator=gen(2))
+    rel = seeded(mech, 2).release(teacher, prior=prior)
     assert (rel.extra["k"] == 1).any() and (rel.extra["k"] > 1).any()  # both branches are exercised
     student = torch.randn(B, K, generator=gen(3), dtype=torch.float64) * 2
     q = student.softmax(1).numpy()
@@ -255,7 +262,7 @@ def test_label_noise_restricted_vector_and_mask_before_noise():
     teacher = torch.randn(50, K, generator=gen(0)) * 3
     prior = torch.rand(50, K, generator=gen(1))
     prior = prior / prior.sum(1, keepdim=True)
-    rel = mech.release(teacher, prior=prior, generator=gen(2))
+    rel = seeded(mech, 2).release(teacher, prior=prior)
     top3 = prior.argsort(1, descending=True)[:, :3]
     expected_mask = torch.zeros(50, K, dtype=torch.bool).scatter_(1, top3, True)
     assert torch.equal(rel.mask, expected_mask)
@@ -273,7 +280,7 @@ def test_label_noise_empirical_noise_matches_calibration():
     mech = LabelNoise(eps, delta, top_k=3)
     logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0, 3.0, -2.0, 0.1, 0.2, 0.3]]).expand(n, K)
     prior = PEAKED.float().expand(n, K)  # top-3 = classes 0, 1, 2
-    rel = mech.release(logits, prior=prior, generator=gen(7))
+    rel = seeded(mech, 7).release(logits, prior=prior)
     inside = torch.tensor([True, True, True] + [False] * 7)
     assert (rel.values[:, ~inside] == 0).all()  # nothing released outside the mask
     p = logits[0].softmax(0)[inside]
@@ -291,7 +298,7 @@ def test_label_noise_without_prior_uses_every_class():
     mech = LabelNoise(2.0, 1e-5, top_k=2)
     mech.noise_std = 0.0
     t = torch.randn(8, K, generator=gen(0))
-    rel = mech.release(t, prior=None, generator=gen(1))
+    rel = seeded(mech, 1).release(t, prior=None)
     assert rel.mask.all()
     assert torch.allclose(rel.values, t.softmax(1), atol=1e-6)
 
@@ -320,7 +327,7 @@ def test_gradient_noise_calibration_and_normalised_gradient():
     mech.noise_std = 0.0
     t = torch.randn(64, K, generator=gen(0)) * 3
     s = torch.randn(64, K, generator=gen(1))
-    rel = mech.release(t, student_logits=s, generator=gen(2))
+    rel = seeded(mech, 2).release(t, student_logits=s)
     assert torch.allclose(rel.values.norm(dim=1), torch.full((64,), C), atol=1e-5)
     direction = s.softmax(1) - t.softmax(1)
     direction = direction / direction.norm(dim=1, keepdim=True)
@@ -331,7 +338,7 @@ def test_gradient_noise_zero_gradient_stays_zero():
     mech = GradientNoise(1.0, 1e-5)
     mech.noise_std = 0.0
     t = torch.randn(5, K, generator=gen(0))
-    rel = mech.release(t, student_logits=t.clone(), generator=gen(1))
+    rel = seeded(mech, 1).release(t, student_logits=t.clone())
     assert torch.isfinite(rel.values).all() and rel.values.abs().max().item() < 1e-6
 
 
@@ -340,7 +347,7 @@ def test_gradient_noise_empirical_std():
     mech = GradientNoise(2.0, 1e-5, clip_norm=C)
     t = torch.randn(1, K, generator=gen(0)).expand(n, K)
     s = torch.randn(1, K, generator=gen(1)).expand(n, K)
-    rel = mech.release(t, student_logits=s, generator=gen(2))
+    rel = seeded(mech, 2).release(t, student_logits=s)
     clean = s[0].softmax(0) - t[0].softmax(0)
     clean = C * clean / clean.norm()
     resid = rel.values - clean
@@ -354,7 +361,7 @@ def test_gradient_noise_surrogate_loss_backpropagates_the_release():
     mech = GradientNoise(1.0, 1e-5, clip_norm=1.0)
     t = torch.randn(B, K, generator=gen(0))
     s = torch.randn(B, K, generator=gen(1), requires_grad=True)
-    rel = mech.release(t, student_logits=s.detach(), generator=gen(2))
+    rel = seeded(mech, 2).release(t, student_logits=s.detach())
     assert not rel.values.requires_grad
     (grad,) = torch.autograd.grad(mech.student_loss(s, rel), s)
     assert torch.allclose(grad, rel.values / B, atol=1e-7)
