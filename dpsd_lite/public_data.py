@@ -1,0 +1,52 @@
+"""Public stand-ins for private data, for choosing settings without touching the private split.
+
+Choosing a setting by comparing runs on private data is itself a release that
+no ε covers (Papernot & Steinke 2022, "Hyperparameter tuning with Rényi DP"),
+and the held-out split is for evaluation only. So settings of the record-level
+baselines (DP-SGD, the teacher ensemble) are chosen on a *public* data set of
+the same format and size instead: :func:`drawn_digits`, handwritten-digit
+look-alikes drawn by the stroke renderer from its copybook skeletons
+(:mod:`dpsd_lite.skeletons`, written by hand), each labelled by the digit it
+was drawn as. No private image, label or statistic goes into it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data import DataSplits
+
+__all__ = ["drawn_digits"]
+
+
+@torch.no_grad()
+def drawn_digits(n_private: int = 4000, n_heldout: int = 1000, dataset: str = "mnist-5k", seed: int = 0,
+                 batch: int = 1000) -> DataSplits:
+    """A public, MNIST-shaped classification set: bent copybook digits, balanced over the ten classes.
+
+    Drawn by a randomly initialised :class:`~dpsd_lite.models.StrokeGenerator`
+    in ``dataset``'s published format (MNIST: 28×28, the 20×20 box, centred by
+    mass), every image a randomly bent, rotated, sheared and stretched
+    skeleton of its label. Named ``drawn-<dataset>`` so a teacher cache never
+    mistakes it for the real thing. ``seed`` fixes the drawing.
+    """
+    from .transcribe import STROKE_FORMAT
+
+    if dataset not in STROKE_FORMAT:
+        raise ValueError(f"no drawn stand-in for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
+    from .models import StrokeGenerator
+
+    shape = (1, 8, 8) if dataset == "digits" else (1, 28, 28)
+    g = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    gen = StrokeGenerator(shape, 10, skeletons=1.0, **STROKE_FORMAT[dataset]).eval()
+    n = int(n_private) + int(n_heldout)
+    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=g)]
+    images = []
+    for i in range(0, n, batch):
+        c = labels[i:i + batch]
+        z = torch.randn(len(c), gen.nz, generator=g)
+        images.append(gen.draw_skeletons(z, c))
+    x = torch.cat(images)
+    return DataSplits(f"drawn-{dataset}", x[:n_private], labels[:n_private], x[n_private:], labels[n_private:],
+                      [str(d) for d in range(10)])
