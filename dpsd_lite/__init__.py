@@ -9,4 +9,14 @@ One path from data to report::
 
 __version__ = "0.3.0"
 
-from .runs import LoadedRun, load_run, save_run  # noqa: E402,F401  (after __version__: runs imports it)
+__all__ = ["LoadedRun", "load_run", "save_run", "__version__"]
+
+
+def __getattr__(name):
+    """``dpsd_lite.load_run`` and friends, imported on first use: ``import dpsd_lite`` stays light (no torch),
+    so the command line answers ``--help`` and argument errors at once."""
+    if name in ("LoadedRun", "load_run", "save_run"):
+        from . import runs
+
+        return getattr(runs, name)
+    raise AttributeError(f"module 'dpsd_lite' has no attribute {name!r}")

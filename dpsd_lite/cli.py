@@ -12,9 +12,11 @@ Subcommands::
 Adding a subcommand: write ``add_<name>(subparsers)`` that creates its parser
 and sets ``run=<function(args) -> int>``, then add it to :data:`SUBCOMMANDS`.
 
-User errors (:class:`~dpsd_lite.errors.DpsdError`, bad arguments, Ctrl-C) are
+User errors (:class:`~dpsd_lite.errors.DpsdError`, bad arguments) are
 printed as one line ``dpsd-lite: error: ...`` on stderr with exit code 2,
-never as a traceback.
+never as a traceback; Ctrl-C prints ``dpsd-lite: interrupted`` and exits with
+130, as shells expect. Importing this module does not import torch, so
+``--help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .errors import DpsdError
 
 PROG = "dpsd-lite"
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class _UsageError(Exception):
@@ -76,8 +79,7 @@ def epsilon_list(text):
 
 
 def mode_list(text):
-    from .mechanisms import NOISE_MODES
-    from .sweep import BASELINES
+    from .names import BASELINES, NOISE_MODES
 
     items = [t for t in text.replace(",", " ").split() if t]
     for m in items:
@@ -131,7 +133,7 @@ def _is_number(text):
 
 # --------------------------------------------------------- shared arguments
 def _add_data_args(p):
-    from .data import DATASETS
+    from .names import DATASETS
 
     p.add_argument("--dataset", default="mnist-5k", choices=DATASETS,
                    help="dataset (default: mnist-5k, embedded, works offline)")
@@ -266,7 +268,7 @@ def run_teacher(args):
 
 
 def add_transcribe(sub):
-    from .mechanisms import NOISE_MODES
+    from .names import NOISE_MODES
 
     p = sub.add_parser("transcribe", help="transcribe the teacher into a private student and save the run",
                        description="Transcribe the teacher into a student through a noise mode; print the "
@@ -491,8 +493,9 @@ def main(argv=None) -> int:
         return args.run(args)
     except (DpsdError, _UsageError) as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # the shell's convention: 128 + SIGINT
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_USER_ERROR
 
 

@@ -49,7 +49,7 @@ from .accounting import check_delta, check_epsilon, gaussian_noise_multiplier, r
 from .errors import DpsdError
 from .noise import NoiseSource
 
-NOISE_MODES = ("none", "label", "rr", "data")
+from .names import NOISE_MODES  # noqa: E402,F401  (re-exported: mechanisms.NOISE_MODES)
 
 __all__ = [
     "NOISE_MODES",

@@ -96,7 +96,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     return rows
 
 
-BASELINES = ("dpsgd",)
+from .names import BASELINES  # noqa: E402,F401
 
 
 def _dpsgd_rows(epsilons, config, data, teacher, on_result):

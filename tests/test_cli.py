@@ -82,7 +82,21 @@ def test_keyboard_interrupt_is_one_line(capsys, monkeypatch):
 
     monkeypatch.setattr(cli, "run_report", interrupted)
     code, _, err = run_cli(capsys, "report", "whatever")
-    assert_user_error(code, err, "interrupted")
+    assert code == 130 and err.strip() == "dpsd-lite: interrupted"
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    """--help and a bad argument answer at once: nothing heavy is imported before the arguments are checked."""
+    code = ("import sys; from dpsd_lite.cli import main\n"
+            "for argv in (['--help'], ['transcribe', '--help'], ['transcribe', '--epsilon', '-1'],\n"
+            "             ['sweep', '--modes', 'nope']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stderr
 
 
 def test_module_entry_point_prints_one_line_without_traceback(tmp_path):

@@ -1,0 +1,9 @@
+"""The names a user types: datasets, noise modes, baselines.
+
+Kept free of heavy imports (no torch), so the command line parses and checks
+its arguments, and prints ``--help``, in a fraction of a second.
+"""
+
+DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
+NOISE_MODES = ("none", "label", "rr", "data")
+BASELINES = ("dpsgd",)  # sweep rows that are not a noise mode of the loop
