@@ -221,23 +221,11 @@ def _load_teacher(config, cache_dir, retrain=False):
 
 
 def _progress_callbacks(desc):
-    """A tqdm bar driven by the loop's on_step_end callback, showing held-out accuracy."""
-    from tqdm.auto import tqdm
+    """A tqdm bar driven by the loop's on_step_end callback, showing held-out accuracy (on stderr)."""
+    from .utils import ProgressBar
 
-    holder = {}
-
-    def on_step_end(state):
-        bar = holder.get("bar")
-        if bar is None:
-            bar = holder["bar"] = tqdm(total=state.total_steps, desc=desc, unit="step", file=sys.stderr)
-        bar.update(state.step - bar.n)
-        bar.set_postfix(acc=_pct(state.student_accuracy), queries=f"{state.queries:,}", refresh=False)
-
-    def close():
-        if "bar" in holder:
-            holder.pop("bar").close()
-
-    return {"on_step_end": on_step_end}, close
+    bar = ProgressBar(desc, file=sys.stderr)
+    return bar.callbacks, bar.close
 
 
 # ------------------------------------------------------------- subcommands

@@ -186,14 +186,17 @@ class LabelNoise(Mechanism):
             raise DpsdError(f"top_k must be at least 1, got {top_k}")
         self.noise_multiplier = gaussian_noise_multiplier(self.epsilon, self.delta)
         self.noise_std = self.noise_multiplier * self.sensitivity
+        self.queries_with_prior = self.queries_without_prior = 0  # for the report: which classes were kept
 
     def release(self, teacher_logits, prior=None, student_logits=None):
         probs = teacher_logits.detach().softmax(1)
         B, K = probs.shape
         if prior is None:
             mask = torch.ones_like(probs, dtype=torch.bool)
+            self.queries_without_prior += B
         else:
             mask = top_k_mask(prior, min(self.top_k, K))
+            self.queries_with_prior += B
         restricted = probs * mask
         restricted = restricted / restricted.sum(1, keepdim=True).clamp_min(1e-12)
         noise = torch.randn(probs.shape, generator=self.noise.generator(), device="cpu").to(probs.device)
@@ -215,6 +218,8 @@ class LabelNoise(Mechanism):
             "epsilon": self.epsilon,
             "delta": self.delta,
             "top_k": self.top_k,
+            "queries_with_prior": self.queries_with_prior,
+            "queries_without_prior": self.queries_without_prior,
             "l2_sensitivity": self.sensitivity,
             "noise_multiplier": self.noise_multiplier,
             "noise_std": self.noise_std,

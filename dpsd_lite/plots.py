@@ -86,14 +86,17 @@ def _montage(x: np.ndarray, nrows: int, ncols: int, gap: int) -> np.ndarray:
 
 
 def image_grid(images, classes=None, labels=None, class_names=None, ncols: int = 8, title: str | None = None,
-               label_name: str = "label", ax=None, cell_size: float = 0.85) -> Figure:
+               label_name: str = "label", ax=None, cell_size: float = 0.85,
+               class_name: str = "requested class") -> Figure:
     """A grid of images, each titled with its class.
 
     ``classes`` (N,) is what each image is *meant* to be (the class the
     generator was asked for, or a real image's true label); ``labels`` (N,) is
     what someone said it is (the released private label, or a model's
-    prediction), named ``label_name`` in the caption. With both, each title
-    reads ``c→y``, green where they agree and red where they do not.
+    prediction), named ``label_name`` in the caption; ``class_name`` names
+    ``classes`` there ("requested class" for synthetic images, "true label"
+    for real ones). With both, each title reads ``c→y``, green where they
+    agree and red where they do not.
 
     The images are tiled into one picture on one axes (fast enough to redraw
     live: one ``imshow`` instead of one axes per image).
@@ -127,7 +130,7 @@ def image_grid(images, classes=None, labels=None, class_names=None, ncols: int =
                 bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.85})
     caption = title or ""
     if classes is not None and labels is not None:
-        key = f"titles: requested class → {label_name} ({agree}/{n} agree)"
+        key = f"titles: {class_name} → {label_name} ({agree}/{n} agree)"
         caption = f"{caption}\n{key}" if caption else key
     if caption:
         ax.set_title(caption, fontsize=9)

@@ -110,7 +110,15 @@ def format_report(report: dict) -> str:
         lines.append(f"noise multiplier sigma = {report['noise_multiplier']:.4f} "
                      f"(noise std {report['noise_std']:.4f}, L2 sensitivity {report['l2_sensitivity']:.4f})")
     if "top_k" in report:
-        lines.append(f"top-k = {report['top_k']} classes of the prior")
+        with_prior, without = report.get("queries_with_prior", 1), report.get("queries_without_prior", 0)
+        if with_prior and without:
+            lines.append(f"classes kept: the prior's top {report['top_k']} for {with_prior:,} answers, all classes "
+                         f"for the {without:,} released without a prior")
+        elif with_prior:
+            lines.append(f"classes kept: the prior's top {report['top_k']}")
+        else:
+            lines.append("classes kept: all (no prior was given; with a prior, its top "
+                         f"{report['top_k']} would be kept)")
     if "keep_probability_at_k" in report:
         keep = report["keep_probability_at_k"]
         shown = ", ".join(f"k={k}: {float(v):.4f}" for k, v in list(keep.items())[:4])

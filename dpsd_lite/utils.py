@@ -142,3 +142,47 @@ def atomic_write(path: str, write) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+class ProgressBar:
+    """A tqdm progress bar driven by the loop's ``on_step_end`` callback: ``transcribe(..., callbacks=bar.callbacks)``.
+
+    One bar per run (a sweep's next run, whose step count starts again,
+    gets a fresh bar), described by the run's mode and ε, with the latest
+    held-out accuracy and the number of teacher queries. ``tqdm.auto``: a
+    widget in Jupyter, text on a terminal (``file``, default stderr).
+    ``close()`` ends the last bar.
+    """
+
+    def __init__(self, desc: str | None = None, file=None, leave: bool = True):
+        self.desc, self.file, self.leave = desc, file, leave
+        self.bar = None
+        self.callbacks = {"on_step_end": self.update}
+
+    def _describe(self, state) -> str:
+        if self.desc:
+            return self.desc
+        cfg = state.config
+        return cfg.noise_mode if cfg.noise_mode == "none" else f"{cfg.noise_mode}, ε={cfg.epsilon:g}"
+
+    def update(self, state) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is not None and state.step < self.bar.n:  # a new run
+            self.close()
+        if self.bar is None:
+            import sys
+
+            self.bar = tqdm(total=state.total_steps, desc=self._describe(state), unit="step",
+                            file=self.file or sys.stderr, leave=self.leave)
+        self.bar.update(state.step - self.bar.n)
+        acc = state.student_accuracy
+        self.bar.set_postfix(acc="n/a" if acc != acc else f"{100 * acc:.1f}%", queries=f"{state.queries:,}",
+                             refresh=False)
+        if state.step >= state.total_steps:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -34,6 +34,7 @@ from dpsd_lite.report import UNIT_PER_QUERY
 from dpsd_lite.sweep import format_table, run_sweep
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import TranscribeConfig
+from dpsd_lite.utils import ProgressBar
 
 # %% [markdown]
 # A full sweep is one transcription per (mode, ε), so it is the slowest
@@ -63,10 +64,11 @@ print(f"teacher held-out accuracy {teacher.heldout_accuracy:.1%}; "
 # %% [markdown]
 # ## 1. The sweep
 #
-# One line is printed as each run finishes.
+# Each run shows a progress bar while it trains, and one line is printed as it finishes.
 
 # %%
-rows = run_sweep(EPSILONS, MODES, config=config, data=data, teacher=teacher,
+bar = ProgressBar()
+rows = run_sweep(EPSILONS, MODES, config=config, data=data, teacher=teacher, callbacks=bar.callbacks,
                  on_result=lambda row, result: print(f"{row['noise_mode']:>5}  ε = {row['epsilon']:<5g}  "
                                                      f"student {row['student_accuracy']:.1%}  "
                                                      f"({row['seconds']:.0f} s)"))

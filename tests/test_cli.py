@@ -212,3 +212,23 @@ def test_teacher_progress_reports_a_plain_float_without_warnings(digits):
         warnings.simplefilter("error")
         train_teacher_model(digits, epochs=1, seed=0, device="cpu", progress=lambda *a: seen.append(a))
     assert len(seen) == 1 and seen[0][:2] == (1, 1) and isinstance(seen[0][2], float)
+
+
+def test_progress_bar_follows_runs_and_starts_a_new_bar_for_the_next(capsys):
+    """The bar the CLI and notebook 06 use: one bar per run of a sweep, closed at the last step."""
+    import io
+    import types
+
+    from dpsd_lite.transcribe import TranscribeConfig
+    from dpsd_lite.utils import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar(file=out)
+    for eps in (1.0, 10.0):
+        cfg = TranscribeConfig(noise_mode="rr", epsilon=eps)
+        for step in range(1, 4):
+            bar.update(types.SimpleNamespace(config=cfg, step=step, total_steps=3, queries=step * 8,
+                                             student_accuracy=float("nan") if step < 3 else 0.5))
+        assert bar.bar is None  # closed after the last step
+    text = out.getvalue()
+    assert "rr, ε=1" in text and "rr, ε=10" in text and "acc=50.0%" in text and "queries=24" in text

@@ -91,16 +91,54 @@ def test_calibration_cells_are_checked():
     assert "0.231969" in text  # K = 10, ε = 1: e/(e + 9), the reference value of the mission
 
 
-def test_notebooks_run_in_fast_mode(_session_cache):
-    """nbval (--nbval-lax) on every notebook with DPSD_FAST=1: no cell may raise; checked cells must match."""
+def clean_copy(ipynb: Path, folder: Path) -> Path:
+    """A copy of the notebook as the repository means it: only the checked cells keep their (reference) outputs.
+
+    Whatever a learner ran and saved in their working copy (outputs, execution counts, widget state)
+    must not decide whether the tests pass; the checked cells' stored outputs are what nbval compares.
+    """
+    nb = nbformat.read(ipynb, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.metadata.pop("execution", None)
+        if "NBVAL_CHECK_OUTPUT" in cell.source:
+            cell.execution_count = cell.execution_count or 1
+        else:
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    out = folder / ipynb.name
+    nbformat.write(nb, out)
+    return out
+
+
+def test_clean_copy_ignores_what_a_learner_saved(tmp_path):
+    """A notebook run and saved in JupyterLab (outputs everywhere) is tested as the repository's version."""
+    nb = nbformat.read(NOTEBOOK_DIR / "04_dp_labels.ipynb", as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" not in cell.source:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="left over\n")]
+            cell.execution_count = i
+    nbformat.write(nb, tmp_path / "saved.ipynb")
+    (tmp_path / "clean").mkdir()
+    copy = nbformat.read(clean_copy(tmp_path / "saved.ipynb", tmp_path / "clean"), as_version=4)
+    for cell in copy.cells:
+        if cell.cell_type == "code":
+            assert bool(cell.outputs) == ("NBVAL_CHECK_OUTPUT" in cell.source)
+            assert "left over" not in str(cell.outputs)
+
+
+def test_notebooks_run_in_fast_mode(_session_cache, tmp_path):
+    """nbval (--nbval-lax) on clean copies of every notebook with DPSD_FAST=1: no cell may raise; checked cells must match."""
     # One intra-op thread: fast-mode models are tiny, and on a shared CPU two torch threads that
     # spin-wait for each other cost far more than they save.
     env = dict(os.environ, DPSD_FAST="1", DPSD_CACHE_DIR=str(_session_cache), OMP_NUM_THREADS="1",
                PYDEVD_DISABLE_FILE_VALIDATION="1")
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", *map(str, NOTEBOOKS), "-p", "no:cacheprovider",
-           "-q", "--nbval-cell-timeout=600", "-W", "ignore::DeprecationWarning"]
+    copies = [clean_copy(nb, tmp_path) for nb in NOTEBOOKS]
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", *map(str, copies), "-p", "no:cacheprovider",
+           "-q", "--nbval-cell-timeout=600", "-W", "ignore::DeprecationWarning", "--rootdir", str(tmp_path)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - start
     tail = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, f"nbval failed (exit {proc.returncode}) after {seconds:.0f} s:\n{tail}"

@@ -207,3 +207,17 @@ def test_dpsgd_noise_and_sampling_are_secret_unless_reproducible(digits):
     (c, rc), (d, _) = weights(reproducible_noise=True), weights(reproducible_noise=True)
     assert torch.equal(c, d)
     assert "does NOT hold" in format_dpsgd_report(rc)
+
+
+def test_label_report_says_which_classes_were_kept():
+    """Without a prior every class is kept, and the report must not claim a top-k it did not use."""
+    logits = torch.randn(20, K)
+    mech = LabelNoise(1.0, 1e-5, top_k=2)
+    mech.release(logits)
+    text = format_report(privacy_report(mech, queries=20))
+    assert "classes kept: all (no prior was given" in text and "top-k = 2" not in text
+    mech.release(logits, prior=torch.softmax(logits, 1))
+    assert "the prior's top 2 for 20 answers, all classes for the 20" in format_report(privacy_report(mech, 40))
+    fresh = LabelNoise(1.0, 1e-5, top_k=2)
+    fresh.release(logits, prior=torch.softmax(logits, 1))
+    assert "classes kept: the prior's top 2" in format_report(privacy_report(fresh, 20))
