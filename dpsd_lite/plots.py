@@ -209,6 +209,9 @@ def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: st
                    label=f"teacher ({100 * teacher_accuracy:.1f}%)")
     ax.axhline(10, color="grey", linestyle=":", linewidth=1, label="chance (10 classes)")
     ax.set_ylim(0, 102)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and queries are whole numbers
     ax.set_xlabel("generator iterations (steps)" if x == "step" else "teacher queries answered")
     ax.set_ylabel("student held-out accuracy (%)")
     ax.set_title(title or "student accuracy during transcription")

@@ -195,6 +195,12 @@ def plot_sweep(rows, path=None):
     ax.set_xscale("log")
     if not private:
         ax.set_xlim(0.1, 100)
+    # plain numbers on the log axis (1, 10, 0.5), not 10⁰ and 10¹: learners read ε values, not exponents
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(0, 102)
     ax.set_xlabel("ε per teacher answer (log scale; per query, not per training record)"
                   + ("; DP-SGD: per record" if any(r["noise_mode"] == "dpsgd" for r in rows) else ""))
@@ -206,7 +212,8 @@ def plot_sweep(rows, path=None):
 
         ax.set_title(f"{same('dataset')}: student accuracy vs ε ({same('steps')} steps, seed {same('seed')})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize="small")
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig

@@ -51,12 +51,30 @@ MODE_LABELS = {
 
 
 def show_figure(output: W.Output, fig, dpi: int = 90) -> None:
-    """Replace what ``output`` shows by ``fig`` rendered as a PNG (thread-safe: one trait update)."""
-    import base64
+    """Replace what ``output`` shows by ``fig`` rendered as a PNG (thread-safe: one trait update).
 
-    png = base64.b64encode(plots.figure_to_png(fig, dpi=dpi)).decode("ascii")
-    output.outputs = ({"output_type": "display_data", "metadata": {},
+    The PNG carries its size in pixels, so the front end draws it at that size
+    instead of scaling it to whatever room a crowded row leaves it.
+    """
+    import base64
+    import struct
+
+    raw = plots.figure_to_png(fig, dpi=dpi)
+    width, height = struct.unpack(">II", raw[16:24])  # the PNG header's IHDR chunk
+    png = base64.b64encode(raw).decode("ascii")
+    output.outputs = ({"output_type": "display_data",
+                       "metadata": {"image/png": {"width": int(width), "height": int(height)}},
                        "data": {"image/png": png, "text/plain": f"<figure {fig.get_label() or ''}>"}},)
+
+
+def _row(children) -> W.HBox:
+    """Side by side where there is room, wrapped onto the next line where there is not: no child is squeezed.
+
+    (A plain HBox shrinks a figure next to a long text to a thumbnail.)
+    """
+    for child in children:
+        child.layout.flex = "0 0 auto"
+    return W.HBox(children, layout=W.Layout(flex_flow="row wrap", align_items="flex-start"))
 
 
 def _show_text(output: W.Output, text: str) -> None:
@@ -94,13 +112,13 @@ class LiveMonitor:
         self.refresh_seconds = float(refresh_seconds)
         self.keep_snapshots = keep_snapshots
         self.snapshots: list[dict] = []
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="steps", bar_style="info",
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", bar_style="info",
                                       layout=W.Layout(width="420px"))
         self.status = W.HTML(value="")
         self.curve_output = W.Output(layout=W.Layout(min_height="40px"))
         self.images_output = W.Output(layout=W.Layout(min_height="40px"))
         panels = [self.curve_output] + ([self.images_output] if show_images else [])
-        self.widget = W.VBox([W.HBox([self.progress, self.status]), W.HBox(panels)])
+        self.widget = W.VBox([W.HBox([self.progress, self.status]), _row(panels)])
         self._state = None
         self._next_draw = 0.0
         self.callbacks = {"on_step_end": self.on_step_end, "on_eval": self.on_eval}
@@ -173,7 +191,7 @@ class Dashboard:
     """
 
     def __init__(self, config=None, data=None, teacher=None, cache_dir=None, epsilon_range=(0.1, 100.0),
-                 max_steps: int = 2000, refresh_seconds: float = 2.0, **overrides):
+                 max_steps: int | None = None, refresh_seconds: float = 2.0, **overrides):
         from .transcribe import TranscribeConfig
 
         self.config = (config or TranscribeConfig()).replace(**overrides).validate()
@@ -193,9 +211,12 @@ class Dashboard:
                                                layout=W.Layout(width="360px"))
         self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in NOISE_MODES],
                                         value=self.config.noise_mode, description="noise mode",
-                                        style={"description_width": "initial"}, layout=W.Layout(width="360px"))
+                                        style={"description_width": "initial"}, layout=W.Layout(width="440px"))
+        # up to four times the library's default run: the default sits a quarter of the way along, not at the
+        # far left of a long range
+        max_steps = int(max_steps or max(4 * TranscribeConfig().steps, self.config.steps))
         self.steps_slider = W.IntSlider(value=min(self.config.steps, max_steps), min=10, max=max_steps, step=10,
-                                        description="steps", continuous_update=False,
+                                        description="generator steps", continuous_update=False,
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="transcribe the teacher with these settings (background thread)")
@@ -226,7 +247,7 @@ class Dashboard:
             W.HTML("<b>privacy report of the last run</b>"),
             self.report_output,
             W.HTML("<b>all runs so far</b>"),
-            W.HBox([self.table, self.tradeoff_output]),
+            _row([self.table, self.tradeoff_output]),
         ])
 
     def _repr_mimebundle_(self, **kwargs):
@@ -259,6 +280,10 @@ class Dashboard:
         config = self.current_config().validate()
         self.error = None
         self._stop_requested = False
+        # the previous run's "done: …" must not linger while this one starts
+        self.status.value = f"starting: {html.escape(config.noise_mode)}" + (
+            "" if config.noise_mode == "none" else f", ε = {config.epsilon:.3g}") + f", {config.steps} steps…"
+        self.progress.value, self.progress.bar_style = 0, "info"
         self.run_button.disabled = True
         self.stop_button.disabled = False
         self.epsilon_slider.disabled = self.mode_dropdown.disabled = self.steps_slider.disabled = True
@@ -411,7 +436,7 @@ class MechanismExplorer:
         self.epsilon_slider.observe(lambda _c: self.update(), names="value")
         self.mode_dropdown.observe(lambda _c: self.update(), names="value")
         self.widget = W.VBox([W.HBox([self.epsilon_slider, self.mode_dropdown]),
-                              W.HBox([self.plot_output, self.report_output])])
+                              _row([self.plot_output, self.report_output])])
         self.release = None
         self.update()
 

@@ -22,7 +22,7 @@ later ones, which need its page state):
 4. save (Ctrl+S) and reload the page: the widgets come back from the kernel
    with their state (slider position, mode, both rows, readout, images) and
    are still wired to it;
-5. on the restored dashboard, type 2000 into the steps readout, Run, and
+5. on the restored dashboard, type the slider's maximum (600) into the steps readout, Run, and
    Stop it after a few steps: the kernel answers while the thread trains,
    the run ends "stopped early" and the controls are unlocked.
 
@@ -52,6 +52,7 @@ MODE_FIRST = "label"  # the notebook starts on rr: the dropdown must really chan
 EPS_SECOND = 10 ** 0.5  # ≈ 3.16: sixteen presses of ← from EPS_FIRST
 MODE_SECOND = "rr"
 STEPS = 60
+LONG = 600  # the steps slider's maximum: four times the library's default run
 
 # ---------------------------------------------------------------------------
 # where things are in the page
@@ -435,18 +436,18 @@ def test_05_stop_during_a_run_with_the_restored_widgets(browser_page, artifacts)
     dash = Dash(page)
     n_before = len(dash.rows())
 
-    # type a long run into the steps readout, as a person who wants the full 2000 would
+    # type a long run into the steps readout (the slider's maximum), as a person who wants the full run would
     dash.steps_readout.click()
     page.keyboard.press("Control+a")
-    page.keyboard.type("2000")
+    page.keyboard.type(str(LONG))
     page.keyboard.press("Enter")
-    _wait_until(page, "el => parseFloat(el.getAttribute('aria-valuenow')) === 2000", timeout=10,
-                arg=dash.steps_handle.element_handle(), what="typing 2000 into the steps readout did not move the slider")
+    _wait_until(page, f"el => parseFloat(el.getAttribute('aria-valuenow')) === {LONG}", timeout=10,
+                arg=dash.steps_handle.element_handle(), what=f"typing {LONG} into the steps readout did not move the slider")
 
     dash.root.evaluate(RECORDER_JS)
     dash.run.click()
     _wait_until(page, "() => window.__dpsdTimeline.some(s => s.runDisabled && "
-                      "/step ([3-9]|[1-9][0-9]+)\\/2000/.test(s.status || ''))",
+                      f"/step ([3-9]|[1-9][0-9]+)\\/{LONG}/.test(s.status || ''))",
                 what="clicking Run on the restored dashboard did not get a long run past step 3")
     # the cell that made the dashboard finished long ago: the kernel is free while the thread trains
     page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(timeout=15_000)
@@ -455,17 +456,14 @@ def test_05_stop_during_a_run_with_the_restored_widgets(browser_page, artifacts)
     timeline = _wait_for_run(page, dash, n_rows=n_before + 1, timeout=60)
     status = dash.status.inner_text()
     assert "stopped early" in status, f"Stop did not stop the run: {status!r}"
-    steps_done = max(int(m.group(1)) for s in timeline if (m := re.search(r"step (\d+)/2000", s["status"] or "")))
-    assert steps_done < 2000, "the run went to the end despite Stop"
+    steps_done = max(int(m.group(1)) for s in timeline if (m := re.search(rf"step (\d+)/{LONG}", s["status"] or "")))
+    assert steps_done < LONG, "the run went to the end despite Stop"
     assert not dash.eps_disabled() and not dash.run.is_disabled(), "the controls stayed locked after Stop"
     _assert_images_render(dash)
     _screenshot(page, artifacts, "07-stopped-early", dash)
 
     # the table should say how many steps the stopped run made, not how many were asked for
     row = dash.rows()[-1]
-    if row[4] == "2000":
-        pytest.xfail(f"known dashboard bug (reported with a patch for dpsd_lite/widgets.py): the stopped run's row "
-                     f"says 2000 steps although {steps_done} ran, and the run is averaged into the accuracy-vs-ε plot")
     assert re.match(rf"{steps_done}\b", row[4]), f"the stopped run's row shows {row[4]!r} steps, {steps_done} ran"
 
 
