@@ -120,7 +120,7 @@ def _mnist_5k_arrays():
     folder) loads in milliseconds. A damaged or unwritable cache falls back to
     the CSV.
     """
-    from .teacher import default_cache_dir
+    from .utils import default_cache_dir
 
     path = os.path.join(default_cache_dir(), "data", "mnist-5k-v1.npz")
     try:

@@ -56,8 +56,8 @@ from .data import DataSplits
 from .errors import DpsdError
 from .mechanisms import Mechanism, Release
 from .noise import NoiseSource
-from .teacher import (TrainedTeacher, _cache_path, cache_trained_teacher, default_cache_dir,
-                      load_cached_teacher, train_teacher_model)
+from .teacher import TrainedTeacher, _cache_path, cache_trained_teacher, load_cached_teacher, train_teacher_model
+from .utils import default_cache_dir
 from .utils import resolve_device
 
 __all__ = [

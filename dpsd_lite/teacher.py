@@ -21,14 +21,9 @@ from . import __version__
 from .data import DataSplits
 from .errors import DpsdError
 from .models import Teacher
-from .utils import accuracy, atomic_write, resolve_device, seed_everything
+from .utils import accuracy, atomic_write, default_cache_dir, resolve_device, seed_everything  # noqa: F401
 
 TEACHER_EPOCHS = 8
-
-
-def default_cache_dir() -> str:
-    """``$DPSD_CACHE_DIR``, else ``~/.cache/dpsd_lite``."""
-    return os.environ.get("DPSD_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "dpsd_lite")
 
 
 @dataclass

@@ -152,6 +152,7 @@ class TranscribeConfig:
     generator_objective: str = "class"  # class: the student must see the requested class; boundary: maximise its entropy
     anchor_weight: float = 10.0  # strokes: pull the stroke parameters toward the generator's random initial draw
     disagreement_weight: float = 0.0  # generator: weight of the twin students' disagreement (0: no twin)
+    freeze_generator: bool = False  # ablation: the generator stays at its random initialisation (no generator steps)
     generator: str = "auto"  # strokes | conv | auto (strokes for handwritten digits, conv otherwise)
     skeletons: float = 0.5  # strokes: share of images drawn as randomly bent digit skeletons (the rest free strokes)
     ink: float | None = None  # public prior: mean brightness in [0,1] of the domain's images (None: dataset default)
@@ -212,6 +213,8 @@ class RunState:
     student_loss: float = math.nan
     generator_loss: float = math.nan
     student_accuracy: float = math.nan
+    # share of the queries since the last evaluation whose released label is the class the generator was asked for
+    agreement: float = math.nan
     history: list = field(default_factory=list)
     last_images: torch.Tensor | None = None
     last_classes: torch.Tensor | None = None
@@ -352,12 +355,16 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         ink_scale = draw_ink_scale(n, gen).to(device)
         return z, c, ink_scale
 
+    agree = [0, 0]  # released label == requested class, queries: since the last evaluation
+
     def evaluate():
         acc = accuracy(student, data.x_heldout, data.y_heldout, device=device)
         state.student_accuracy = acc
+        state.agreement = agree[0] / agree[1] if agree[1] else math.nan
+        agree[0] = agree[1] = 0
         state.history.append({"step": state.step, "queries": state.queries, "student_accuracy": acc,
-                              "student_loss": state.student_loss, "generator_loss": state.generator_loss,
-                              "seconds": time.perf_counter() - t0})
+                              "agreement": state.agreement, "student_loss": state.student_loss,
+                              "generator_loss": state.generator_loss, "seconds": time.perf_counter() - t0})
         if "on_eval" in callbacks:
             callbacks["on_eval"](state)
 
@@ -415,6 +422,9 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
                     set_sizes.append(release.extra["k"])
                 if "on_release" in callbacks:
                     callbacks["on_release"](state, x, release)
+                answered = release.labels >= 0 if release.labels is not None else torch.ones_like(c, dtype=torch.bool)
+                agree[0] += int((release.hard_labels[answered] == c[answered]).sum())
+                agree[1] += int(answered.sum())
                 loss_s = student_update(x, release, s)
                 state.queries += B
                 xq, cq = x, c
@@ -424,37 +434,39 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             for _ in range(replay):
                 student_update(*buffer.sample(B, gen))
             # --- generator phase: the student is the discriminator (frozen here)
-            for m in students:
-                m.eval()
-                m.requires_grad_(False)
-            z, c, ink_scale = draw(config.generator_batch)
-            x = generator(z, c, ink_scale)
-            s = student(x)
-            if config.generator_objective == "boundary":  # seek where the student is unsure (maximise its entropy)
-                logp = s.log_softmax(1)
-                loss_g = (logp.exp() * logp).sum(1).mean()
-            else:
-                loss_g = F.cross_entropy(s, c)
-            if config.diversity_weight:
-                # mode seeking: two images asked for the same class should differ
-                h = len(x) // 2
-                dx = (x[:h] - x[h : 2 * h]).abs().mean((1, 2, 3))
-                dz = (z[:h] - z[h : 2 * h]).abs().mean(1)
-                loss_g = loss_g - config.diversity_weight * (dx / dz).mean()
-            if anchor is not None:
-                with torch.no_grad():
-                    o0 = anchor.raw(z, c)
-                loss_g = loss_g + config.anchor_weight * F.mse_loss(generator.raw(z, c), o0)
-            if twin is not None:
-                gap = (s.softmax(1) - twin(x).softmax(1)).abs().sum(1).mean()
-                loss_g = loss_g - config.disagreement_weight * gap
-            if not mech.private:  # DFAD: seek teacher–student disagreement (needs the raw teacher)
-                loss_g = loss_g - F.l1_loss(s, teacher_model(x))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            for m in students:
-                m.requires_grad_(True)
+            loss_g = torch.tensor(math.nan)
+            if not config.freeze_generator:  # (the ablation keeps the untrained generator's queries throughout)
+                for m in students:
+                    m.eval()
+                    m.requires_grad_(False)
+                z, c, ink_scale = draw(config.generator_batch)
+                x = generator(z, c, ink_scale)
+                s = student(x)
+                if config.generator_objective == "boundary":  # seek where the student is unsure (maximise its entropy)
+                    logp = s.log_softmax(1)
+                    loss_g = (logp.exp() * logp).sum(1).mean()
+                else:
+                    loss_g = F.cross_entropy(s, c)
+                if config.diversity_weight:
+                    # mode seeking: two images asked for the same class should differ
+                    h = len(x) // 2
+                    dx = (x[:h] - x[h : 2 * h]).abs().mean((1, 2, 3))
+                    dz = (z[:h] - z[h : 2 * h]).abs().mean(1)
+                    loss_g = loss_g - config.diversity_weight * (dx / dz).mean()
+                if anchor is not None:
+                    with torch.no_grad():
+                        o0 = anchor.raw(z, c)
+                    loss_g = loss_g + config.anchor_weight * F.mse_loss(generator.raw(z, c), o0)
+                if twin is not None:
+                    gap = (s.softmax(1) - twin(x).softmax(1)).abs().sum(1).mean()
+                    loss_g = loss_g - config.disagreement_weight * gap
+                if not mech.private:  # DFAD: seek teacher–student disagreement (needs the raw teacher)
+                    loss_g = loss_g - F.l1_loss(s, teacher_model(x))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                for m in students:
+                    m.requires_grad_(True)
 
             state.student_loss = float(loss_s.detach())
             state.generator_loss = float(loss_g.detach())

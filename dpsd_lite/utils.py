@@ -13,6 +13,11 @@ import torch
 from .errors import DpsdError
 
 
+def default_cache_dir() -> str:
+    """Where teachers and parsed data are cached: ``$DPSD_CACHE_DIR``, else ``~/.cache/dpsd_lite``."""
+    return os.environ.get("DPSD_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "dpsd_lite")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch from one integer; return a CPU torch.Generator for the mechanisms."""
     seed = int(seed)

@@ -128,6 +128,7 @@ plots.plot_accuracy_curves(result.history, teacher_accuracy=teacher.heldout_accu
 # %%
 every = len(data.y_heldout) // 32  # the held-out split is sorted by class: take every n-th image
 shown, truth = data.x_heldout[::every][:32], data.y_heldout[::every][:32]
+print(f"true labels shown: {sorted(set(truth.tolist()))}")
 with torch.no_grad():
     predicted = result.student(shown).argmax(1)
 plots.image_grid(shown, classes=truth, labels=predicted, class_names=data.class_names,

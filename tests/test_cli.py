@@ -199,6 +199,27 @@ def test_plot_sweep_axes(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
     table = format_table(rows)
     assert "∞" in table and table.count("\n") == len(rows) + 2
+    # ε ticks read as numbers (1, 10), not powers (10⁰, 10¹)
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "1" in ticks and "10" in ticks and not any("^" in t or "10^" in t or "$" in t for t in ticks), ticks
+
+
+def test_accuracy_curve_has_whole_step_ticks_and_grid_names_its_classes():
+    from dpsd_lite import plots
+
+    history = [{"step": s, "queries": 64 * s, "student_accuracy": 0.1 * s} for s in (1, 2, 3)]
+    fig = plots.plot_accuracy_curves(history, teacher_accuracy=0.9)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    import torch
+
+    grid = plots.image_grid(torch.zeros(4, 1, 8, 8), classes=torch.tensor([0, 1, 2, 3]),
+                            labels=torch.tensor([0, 1, 2, 0]), class_name="true label",
+                            label_name="student's prediction")
+    assert "titles: true label → student's prediction (3/4 agree)" in grid.axes[0].get_title()
 
 
 def test_teacher_progress_reports_a_plain_float_without_warnings(digits):

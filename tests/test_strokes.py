@@ -196,3 +196,22 @@ def test_generator_objectives_are_checked_and_both_train_the_generator(digits, d
     for objective in ("class", "boundary"):
         r = transcribe(generator_objective=objective, **common)
         assert _raw_drift(r) > 0, objective
+
+
+def test_freeze_generator_keeps_its_initialisation_and_history_counts_agreement(digits, digits_teacher):
+    """The ablation: a frozen generator ends where it started (however long the run); the history reports the
+    share of queries whose released label is the requested class."""
+    common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5,
+                  batch_size=32, eval_every=2, device="cpu", seed=0, reproducible_noise=True)
+
+    def gen_weights(**kw):
+        r = transcribe(**common, **kw)
+        return [p.detach().clone() for p in r.generator.parameters()], r
+
+    short, _ = gen_weights(steps=2, freeze_generator=True)
+    long_, r = gen_weights(steps=6, freeze_generator=True)
+    assert all(torch.equal(a, b) for a, b in zip(short, long_))
+    trained, _ = gen_weights(steps=6, anchor_weight=0.0, lr_generator=1e-2)
+    assert any(not torch.equal(a, b) for a, b in zip(short, trained))
+    shares = [h["agreement"] for h in r.history]
+    assert len(shares) == 3 and all(0.0 <= a <= 1.0 for a in shares)

@@ -80,6 +80,18 @@ async (img) => {
 }
 """
 
+# Whether a <select> shows its selected option's whole text: the text's width against the room inside it.
+SELECT_TEXT_FITS_JS = """
+(s) => {
+  const style = getComputedStyle(s);
+  const g = document.createElement('canvas').getContext('2d');
+  g.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const text = s.options[s.selectedIndex].textContent;
+  const room = s.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;  // the arrow
+  return g.measureText(text).width <= room;
+}
+"""
+
 # Records, from the moment it is installed, every state of the Run button, the
 # progress bar, the status line and the live outputs, at every DOM change.
 # Nothing is sampled by the test itself, so a short run cannot slip between two polls.
@@ -245,6 +257,8 @@ def _assert_images_render(dash: Dash) -> dict:
         s = dash.image_stats(view)
         assert s["naturalWidth"] > 100 and s["naturalHeight"] > 100, f"{name}: image too small or broken: {s}"
         assert s["width"] > 100 and s["height"] > 100, f"{name}: image laid out with (almost) no size: {s}"
+        # drawn at its own size (a crowded row must not squeeze it into an unreadable thumbnail)
+        assert s["width"] >= 0.95 * s["naturalWidth"], f"{name}: shrunk to {s['width']} of {s['naturalWidth']} px: {s}"
         assert s["ink"] >= min_ink, f"{name}: the image is blank ({100 * s['ink']:.2f}% non-white pixels): {s}"
         stats[name] = s
     return stats
@@ -286,6 +300,18 @@ def test_01_quickstart_runs_all_cells_and_shows_the_dashboard(jupyter_lab, brows
     assert dash.rows() == [] and "no runs yet" in dash.table.inner_text()
     assert dash.mode_shown().startswith("rr:")
     assert dash.eps_shown() == pytest.approx(10.0)
+    # the dropdown shows its whole label, and the two bars are told apart by their labels
+    assert dash.mode.evaluate(SELECT_TEXT_FITS_JS), "the noise-mode dropdown cuts its selected label"
+    labels = [t.strip() for t in dash.root.locator(".widget-slider .widget-label, .widget-hprogress .widget-label")
+              .all_inner_texts()]
+    assert labels.count("generator steps") == 1 and labels.count("progress") == 1, labels
+    steps_max = float(dash.steps_handle.get_attribute("aria-valuemax"))
+    steps_now = float(dash.steps_handle.get_attribute("aria-valuenow"))
+    assert steps_max <= 1000 and steps_now / steps_max < 0.9, "the steps slider's range hides its value at one end"
+
+    # the held-out grid of section 4 shows a mix of classes, not the first 32 images of one class
+    shown = page.locator(".jp-OutputArea-output", has_text="true labels shown:").inner_text()
+    assert len(re.search(r"\[(.*)\]", shown).group(1).split(",")) >= 5, shown
 
     # every figure the notebook drew, the live monitor of section 3 included, is a real, non-blank image
     # (the notebook renders off-screen cells lazily: walk down it so each output is laid out once)
@@ -377,10 +403,17 @@ def test_03_dashboard_still_responds_after_a_run(browser_page, artifacts):
     expect_text(dash.eps_readout, EPS_SECOND)
     dash.choose_mode(MODE_SECOND)
 
+    previous = dash.status.inner_text().strip()
+    assert previous.startswith("done")
     dash.root.evaluate(RECORDER_JS)
     dash.run.click()
     timeline = _wait_for_run(page, dash, n_rows=2)
     assert any(s["runDisabled"] for s in timeline), "the second click on Run started nothing"
+    # from the click until the new run reports its first step, the old "done: …" must be gone
+    start = next(i for i, s in enumerate(timeline) if s["runDisabled"])
+    first_step = next(i for i, s in enumerate(timeline) if re.search(r"step \d+/", s["status"] or ""))
+    stale = [s["status"] for s in timeline[start:first_step] if (s["status"] or "").strip() == previous]
+    assert not stale, f"the first run's result stayed on the status line while the second started: {stale[:2]}"
     rows = dash.rows()
     assert len(rows) == 2, rows
     assert rows[1][:3] == ["2", MODE_SECOND, "3.16"], f"the second run's row does not show the new settings: {rows[1]}"
