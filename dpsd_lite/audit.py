@@ -119,6 +119,7 @@ __all__ = [
     "attack_metrics",
     "clopper_pearson",
     "pooled_epsilon_statistic",
+    "ONE_RUN_GUESS_FRACTIONS",
     "one_run_p_value",
     "one_run_epsilon_from_counts",
     "one_run_guesses",
