@@ -9,10 +9,12 @@ On ``mnist-5k`` at ε ∈ {1, 10} (δ = 1e-5) it trains and audits:
   with Opacus (ε per *private training record*),
 
 and prints, for each, held-out accuracy, the claimed ε with its δ and unit,
-loss-attack and offline-LiRA ROC AUC with 95% bootstrap intervals, LiRA's TPR
-at 1% FPR, the empirical ε lower bound, and the canary/control rates
-(mislabeled canaries are planted in the private split that every model is
-trained on). An audit gives a lower bound on leakage, never a proof of privacy.
+loss-attack and offline-LiRA ROC AUC with 95% bootstrap intervals and LiRA's
+TPR at 1% FPR (descriptive: members and non-members fixed by one split), the
+one-run ε lower bound (Steinke, Nasr & Jagielski 2023: mislabeled canaries,
+each kept in the private split every model is trained on with probability 1/2
+by a secret coin flip), and the canary/control rates (kept vs left-out
+canaries). An audit gives a lower bound on leakage, never a proof of privacy.
 
 Run from the repository root::
 
@@ -37,7 +39,7 @@ from dpsd_lite.data import load_dataset
 
 TINY = dict(transcribe={"steps": 10, "batch_size": 64}, teacher_epochs=3, dpsgd={"epochs": 2, "batch_size": 64},
             ensemble_teachers=5, ensemble_epochs=3, ensemble_queries=128, ensemble_finetune_epochs=5,
-            num_shadows=2, shadow_epochs=5, n_boot=50, canaries=10)
+            num_shadows=2, shadow_epochs=5, n_boot=50, canaries=40)
 
 
 def main(argv=None) -> int:
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 10.0])
     p.add_argument("--modes", nargs="+", default=["label", "rr"], help="DPSD noise modes (default: label rr)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes on digits: a pipeline check, not a measurement")
-    p.add_argument("--canaries", type=int, default=None, help="mislabeled canaries planted (default: 40; tiny: 10)")
+    p.add_argument("--canaries", type=int, default=None, help="one-run canaries, mislabeled, each kept with probability 1/2 (default: 100; tiny: 40)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--cache-dir", default=None)

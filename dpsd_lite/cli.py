@@ -422,9 +422,11 @@ def run_synthesize(args):
 def add_audit(sub):
     p = sub.add_parser("audit", help="membership-inference audit of a saved run's teacher and student",
                        description="Attack a saved run's teacher and student (loss threshold, offline LiRA with "
-                                   "small shadow models on the held-out split): ROC AUC, TPR at low FPR, and the "
-                                   "epsilon lower bound implied, beside each model's claim. An audit is a lower "
-                                   "bound on leakage, never a proof of privacy.")
+                                   "small shadow models on the held-out split): ROC AUC and TPR at low FPR beside "
+                                   "each model's claim. These are descriptive: the run's members were fixed by a "
+                                   "split, not randomised, so no epsilon lower bound follows (for one, plant "
+                                   "canaries with random membership: dpsd_lite.audit.one_run_audit or "
+                                   "privacy_study). An audit is a lower bound on leakage, never a proof of privacy.")
     p.add_argument("run_dir", metavar="RUN", help="a run directory written by 'dpsd-lite transcribe'")
     p.add_argument("--shadows", type=int, default=8, help="shadow models, an even number; 0: loss attack only (default: 8)")
     p.add_argument("--shadow-epochs", type=positive_int, default=30, help="training epochs of each shadow model")

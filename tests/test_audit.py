@@ -1,4 +1,8 @@
-"""The audit: attacks flag an overfit model and not a model that never saw the members; metrics; canaries."""
+"""The audit: attacks flag an overfit model and not a model that never saw the members; metrics; canaries.
+
+The fixed-split attacks (loss, LiRA) give descriptive figures only; the valid
+ε lower bound (the one-run audit) is tested in ``test_one_run_audit.py``.
+"""
 
 import math
 
@@ -7,9 +11,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dpsd_lite.audit import (FPR_LEVELS, attack_metrics, audit_model, canary_exposure, claim, clopper_pearson,
-                             epsilon_lower_bound, format_audit, format_canaries, lira_attack, loss_attack,
-                             plant_canaries, train_classifier, train_shadow_models)
+from dpsd_lite.audit import (FPR_LEVELS, ShadowModels, Study, StudySettings, attack_metrics, audit_model,
+                             canary_exposure, claim, clopper_pearson, format_audit, format_canaries, format_study,
+                             lira_attack, lira_out_mask, loss_attack, plant_canaries, plant_one_run_canaries,
+                             pooled_epsilon_statistic, train_classifier, train_shadow_models)
 from dpsd_lite.errors import DpsdError
 from dpsd_lite.models import Student
 
@@ -47,9 +52,10 @@ def test_overfit_model_is_flagged_and_unseen_model_is_not(mia_case, attack):
            "lira": lambda m: lira_attack(m, c["shadows"], c["x_in"], c["y_in"], c["x_out"], c["y_out"], n_boot=200)}[attack]
     leaky, clean = run(c["overfit"]), run(c["never"])
     assert leaky.auc > 0.65 and leaky.auc_ci[0] > 0.58, leaky.summary()
-    assert leaky.epsilon_lower_bound > 0
+    assert leaky.pooled_epsilon > 0  # descriptive: members were not randomised, so no bound is claimed
     assert clean.auc_ci[0] <= 0.5 <= clean.auc_ci[1] and abs(clean.auc - 0.5) < 0.08, clean.summary()
-    assert clean.epsilon_lower_bound < 0.5
+    assert clean.pooled_epsilon < 0.5
+    assert leaky.epsilon_lower_bound is None and clean.epsilon_lower_bound is None
 
 
 def test_auc_and_tpr_at_fpr_against_sklearn_and_by_hand():
@@ -68,16 +74,18 @@ def test_auc_and_tpr_at_fpr_against_sklearn_and_by_hand():
     assert not attack_metrics(s_in[:50], s_out[:300], n_boot=10)["tpr_at_fpr"][0.001]["resolvable"]
 
 
-def test_clopper_pearson_and_epsilon_lower_bound():
+def test_clopper_pearson_and_the_pooled_statistic():
     lo, hi = clopper_pearson(0, 10)
     assert lo == 0 and hi == pytest.approx(1 - 0.025 ** (1 / 10))
     lo, hi = clopper_pearson(5, 10)
     assert lo == pytest.approx(0.187086, abs=1e-5) and hi == pytest.approx(0.812914, abs=1e-5)
-    # a perfect attack on n records bounds eps from below, but never beyond what n records can show
-    perfect = epsilon_lower_bound(np.ones(500), np.zeros(500), delta=1e-5)
-    assert 2.0 < perfect["epsilon_lower_bound"] < math.log(250)
+    # perfect separation of n records gives a large value, never beyond what n records can show; it is
+    # labelled descriptive (records of one model with fixed membership are not independent trials)
+    perfect = pooled_epsilon_statistic(np.ones(500), np.zeros(500), delta=1e-5)
+    assert 2.0 < perfect["epsilon"] < math.log(250) and perfect["is_lower_bound"] is False
+    assert "descriptive" in perfect["method"]
     same = np.random.default_rng(1).normal(size=(2, 500))
-    assert epsilon_lower_bound(same[0], same[1])["epsilon_lower_bound"] < 0.5
+    assert pooled_epsilon_statistic(same[0], same[1])["epsilon"] < 0.5
 
 
 def test_audit_model_reports_both_attacks_beside_the_claim(digits, mia_case):
@@ -88,8 +96,11 @@ def test_audit_model_reports_both_attacks_beside_the_claim(digits, mia_case):
         audit_model(mia_case["never"], digits, shadows=mia_case["shadows"], n_boot=5)
     text = format_audit(res)
     assert "eps=3, delta=1e-05, per record" in text and "lower bound" in text and "never a proof" in text
+    # no randomised membership here: the table must not present any figure as a bound
+    assert "NOT a lower bound" in text and "no eps lower bound" in text and "must satisfy" not in text
     row = res[0].summary()
     assert row["claimed_epsilon"] == 3.0 and row["claimed_delta"] == 1e-5 and row["n_members"] == 100
+    assert row["eps_lower_bound"] is None and row["eps_pooled_descriptive"] is not None
 
 
 def test_shadow_models_come_in_complementary_pairs(digits):
@@ -97,6 +108,57 @@ def test_shadow_models_come_in_complementary_pairs(digits):
     assert sh.in_mask.shape == (2, 40) and torch.equal(sh.in_mask[0], ~sh.in_mask[1])
     with pytest.raises(DpsdError):
         train_shadow_models(digits.x_heldout[:40], digits.y_heldout[:40], num_shadows=3)
+
+
+def test_lira_scores_members_and_nonmembers_with_equally_many_shadows(mia_case):
+    """Every record, member or not, is compared with exactly S/2 shadows that never saw it."""
+    sh = mia_case["shadows"]  # 4 shadows on 150 pool records
+    out = lira_out_mask(sh, n_members=60, seed=0)
+    assert out.shape == (4, 210)
+    assert (out.sum(0) == 2).all()  # the same count on both sides
+    assert torch.equal(out[:, 60:], ~sh.in_mask)  # a pool record: the shadows it was out for
+    assert torch.equal(out[0::2, :60], ~out[1::2, :60])  # a member: one shadow of each pair
+    assert 0.3 < out[0, :60].float().mean() < 0.7  # which one is drawn at random
+    c = mia_case
+    res = lira_attack(c["never"], sh, c["x_in"], c["y_in"], c["x_out"], c["y_out"], n_boot=5)
+    assert res.metrics["shadows_per_record"] == 2
+    unpaired = ShadowModels(sh.models, torch.stack([sh.in_mask[0], sh.in_mask[2]]), sh.epochs)
+    with pytest.raises(DpsdError):
+        lira_out_mask(unpaired, 60)
+
+
+def test_audit_model_adds_the_one_run_bound_when_canaries_are_planted(digits, mia_case):
+    cs = plant_one_run_canaries(digits, 40, "mislabeled", seed=0, membership_seed=3)
+    memoriser = Lookup(cs.data.x_private, cs.data.y_private)  # trained on the copy: memorises the kept canaries
+    res = audit_model(memoriser, digits, target="memoriser", claimed=claim(1.0, 1e-5, "record"), n_boot=10,
+                      n_members=100, canaries=cs)
+    assert [r.attack for r in res] == ["loss", "one-run"]
+    one_run = res[1]
+    assert one_run.epsilon_lower_bound > 0.5 and one_run.pooled_epsilon is None
+    assert one_run.summary()["eps_lower_bound"] == one_run.epsilon_lower_bound
+    text = format_audit(res)
+    assert "must satisfy" in text and "Steinke, Nasr & Jagielski 2023" in text and "NOT a lower bound" in text
+    assert text.count("must satisfy") == 1  # only where the framework's assumptions hold
+
+
+def test_study_table_prints_the_one_run_bound_and_flags_a_contradicted_claim():
+    def row(model, unit, eps, lb):
+        r = {"model": model, "mode": "dpsgd", "epsilon_target": eps, "epsilon": eps, "delta": 1e-5, "unit": unit,
+             "record_claim": claim(eps, 1e-5, unit), "heldout_accuracy": 0.9, "loss_auc": 0.5,
+             "loss_auc_ci": (0.45, 0.55), "eps_lower_bound": lb, "canary_rate": 0.1, "control_rate": 0.1}
+        if lb is not None:
+            r["one_run"] = {"m": 100, "r": 50, "v": 40, "k_plus": 25, "k_minus": 25, "level": 0.0125,
+                            "confidence": 0.95, "delta": 1e-5, "variant": "best of 4 (k+, k-) pairs"}
+        return r
+
+    exposure = {"n": 48, "n_control": 52}
+    study = Study([row("dpsgd eps=1", "record", 1.0, 0.4), row("dpsgd eps=0.5", "record", 0.5, 1.2)], [],
+                  [exposure], StudySettings(), "digits")
+    text = format_study(study)
+    assert " 0.40 " in text and "1.20!" in text  # '!' : a bound above the record-level claim
+    assert "must satisfy" in text and "secret coin flip" in text and "48 canaries kept" in text
+    none = format_study(Study([row("teacher", "none", math.inf, None)], [], [], StudySettings(canaries=0), "digits"))
+    assert "eps LB: none" in none and "must satisfy" not in none
 
 
 class Lookup(nn.Module):

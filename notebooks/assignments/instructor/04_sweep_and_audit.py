@@ -24,7 +24,8 @@
 # 1. run an ε sweep with the library (`dpsd_lite.sweep.run_sweep`) and read the privacy–utility trade-off;
 # 2. answer "how much ε do we need?" from a sweep;
 # 3. run a membership-inference audit (`dpsd_lite.audit`) and read its AUC and TPR at low FPR;
-# 4. turn an attack's TPR and FPR into a **lower bound on ε**, and explain why it needs confidence intervals;
+# 4. turn an attack's TPR and FPR into a **lower bound on ε**, and explain why it needs confidence intervals
+#    and independent trials with randomised membership;
 # 5. explain why AUC ≈ 0.5 does not prove privacy — and keep the units straight: the per-query ε of the
 #    `rr`/`label`/`data` modes is not a claim about training records at all.
 
@@ -141,7 +142,7 @@ print(f"smallest ε reaching {FRACTION:.0%} of the non-private student: "
 # thresholds the model's loss on the record: members tend to have lower loss. `dpsd_lite.audit` reports
 # * **AUC**: the probability that a random member scores higher than a random non-member (0.5 = coin flip);
 # * **TPR at 1% and 0.1% FPR**: how many members the attack catches while almost never accusing a non-member;
-# * an **ε lower bound** with 95% confidence (more on it below).
+# * a **pooled ε** statistic (more on it below — and on why, for this audit, it is *not* a lower bound on ε).
 
 # %%
 eps_max = max(EPSILONS)
@@ -190,15 +191,24 @@ checks.check_epsilon_lower_bound(epsilon_lower_bound)
 # %% [markdown]
 # **Point estimates lie.** Apply your bound naively to every threshold of the teacher's ROC curve: at the most
 # extreme threshold a handful of members and zero non-members score above it, the measured FPR is 0, and the
-# "bound" is infinite. That is noise, not evidence. The audit instead picks the threshold on one half of the
-# records and bounds TPR from below and FPR from above with **Clopper–Pearson** intervals on the other half.
+# "bound" is infinite. That is noise, not evidence. The audit's *pooled ε* instead picks the threshold on one half
+# of the records and bounds TPR from below and FPR from above with **Clopper–Pearson** intervals on the other half.
 
 # %%
 teacher_loss = audits[0]
 roc = teacher_loss.metrics["roc"]
 naive = max(epsilon_lower_bound(t, f, 1e-5) for f, t in zip(roc["fpr"], roc["tpr"]))
 print(f"naive max over the ROC curve: ε ≥ {naive}")
-print(f"audit (threshold on one half, 95% Clopper–Pearson on the other): ε ≥ {teacher_loss.epsilon_lower_bound:.3f}")
+print(f"pooled ε (threshold on one half, 95% Clopper–Pearson on the other): {teacher_loss.pooled_epsilon:.3f}")
+
+# %% [markdown]
+# **Intervals are not enough.** Clopper–Pearson treats every record as an independent trial of *one* membership
+# test. Here all members share one trained model, and who is a member was fixed once by the private/held-out
+# split, not randomised for the audit. So the pooled ε only *describes* how separable the two sets are; it is not
+# a lower bound on ε, and the audit table prints it as descriptive. A valid bound from one training run
+# randomises membership: plant canaries, put each in the training set by its own secret coin flip, train once,
+# and test the number of correct guesses against a Binomial(r, e^ε/(1+e^ε)) tail (Steinke, Nasr & Jagielski,
+# NeurIPS 2023: `dpsd_lite.audit.one_run_audit`, and notebook 08).
 
 # %% [markdown]
 # ## 4. AUC ≈ 0.5, and still not private
@@ -228,8 +238,9 @@ assert auc < 0.53 and epsilon_lower_bound(tpr_lo, fpr_hi, 1e-5) > 2
 
 # %% [markdown]
 # An AUC of about 0.51 — "indistinguishable from guessing" — for a mechanism that is not (ε, δ)-DP for *any* ε
-# when δ < 0.01: it publishes one record in a hundred verbatim. Even with finite samples the 95% bound is far from
-# 0, and more samples would push it up without limit (with n non-members it is capped near ln n).
+# when δ < 0.01: it publishes one record in a hundred verbatim. In this simulation every record is an independent
+# trial by construction, so the intervals are valid: even with finite samples the 95% bound is far from 0, and
+# more samples would push it up without limit (with n non-members it is capped near ln n).
 #
 # ### Exercise 4.5 — written answer
 # Your manager reads the audit table above: "the student's AUC is 0.50, so the student is private". Explain, in a
