@@ -43,9 +43,10 @@ SECRET_NOISE = ("secret: drawn from a torch.Generator seeded with 64 bits of the
                 "(os.urandom); the seed is not stored anywhere, so nobody can recompute the noise")
 
 REPRODUCIBLE_NOISE_WARNING = (
-    "REPRODUCIBLE NOISE (a lesson or test setting): this run's privacy noise was derived from its seed ({seed}), "
-    "which is saved with the run. Anyone who knows the seed can recompute the noise and subtract it, so the "
-    "epsilon reported here does NOT hold against them. Never publish a student trained this way as private."
+    "REPRODUCIBLE NOISE (a lesson or test setting): the privacy noise here was derived from the seed ({seed}), "
+    "which is saved with a run and shown in a lesson. Anyone who knows the seed can recompute the noise and "
+    "subtract it, so the epsilon reported here does NOT hold against them. Never publish a student trained this "
+    "way as private."
 )
 
 

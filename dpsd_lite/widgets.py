@@ -67,13 +67,16 @@ def show_figure(output: W.Output, fig, dpi: int = 90) -> None:
                        "data": {"image/png": png, "text/plain": f"<figure {fig.get_label() or ''}>"}},)
 
 
-def _row(children) -> W.HBox:
-    """Side by side where there is room, wrapped onto the next line where there is not: no child is squeezed.
+def _row(children, text=()) -> W.HBox:
+    """Side by side where there is room, wrapped onto the next line where there is not: no figure is squeezed.
 
-    (A plain HBox shrinks a figure next to a long text to a thumbnail.)
+    (A plain HBox shrinks a figure next to a long text to a thumbnail.) Children in ``text`` take the
+    room that is left, at least 420 px, and their lines wrap inside it.
     """
     for child in children:
-        child.layout.flex = "0 0 auto"
+        child.layout.flex = "1 1 420px" if child in text else "0 0 auto"
+        if child in text:
+            child.layout.min_width = "420px"
     return W.HBox(children, layout=W.Layout(flex_flow="row wrap", align_items="flex-start"))
 
 
@@ -436,7 +439,7 @@ class MechanismExplorer:
         self.epsilon_slider.observe(lambda _c: self.update(), names="value")
         self.mode_dropdown.observe(lambda _c: self.update(), names="value")
         self.widget = W.VBox([W.HBox([self.epsilon_slider, self.mode_dropdown]),
-                              _row([self.plot_output, self.report_output])])
+                              _row([self.plot_output, self.report_output], text=(self.report_output,))])
         self.release = None
         self.update()
 
