@@ -922,6 +922,8 @@ def claimed_from_privacy(privacy: dict) -> dict:
     """
     unit = str(privacy.get("unit_of_privacy", ""))
     eps, delta = privacy.get("epsilon"), privacy.get("delta")
+    if privacy.get("record_level"):  # transcribed from a DP-SGD teacher: its record-level claim holds
+        return claim(privacy["record_level"]["epsilon"], privacy["record_level"]["delta"], "record")
     if not privacy.get("private"):
         return claim(math.inf, None, "none (mode none: no DP mechanism)")
     if privacy.get("unit") == "record" or unit.startswith("each private training record"):  # DP-SGD, ensemble
@@ -939,7 +941,7 @@ def audit_run(run, data=None, teacher=None, cache_dir=None, num_shadows=8, shado
     """
     from .data import load_dataset
     from .runs import load_run
-    from .teacher import get_teacher
+    from .teacher import teacher_for
 
     if not hasattr(run, "student"):
         run = load_run(run, device=device)
@@ -947,10 +949,12 @@ def audit_run(run, data=None, teacher=None, cache_dir=None, num_shadows=8, shado
     if data is None:
         data = load_dataset(cfg.dataset, root=cfg.data_root, download=False)
     if teacher is None:
-        teacher = get_teacher(data, epochs=cfg.teacher_epochs, seed=cfg.seed, device=device, cache_dir=cache_dir)
+        teacher = teacher_for(cfg, data, device=device, cache_dir=cache_dir)
     shadows = train_shadow_models(data.x_heldout, data.y_heldout, num_shadows, shadow_epochs, seed=seed) \
         if num_shadows else None
-    results = audit_model(teacher.model, data, "teacher", NO_PRIVACY_CLAIM, shadows, n_boot, seed)
+    teacher_claim = (claim(teacher.privacy["epsilon"], teacher.privacy["delta"], "record")
+                     if getattr(teacher, "privacy", None) else NO_PRIVACY_CLAIM)  # a DP-SGD teacher claims its ε
+    results = audit_model(teacher.model, data, "teacher", teacher_claim, shadows, n_boot, seed)
     results += audit_model(run.student, data, f"student ({cfg.noise_mode})", claimed_from_privacy(run.privacy),
                            shadows, n_boot, seed)
     return results

@@ -199,22 +199,23 @@ def _load_teacher(config, cache_dir, retrain=False):
     from tqdm.auto import tqdm
 
     from .data import load_dataset
-    from .teacher import get_teacher
+    from .teacher import teacher_for
     from .utils import resolve_device
 
     data = load_dataset(config.dataset, root=config.data_root, download=config.download)
     device = resolve_device(config.device)
+    kind = f"a DP-SGD teacher at eps={config.teacher_dp_epsilon:g}" if config.teacher_dp_epsilon else "the teacher"
     # shown only if training takes a while (a cached teacher loads without a bar)
-    bar = tqdm(total=config.teacher_epochs, desc=f"training the teacher ({config.dataset}, once; then cached)",
+    bar = tqdm(total=config.teacher_epochs, desc=f"training {kind} ({config.dataset}, once; then cached)",
                unit="epoch", file=sys.stderr, delay=2)
 
     def progress(epoch, epochs, loss):
+        bar.total = epochs
         bar.update(epoch - bar.n)
         bar.set_postfix(loss=f"{loss:.3f}")
 
     try:
-        teacher = get_teacher(data, epochs=config.teacher_epochs, seed=config.seed, device=device,
-                              cache_dir=cache_dir, retrain=retrain, progress=progress)
+        teacher = teacher_for(config, data, device=device, cache_dir=cache_dir, retrain=retrain, progress=progress)
     finally:
         bar.close()
     return data, teacher
@@ -235,6 +236,10 @@ def add_teacher(sub):
                                    "and print its held-out accuracy.")
     _add_data_args(p)
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the library's)")
+    p.add_argument("--dp-epsilon", type=epsilon_arg, default=None, metavar="E",
+                   help="train the teacher with DP-SGD (Opacus) at this epsilon per private training record "
+                        "(record-level privacy; every transcription from it inherits the guarantee)")
+    p.add_argument("--delta", type=delta_arg, default=1e-5, help="delta of --dp-epsilon (default: 1e-5)")
     p.add_argument("--retrain", action="store_true", help="train again even if a cached teacher exists")
     p.set_defaults(run=run_teacher)
 
@@ -243,14 +248,21 @@ def run_teacher(args):
     from .transcribe import TranscribeConfig
 
     changes = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, seed=args.seed,
-                   device=args.device)
+                   device=args.device, teacher_dp_epsilon=args.dp_epsilon, delta=args.delta)
     if args.epochs is not None:
         changes["teacher_epochs"] = args.epochs
     config = TranscribeConfig().replace(**changes)
     _, teacher = _load_teacher(config, args.cache_dir, retrain=args.retrain)
     how = "loaded from cache" if teacher.cached else "trained and cached"
-    print(f"teacher ({config.dataset}, {teacher.epochs} epochs, seed {teacher.seed}): {how}")
-    print(f"held-out accuracy: {_pct(teacher.heldout_accuracy)} (a non-private statistic of the teacher)")
+    kind = "DP-SGD teacher" if teacher.privacy else "teacher"
+    print(f"{kind} ({config.dataset}, {teacher.epochs} epochs, seed {teacher.seed}): {how}")
+    if teacher.privacy:
+        from .report import format_report, with_dp_teacher
+
+        print("\n".join(format_report(with_dp_teacher({"private": False, "teacher_queries": 0}, teacher.privacy))
+                        .splitlines()[1:3]))
+    print(f"held-out accuracy: {_pct(teacher.heldout_accuracy)}"
+          + ("" if teacher.privacy else " (a non-private statistic of the teacher)"))
     print(f"cache file: {teacher.path}")
     return 0
 
@@ -264,8 +276,17 @@ def add_transcribe(sub):
     _add_data_args(p)
     p.add_argument("--epsilon", type=epsilon_arg, default=10.0,
                    help="privacy budget per teacher answer (default: 10; ignored by --mode none)")
-    p.add_argument("--mode", default="rr", choices=NOISE_MODES,
-                   help="noise mode: none (no privacy), label, rr (default) or data")
+    p.add_argument("--mode", default="rr", choices=NOISE_MODES + ("ensemble",),
+                   help="noise mode: none (no privacy), label, rr (default) or data (epsilon per teacher answer); "
+                        "ensemble: a teacher ensemble's noisy votes (PATE GNMax; epsilon per private training record)")
+    p.add_argument("--teachers", type=positive_int, default=None,
+                   help="--mode ensemble: number of teachers on disjoint partitions of the private split (default: 50)")
+    p.add_argument("--queries", type=positive_int, default=None,
+                   help="--mode ensemble: query budget, every answer costs record-level privacy (default: 256)")
+    p.add_argument("--teacher-dp-epsilon", type=epsilon_arg, default=None, metavar="E",
+                   help="transcribe from a teacher trained with DP-SGD at this epsilon per private training record "
+                        "(trained and cached first if needed); the run inherits that record-level guarantee in any "
+                        "mode, --mode none included")
     _add_run_args(p)
     p.set_defaults(run=run_transcribe)
 
@@ -275,28 +296,74 @@ def run_transcribe(args):
     from .runs import save_run
     from .transcribe import transcribe
 
-    config = _config_from_args(args, noise_mode=args.mode, epsilon=args.epsilon).validate()
-    eps_name = "inf" if config.noise_mode == "none" else _eps_name(config.epsilon)
-    out = args.out or os.path.join("runs", f"{config.dataset}-{config.noise_mode}-eps{eps_name}-seed{config.seed}")
+    ensemble = args.mode == "ensemble"
+    if (args.teachers or args.queries) and not ensemble:
+        raise DpsdError("--teachers and --queries belong to --mode ensemble")
+    if ensemble and args.teacher_dp_epsilon:
+        raise DpsdError("--mode ensemble trains its own teachers; it cannot use --teacher-dp-epsilon")
+    config = _config_from_args(args, noise_mode="rr" if ensemble else args.mode, epsilon=args.epsilon,
+                               teacher_dp_epsilon=args.teacher_dp_epsilon).validate()
+    mode = args.mode
+    eps_name = "inf" if mode == "none" else _eps_name(config.epsilon)
+    tag = f"-dpteacher{_eps_name(config.teacher_dp_epsilon)}" if config.teacher_dp_epsilon else ""
+    if ensemble:
+        tag = f"-teachers{args.teachers or ENSEMBLE_TEACHERS}"
+    out = args.out or os.path.join("runs", f"{config.dataset}-{mode}-eps{eps_name}{tag}-seed{config.seed}")
     _check_out(out, args.force)  # fail before minutes of work, not after
 
-    data, teacher = _load_teacher(config, args.cache_dir)
-    callbacks, close = _progress_callbacks(f"{config.noise_mode}, eps={eps_name}")
-    try:
-        result = transcribe(config, data=data, teacher=teacher, callbacks=callbacks)
-    finally:
-        close()
+    callbacks, close = _progress_callbacks(f"{mode}, eps={eps_name}")
+    if ensemble:
+        result, data = _transcribe_ensemble(config, args, callbacks, close)
+    else:
+        data, teacher = _load_teacher(config, args.cache_dir)
+        try:
+            result = transcribe(config, data=data, teacher=teacher, callbacks=callbacks)
+        finally:
+            close()
     path = save_run(result, out, force=args.force)
 
     print(format_report(result.privacy))
     print()
     ratio = result.student_accuracy / result.teacher_accuracy if result.teacher_accuracy else float("nan")
-    print(f"teacher held-out accuracy: {_pct(result.teacher_accuracy)} (a non-private statistic of the teacher)")
+    what = ("the ensemble's noise-free plurality vote, a non-private statistic" if ensemble
+            else "a DP-SGD model, covered by its record-level epsilon"
+            if config.teacher_dp_epsilon else "a non-private statistic of the teacher")
+    print(f"teacher held-out accuracy: {_pct(result.teacher_accuracy)} ({what})")
     # two decimals: a ratio of 97.96% must not print as "98.0%", the accuracy target at ε = 10
     print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({_pct(ratio, 2)} of the teacher) "
           f"after {result.history[-1]['step'] if result.history else 0} steps, {result.elapsed:.1f} s")
     print(f"run saved to {path}")
     return 0
+
+
+ENSEMBLE_TEACHERS, ENSEMBLE_QUERIES = 50, 256  # chosen on public drawings: benchmarks/record_level_settings.py
+
+
+def _transcribe_ensemble(config, args, callbacks, close):
+    """--mode ensemble: train (or load) the partition teachers, then transcribe through their noisy votes."""
+    from tqdm.auto import tqdm
+
+    from .data import load_dataset
+    from .ensemble import format_ensemble_report, train_teacher_ensemble, transcribe_with_ensemble
+    from .utils import resolve_device
+
+    data = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    n = args.teachers or ENSEMBLE_TEACHERS
+    bar = tqdm(total=n, desc=f"teachers on disjoint partitions ({config.dataset}, once; then cached)",
+               unit="teacher", file=sys.stderr, delay=2)
+    try:
+        ens = train_teacher_ensemble(data, n, seed=config.seed, device=resolve_device(config.device),
+                                     cache_dir=args.cache_dir, progress=lambda i, total, acc: bar.update(i - bar.n))
+    finally:
+        bar.close()
+    try:
+        out = transcribe_with_ensemble(data, ens, config.epsilon, config.delta,
+                                       query_budget=args.queries or ENSEMBLE_QUERIES, config=config,
+                                       callbacks=callbacks)
+    finally:
+        close()
+    out.result.privacy = out.privacy
+    return out.result, data
 
 
 def add_sweep(sub):
@@ -307,8 +374,11 @@ def add_sweep(sub):
     p.add_argument("--epsilons", type=epsilon_list, nargs="+", default=[[0.5, 1.0, 2.0, 5.0, 10.0]],
                    metavar="EPS", help="epsilons, e.g. 1,2,10 or 1 2 10 (default: 0.5,1,2,5,10)")
     p.add_argument("--modes", type=mode_list, nargs="+", default=[["none", "label", "rr", "data"]],
-                   metavar="MODE", help="noise modes, e.g. none,rr (default: all four); "
-                                        "add dpsgd for the DP-SGD baseline (epsilon per training record)")
+                   metavar="MODE", help="noise modes, e.g. none,rr (default: all four); add the record-level "
+                                        "routes dpsgd, dpsgd-public (DP-SGD from public drawings, digits only) "
+                                        "and ensemble (epsilon per private training record)")
+    p.add_argument("--teacher-dp-epsilon", type=epsilon_arg, default=None, metavar="E",
+                   help="transcribe every run from a teacher trained with DP-SGD at this record-level epsilon")
     _add_run_args(p)
     p.set_defaults(run=run_sweep_cmd)
 
@@ -319,7 +389,7 @@ def run_sweep_cmd(args):
 
     epsilons = [e for group in args.epsilons for e in group]
     modes = [m for group in args.modes for m in group]
-    config = _config_from_args(args)
+    config = _config_from_args(args, teacher_dp_epsilon=args.teacher_dp_epsilon)
     out = args.out or os.path.join("runs", f"sweep-{config.dataset}-seed{config.seed}")
     _check_out(out, args.force)
 

@@ -29,7 +29,7 @@ from .errors import DpsdError
 from .models import Student
 from .utils import accuracy, resolve_device, seed_everything
 
-__all__ = ["DPSGDResult", "train_dpsgd", "dpsgd_noise", "UNIT_RECORD", "format_dpsgd_report"]
+__all__ = ["DPSGDResult", "train_dpsgd", "dpsgd_noise", "get_dp_teacher", "UNIT_RECORD", "format_dpsgd_report"]
 
 UNIT_RECORD = (
     "each private training record (add/remove one record of the private split): the epsilon bounds "
@@ -56,7 +56,7 @@ class DPSGDResult:
     accountant: str
     seconds: float
     history: list = field(default_factory=list)
-    noise: dict = field(default_factory=dict)  # where the noise and the Poisson sampling came from (and a warning)
+    notes: dict = field(default_factory=dict)  # noise source (and a warning if reproducible), initialisation
 
     def privacy_report(self) -> dict:
         """JSON-ready report in the same spirit as :func:`dpsd_lite.report.privacy_report`."""
@@ -79,7 +79,7 @@ class DPSGDResult:
             "neighbouring": "add/remove one private training record",
             "unit": "record",
             "unit_of_privacy": UNIT_RECORD,
-            **self.noise,
+            **self.notes,
         }
 
     def summary(self) -> dict:
@@ -130,7 +130,8 @@ def dpsgd_noise(seed: int, reproducible_noise: bool = False):
 def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: int = 30,
                 batch_size: int = 256, lr: float = 4e-3, max_grad_norm: float = 0.5,
                 accountant: str = "rdp", seed: int = 0, device="auto", progress=None,
-                reproducible_noise: bool = False) -> DPSGDResult:
+                reproducible_noise: bool = False, init=None, init_description: str | None = None,
+                **student_kwargs) -> DPSGDResult:
     """Train a :class:`Student` on ``data.x_private`` with DP-SGD at a target record-level (ε, δ).
 
     ``batch_size`` is the *expected* batch size: Opacus samples each record
@@ -145,7 +146,11 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
     (:func:`dpsd_lite.public_data.drawn_digits`) and keeps the best mean
     held-out accuracy *on the drawings* over ε = 1 and 10 (clip norm 0.5:
     82.3%; 1.0: 81.8%; 2.0: 81.5%; 15 or 60 epochs, batch 128 or 512, lr 2e-3
-    or 8e-3: 75.6–81.2%). ``seed`` sets the model's initialisation;
+    or 8e-3: 75.6–81.2%). ``init``: a Student (or its state_dict) to start
+    from instead of random weights; it must not depend on the private data
+    (e.g. :func:`dpsd_lite.public_data.public_pretrained_student`), and
+    ``init_description`` says in the report what it is. ``student_kwargs``
+    (``width``, ``hidden``) size the network. ``seed`` sets the model's initialisation;
     the noise and the batches' Poisson sampling are secret (see
     :func:`dpsgd_noise`) unless ``reproducible_noise``.
     """
@@ -165,7 +170,9 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
                       f"record outright would meet it")
     device = resolve_device(device)
     seed_everything(seed)
-    model = Student(data.image_shape, data.num_classes).to(device)
+    model = Student(data.image_shape, data.num_classes, **student_kwargs).to(device)
+    if init is not None:  # a public initialisation: post-processing of public data costs nothing
+        model.load_state_dict(init.state_dict() if hasattr(init, "state_dict") else init)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     source, secure_mode, noise_desc = dpsgd_noise(seed, reproducible_noise)
     # Opacus's Poisson sampler draws from this loader's generator: the privacy noise's, never the run's seed
@@ -191,7 +198,7 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
         steps = _train_epochs(model, optimizer, loader, engine, delta, int(epochs), device, history, progress)
     spent = float(engine.get_epsilon(delta))
     student = model._module if hasattr(model, "_module") else model
-    student = _plain_copy(student, data)
+    student = _plain_copy(student, data, **student_kwargs)
     return DPSGDResult(
         model=student,
         heldout_accuracy=accuracy(student, data.x_heldout, data.y_heldout),
@@ -200,7 +207,9 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
         noise_multiplier=float(optimizer.noise_multiplier),
         sample_rate=float(getattr(loader, "sample_rate", 1.0 / len(loader))),
         epochs=int(epochs), steps=steps, batch_size=int(batch_size), max_grad_norm=float(max_grad_norm),
-        accountant=accountant, seconds=time.perf_counter() - t0, history=history, noise=noise_desc,
+        accountant=accountant, seconds=time.perf_counter() - t0, history=history,
+        notes={**noise_desc, "initialisation": init_description or ("random" if init is None else
+                                                                    "given by the caller (must be public)")},
     )
 
 
@@ -236,9 +245,9 @@ def _train_epochs(model, optimizer, loader, engine, delta, epochs, device, histo
     return int(sum(h[2] for h in engine.accountant.history))
 
 
-def _plain_copy(module, data) -> Student:
+def _plain_copy(module, data, **student_kwargs) -> Student:
     """A hook-free Student with the trained weights (Opacus leaves grad-sample hooks on the original)."""
-    plain = Student(data.image_shape, data.num_classes)
+    plain = Student(data.image_shape, data.num_classes, **student_kwargs)
     plain.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
     return plain.to(next(module.parameters()).device).eval()
 
@@ -257,3 +266,74 @@ def format_dpsgd_report(result: DPSGDResult) -> str:
         f"unit of privacy: {r['unit_of_privacy']}",
         f"held-out accuracy: {result.heldout_accuracy:.4f}",
     ])
+
+
+# ---------------------------------------------------------------------------- a DP teacher
+#: How the DP teacher is trained: DP-SGD's defaults (chosen on public drawings) for ``epochs``, from the public
+#: initialisation where the domain has one (digits): ``pretrain_steps`` on public drawings. Part of the cache key.
+DP_TEACHER = {"pretrain_steps": 300, "epochs": 30}
+DP_TEACHER_PRETRAIN_STEPS = DP_TEACHER["pretrain_steps"]
+
+
+def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: int = 0, device="auto",
+                   cache_dir: str | None = None, public_init: bool | None = None, retrain: bool = False,
+                   progress=None):
+    """A teacher trained with DP-SGD at record-level (ε, δ), from the cache or trained once and cached.
+
+    Everything computed from it (its answers, a student transcribed from it
+    in any noise mode, even ``none``) is post-processing of a record-level
+    (ε, δ)-DP model, so it carries that guarantee per private training record
+    (add/remove one record); a per-answer ε on top is optional. The network
+    is the :class:`~dpsd_lite.models.Student` architecture (DP-SGD works best
+    with small networks without BatchNorm), started from
+    :func:`~dpsd_lite.public_data.public_pretrained_student` where the
+    domain has public drawings (``public_init=None``: digits datasets) and
+    trained with :func:`train_dpsgd`'s defaults. The cache key holds the
+    data's digest, ε, δ, the initialisation and the seed.
+    Returns a :class:`~dpsd_lite.teacher.TrainedTeacher` whose ``privacy`` is
+    the DP-SGD report.
+    """
+    import os
+
+    from .teacher import TrainedTeacher, _cache_path
+    from .utils import atomic_write, default_cache_dir
+
+    epsilon, delta = check_epsilon(epsilon), check_delta(delta)
+    device = resolve_device(device)
+    if public_init is None:
+        from .transcribe import STROKE_FORMAT
+
+        public_init = data.name in STROKE_FORMAT
+    steps, epochs = DP_TEACHER["pretrain_steps"], DP_TEACHER["epochs"]
+    path = _cache_path(data, epochs, seed, cache_dir or default_cache_dir(), arch="Student-dpsgd",
+                       dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=steps)
+    if os.path.exists(path) and not retrain:
+        try:
+            blob = torch.load(path, map_location=device, weights_only=True)
+            model = Student(data.image_shape, data.num_classes).to(device)
+            model.load_state_dict(blob["state_dict"])
+            return TrainedTeacher(model.eval(), blob["heldout_accuracy"], blob["private_accuracy"], blob["epochs"],
+                                  seed, True, path, blob.get("threads"), privacy=blob["privacy"])
+        except Exception as exc:  # corrupt or stale: train again
+            warnings.warn(f"DP teacher cache {path} is unreadable ({exc.__class__.__name__}); training it again")
+    init, what = None, None
+    if public_init:
+        from .public_data import public_pretrained_student
+
+        init = public_pretrained_student(data.name, steps=steps, seed=seed, device=device)
+        what = f"public: {steps} steps on freshly drawn digit skeletons (dpsd_lite.public_data), no private data"
+    step_progress = None if progress is None else (lambda e, n, h: progress(e, n, h["loss"]))
+    res = train_dpsgd(data, epsilon, delta, epochs=epochs, seed=seed, device=device, progress=step_progress,
+                      init=init, init_description=what)
+    report = res.privacy_report()
+    report["mechanism"] = "DP-SGD teacher: " + report["mechanism"]
+    blob = {"state_dict": res.model.state_dict(), "heldout_accuracy": res.heldout_accuracy,
+            "private_accuracy": res.private_accuracy, "epochs": res.epochs, "threads": torch.get_num_threads(),
+            "privacy": report}
+    try:
+        atomic_write(path, lambda fh: torch.save(blob, fh))
+    except OSError as exc:
+        raise DpsdError(f"cannot write the teacher cache in {os.path.dirname(path)} ({exc}); "
+                        f"set DPSD_CACHE_DIR to a writable folder") from exc
+    return TrainedTeacher(res.model.eval(), res.heldout_accuracy, res.private_accuracy, res.epochs, seed, False, path,
+                          torch.get_num_threads(), privacy=report)

@@ -6,4 +6,6 @@ its arguments, and prints ``--help``, in a fraction of a second.
 
 DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
 NOISE_MODES = ("none", "label", "rr", "data")
-BASELINES = ("dpsgd",)  # sweep rows that are not a noise mode of the loop
+# sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the
+# private split (from random or public initial weights) and the teacher ensemble's noisy votes (PATE GNMax)
+BASELINES = ("dpsgd", "dpsgd-public", "ensemble")

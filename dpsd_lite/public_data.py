@@ -16,7 +16,7 @@ import torch
 
 from .data import DataSplits
 
-__all__ = ["drawn_digits"]
+__all__ = ["drawn_digits", "public_pretrained_student"]
 
 
 @torch.no_grad()
@@ -50,3 +50,44 @@ def drawn_digits(n_private: int = 4000, n_heldout: int = 1000, dataset: str = "m
     x = torch.cat(images)
     return DataSplits(f"drawn-{dataset}", x[:n_private], labels[:n_private], x[n_private:], labels[n_private:],
                       [str(d) for d in range(10)])
+
+
+def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch_size: int = 256, lr: float = 4e-3,
+                              seed: int = 0, device="cpu", **student_kwargs):
+    """A :class:`~dpsd_lite.models.Student` trained on public digit drawings only: a public initialisation.
+
+    Every step draws a fresh batch of bent copybook digits in ``dataset``'s
+    format (as :func:`drawn_digits` does; unlimited public data), labelled by
+    the digit drawn. No private image, label or statistic is touched, so a
+    record-level DP training run that starts from these weights (DP-SGD,
+    :func:`dpsd_lite.dpsgd.train_dpsgd` with ``init=``) keeps its guarantee:
+    the initialisation is public.
+    """
+    import torch.nn.functional as F
+
+    from .models import Student, StrokeGenerator
+    from .transcribe import STROKE_FORMAT
+    from .utils import resolve_device
+
+    if dataset not in STROKE_FORMAT:
+        raise ValueError(f"no public drawings for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
+    device = resolve_device(device)
+    shape = (1, 8, 8) if dataset == "digits" else (1, 28, 28)
+    g = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    drawer = StrokeGenerator(shape, 10, skeletons=1.0, **STROKE_FORMAT[dataset]).to(device).eval()
+    student = Student(shape, 10, **student_kwargs).to(device)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=int(steps))
+    student.train()
+    for _ in range(int(steps)):
+        c = torch.randint(0, 10, (batch_size,), generator=g)
+        z = torch.randn(batch_size, drawer.nz, generator=g)
+        with torch.no_grad():
+            x = drawer.draw_skeletons(z.to(device), c.to(device))
+        loss = F.cross_entropy(student(x), c.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return student.eval()

@@ -17,6 +17,11 @@ UNIT_PER_QUERY = (
     "does NOT bound what one private training record can reveal: one record can change the teacher's "
     "answer on every query. Record-level DP needs a teacher ensemble (PATE-style) or a DP-SGD-trained teacher."
 )
+UNIT_RECORD_DP_TEACHER = (
+    "each private training record (add/remove one record of the private split): the teacher was trained with "
+    "DP-SGD at this epsilon and delta, and the student, the generator and every answer released are "
+    "post-processing of that teacher, so they inherit the guarantee whatever the noise mode"
+)
 TEACHER_ACCURACY_NOTE = ("the teacher's held-out accuracy (printed and saved beside the student's) is a "
                          "non-private statistic of the teacher, outside epsilon")
 UNIT_NONE = "nothing: mode 'none' releases the teacher's raw outputs; the student carries no privacy guarantee."
@@ -76,6 +81,30 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
     return report
 
 
+def with_dp_teacher(report: dict, teacher_privacy: dict) -> dict:
+    """The run's report with the record-level guarantee of a DP-SGD teacher added (``record_level``)."""
+    out = dict(report)
+    out["record_level"] = {
+        "epsilon": teacher_privacy["epsilon"], "delta": teacher_privacy["delta"],
+        "mechanism": teacher_privacy["mechanism"], "accountant": teacher_privacy["accountant"],
+        "noise_source": teacher_privacy.get("noise_source"),
+        "initialisation": teacher_privacy.get("initialisation"),
+        "unit_of_privacy": UNIT_RECORD_DP_TEACHER,
+    }
+    if teacher_privacy.get("warning"):
+        out["warning"] = " ".join(filter(None, [out.get("warning"), "DP teacher: " + teacher_privacy["warning"]]))
+    return out
+
+
+def _record_level_lines(report: dict) -> list:
+    rl = report.get("record_level")
+    if not rl:
+        return []
+    return [f"record level: epsilon = {rl['epsilon']:.3g}, delta = {rl['delta']:g} per private training record "
+            f"({rl['mechanism']}; {rl['accountant']}; initialisation: {rl.get('initialisation') or 'random'})",
+            f"record-level unit: {rl['unit_of_privacy']}"]
+
+
 def settings_selection(dataset: str) -> str | None:
     """What the report says about how the defaults were chosen, for a run on ``dataset``.
 
@@ -98,10 +127,15 @@ def settings_selection(dataset: str) -> str | None:
 def format_report(report: dict) -> str:
     """Human-readable lines for the CLI and notebooks."""
     if not report.get("private"):
+        if report.get("record_level"):
+            return "\n".join([f"noise mode: none — no noise on the teacher's answers (no per-answer epsilon)",
+                              *_record_level_lines(report),
+                              f"teacher queries: {report['teacher_queries']:,}"])
         return (f"noise mode: none — NOT private (epsilon = infinity)\n"
                 f"teacher queries: {report['teacher_queries']:,}\n"
                 f"unit of privacy: {report['unit_of_privacy']}")
     lines = [f"WARNING: {report['warning']}"] if report.get("warning") else []
+    lines += _record_level_lines(report)
     lines += [f"noise mode: {report['noise_mode']} — {report['mechanism']}",
              f"epsilon = {report['epsilon']:g} "
              f"{'per private training record' if report.get('unit') == 'record' else 'per teacher answer'}, "

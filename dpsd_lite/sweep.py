@@ -42,7 +42,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     from .data import load_dataset
     from .errors import DpsdError
     from .mechanisms import NOISE_MODES
-    from .teacher import get_teacher
+    from .teacher import teacher_for
     from .transcribe import TranscribeConfig, transcribe
     from .utils import resolve_device
 
@@ -63,13 +63,15 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, download=config.download)
     if teacher is None:
-        teacher = get_teacher(data, epochs=config.teacher_epochs, seed=config.seed,
-                              device=resolve_device(config.device), cache_dir=cache_dir)
+        teacher = teacher_for(config, data, device=resolve_device(config.device), cache_dir=cache_dir)
 
     rows = []
     for mode in modes:
-        if mode == "dpsgd":
-            rows.extend(_dpsgd_rows(epsilons, config, data, teacher, on_result))
+        if mode in ("dpsgd", "dpsgd-public"):
+            rows.extend(_dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=mode == "dpsgd-public"))
+            continue
+        if mode == "ensemble":
+            rows.extend(_ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callbacks))
             continue
         for eps in ([config.epsilon] if mode == "none" else epsilons):
             result = transcribe(config.replace(noise_mode=mode, epsilon=eps), data=data, teacher=teacher,
@@ -99,20 +101,30 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
 from .names import BASELINES  # noqa: E402,F401
 
 
-def _dpsgd_rows(epsilons, config, data, teacher, on_result):
+def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
     """DP-SGD baseline: the student's architecture trained on the private split at the same (ε, δ).
 
     Its ε is per private *training record* (a different, stronger unit than
-    the DPSD modes' per-answer ε); rows say so in ``privacy_unit``.
+    the DPSD modes' per-answer ε); rows say so in ``privacy_unit``. With
+    ``public_init`` (``dpsgd-public``) it starts from weights trained on
+    public digit drawings (:func:`dpsd_lite.public_data.public_pretrained_student`).
     """
-    from .dpsgd import train_dpsgd
+    from .dpsgd import DP_TEACHER_PRETRAIN_STEPS, train_dpsgd
 
+    init = None
+    if public_init:
+        from .public_data import public_pretrained_student
+
+        init = public_pretrained_student(config.dataset, steps=DP_TEACHER_PRETRAIN_STEPS, seed=config.seed,
+                                         device=config.device)
     rows = []
     for eps in epsilons:
         res = train_dpsgd(data, epsilon=eps, delta=config.delta, seed=config.seed, device=config.device,
-                          reproducible_noise=config.reproducible_noise)
+                          reproducible_noise=config.reproducible_noise, init=init,
+                          init_description="public digit drawings" if public_init else None)
         row = {
-            "dataset": config.dataset, "noise_mode": "dpsgd", "epsilon": eps, "delta": config.delta,
+            "dataset": config.dataset, "noise_mode": "dpsgd-public" if public_init else "dpsgd", "epsilon": eps,
+            "delta": config.delta,
             "privacy_unit": "per private training record", "noise": _noise_column(config, True),
             "student_accuracy": res.heldout_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
@@ -122,6 +134,31 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result):
         rows.append(row)
         if on_result is not None:
             on_result(row, res)
+    return rows
+
+
+def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callbacks, num_teachers: int = 50,
+                   query_budget: int = 256):
+    """Teacher-ensemble baseline (PATE GNMax): ε per private training record, composed over its answers."""
+    from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
+
+    ens = train_teacher_ensemble(data, num_teachers, seed=config.seed, device=config.device, cache_dir=cache_dir)
+    rows = []
+    for eps in epsilons:
+        out = transcribe_with_ensemble(data, ens, eps, config.delta, query_budget=query_budget, config=config,
+                                       callbacks=callbacks)
+        row = {
+            "dataset": config.dataset, "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
+            "delta": config.delta, "privacy_unit": "per private training record",
+            "noise": _noise_column(config, True), "student_accuracy": out.student_accuracy,
+            "teacher_accuracy": teacher.heldout_accuracy,
+            "ratio_to_teacher": out.student_accuracy / teacher.heldout_accuracy,
+            "queries": out.privacy["queries_answered"], "steps": out.result.config.steps, "seed": config.seed,
+            "seconds": out.seconds,
+        }
+        rows.append(row)
+        if on_result is not None:
+            on_result(row, out)
     return rows
 
 
@@ -147,9 +184,14 @@ def format_table(rows) -> str:
     lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
     lines.append("epsilon is per teacher answer (label/rr/data), not per private training record; "
                  "mode none has no privacy.")
-    if any(r["noise_mode"] == "dpsgd" for r in rows):
+    modes = {r["noise_mode"] for r in rows}
+    if modes & {"dpsgd", "dpsgd-public"}:
         lines.append("dpsgd: the student's architecture trained on the private split with DP-SGD (Opacus); "
-                     "its epsilon is per private training record.")
+                     "dpsgd-public: the same from weights trained on public digit drawings; "
+                     "their epsilon is per private training record.")
+    if "ensemble" in modes:
+        lines.append("ensemble: students of a teacher ensemble's noisy votes (PATE GNMax); epsilon per private "
+                     "training record, composed over the answers (teacher acc: the single teacher's, for scale).")
     return "\n".join(lines)
 
 
@@ -175,16 +217,17 @@ def plot_sweep(rows, path=None):
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     private = [r for r in rows if r["noise_mode"] != "none"]
-    markers = dict(zip(("label", "rr", "data", "dpsgd"), ("o", "s", "^", "D")))
+    markers = dict(zip(("label", "rr", "data", "dpsgd", "dpsgd-public", "ensemble"), ("o", "s", "^", "D", "P", "X")))
+    record = {"dpsgd": "DP-SGD", "dpsgd-public": "DP-SGD from public init", "ensemble": "teacher ensemble"}
     for mode in dict.fromkeys(r["noise_mode"] for r in private):
         by_eps = {}  # repeated (mode, ε) runs, e.g. from a dashboard: plot their mean
         for r in private:
             if r["noise_mode"] == mode:
                 by_eps.setdefault(r["epsilon"], []).append(100 * r["student_accuracy"])
         eps = sorted(by_eps)
-        label = "DP-SGD (ε per training record)" if mode == "dpsgd" else mode
+        label = f"{record[mode]} (ε per training record)" if mode in record else mode
         ax.plot(eps, [sum(by_eps[e]) / len(by_eps[e]) for e in eps], marker=markers.get(mode, "o"), label=label,
-                linestyle="--" if mode == "dpsgd" else "-")
+                linestyle="--" if mode in record else "-")
     reference = [r["student_accuracy"] for r in rows if r["noise_mode"] == "none"]
     if reference:
         acc = sum(reference) / len(reference)
@@ -203,7 +246,7 @@ def plot_sweep(rows, path=None):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(0, 102)
     ax.set_xlabel("ε per teacher answer (log scale; per query, not per training record)"
-                  + ("; DP-SGD: per record" if any(r["noise_mode"] == "dpsgd" for r in rows) else ""))
+                  + ("; dashed: per record" if any(r["noise_mode"] in record for r in rows) else ""))
     ax.set_ylabel("student held-out accuracy (%)")
     if rows:
         def same(key):

@@ -38,6 +38,9 @@ class TrainedTeacher:
     # torch's CPU threads while it was trained: its floating-point sums, hence its weights, depend on them
     # (mnist-5k, seed 0: 98.0% held-out trained on 1 thread, 98.1% on 2). None: not recorded (older caches).
     threads: int | None = None
+    # a teacher trained with DP-SGD: its record-level privacy report (ε, δ per private training record), which
+    # everything transcribed from it inherits as post-processing. None: an ordinary (non-private) teacher.
+    privacy: dict | None = None
 
 
 def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -124,6 +127,23 @@ def get_teacher(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, d
             warnings.warn(f"teacher cache {path} is unreadable ({exc.__class__.__name__}); retraining it")
     model = train_teacher_model(data, epochs=epochs, seed=seed, device=device, progress=progress)
     return cache_trained_teacher(path, model, data, epochs, seed)
+
+
+def teacher_for(config, data: DataSplits, device="auto", cache_dir: str | None = None, progress=None,
+                retrain: bool = False) -> TrainedTeacher:
+    """The teacher a :class:`~dpsd_lite.transcribe.TranscribeConfig` asks for, from the cache or trained once.
+
+    ``config.teacher_dp_epsilon`` set: a teacher trained with DP-SGD at that
+    record-level ε (:func:`dpsd_lite.dpsgd.get_dp_teacher`); otherwise the
+    ordinary teacher (:func:`get_teacher`).
+    """
+    if getattr(config, "teacher_dp_epsilon", None):
+        from .dpsgd import get_dp_teacher
+
+        return get_dp_teacher(data, config.teacher_dp_epsilon, config.delta, seed=config.seed, device=device,
+                              cache_dir=cache_dir, retrain=retrain, progress=progress)
+    return get_teacher(data, epochs=config.teacher_epochs, seed=config.seed, device=device, cache_dir=cache_dir,
+                       retrain=retrain, progress=progress)
 
 
 def write_teacher_cache(path: str, model, heldout_accuracy: float, private_accuracy: float,

@@ -67,7 +67,7 @@ from .data import DATASETS, DataSplits, load_dataset
 from .errors import DpsdError
 from .mechanisms import NOISE_MODES, Mechanism, Release, make_mechanism
 from .models import Generator, StrokeGenerator, Student, draw_ink_scale
-from .teacher import TEACHER_EPOCHS, TrainedTeacher, augment_images, get_teacher
+from .teacher import TEACHER_EPOCHS, TrainedTeacher, augment_images, teacher_for
 from .utils import accuracy, channels_last, flush_denormals, resolve_device, seed_everything, tune_allocator
 
 
@@ -164,6 +164,9 @@ class TranscribeConfig:
     device: str = "auto"
     eval_every: int = 50  # steps between held-out evaluations (and at the end)
     teacher_epochs: int = TEACHER_EPOCHS
+    # record-level privacy: transcribe from a teacher trained with DP-SGD at this ε per private training record
+    # (δ = delta); the run then inherits that guarantee as post-processing (None: the ordinary teacher)
+    teacher_dp_epsilon: float | None = None
     data_root: str | None = None
     download: bool = False
 
@@ -185,6 +188,9 @@ class TranscribeConfig:
             raise DpsdError(f"unknown generator {self.generator!r}; choose one of {', '.join(GENERATOR_KINDS)}")
         if self.noise_mode != "none":
             check_epsilon(self.epsilon)
+            check_delta(self.delta)
+        if self.teacher_dp_epsilon is not None:
+            check_epsilon(self.teacher_dp_epsilon)
             check_delta(self.delta)
         for name in ("steps", "student_steps", "batch_size", "generator_batch", "eval_every", "teacher_epochs"):
             if int(getattr(self, name)) < 1:
@@ -313,8 +319,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, download=config.download)
     if teacher is None:
-        teacher = get_teacher(data, epochs=config.teacher_epochs, seed=config.seed, device=device,
-                              cache_dir=cache_dir)
+        teacher = teacher_for(config, data, device=device, cache_dir=cache_dir)
     teacher_model = channels_last(teacher.model.to(device)).eval()
     for p in teacher_model.parameters():
         p.requires_grad_(False)
@@ -482,11 +487,13 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
                     evaluate()
                 break
 
-    from .report import privacy_report
+    from .report import privacy_report, with_dp_teacher
 
     elapsed = time.perf_counter() - t0
     report = privacy_report(mech, queries=state.queries, config=config if warmed else config.replace(warm_start_steps=0),
                             answer_set_sizes=torch.cat(set_sizes) if set_sizes else None)
+    if getattr(teacher, "privacy", None):  # a DP-SGD teacher: the record-level guarantee everything inherits
+        report = with_dp_teacher(report, teacher.privacy)
     return TranscriptionResult(config, student.eval(), generator.eval(), teacher, mech, state.history,
                                state.student_accuracy, state.queries, elapsed, report, data)
 

@@ -315,7 +315,7 @@ class Dashboard:
 
     def _ensure_teacher(self) -> None:
         from .data import load_dataset
-        from .teacher import get_teacher
+        from .teacher import teacher_for
         from .utils import resolve_device
 
         cfg = self.config
@@ -330,8 +330,7 @@ class Dashboard:
                 self.progress.value = epoch
                 self.status.value = f"training the teacher once: epoch {epoch}/{epochs}, loss {loss:.3f}"
 
-            self.teacher = get_teacher(self.data, epochs=cfg.teacher_epochs, seed=cfg.seed,
-                                       device=resolve_device(cfg.device), cache_dir=self.cache_dir,
+            self.teacher = teacher_for(cfg, self.data, device=resolve_device(cfg.device), cache_dir=self.cache_dir,
                                        progress=progress)
         self.monitor.teacher_accuracy = self.teacher.heldout_accuracy
         self.monitor.class_names = self.data.class_names

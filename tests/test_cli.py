@@ -253,3 +253,43 @@ def test_progress_bar_follows_runs_and_starts_a_new_bar_for_the_next(capsys):
         assert bar.bar is None  # closed after the last step
     text = out.getvalue()
     assert "rr, ε=1" in text and "rr, ε=10" in text and "acc=50.0%" in text and "queries=24" in text
+
+
+def test_dp_teacher_then_transcription_inherits_the_record_level_guarantee(capsys, tmp_path, monkeypatch):
+    """`teacher --dp-epsilon` trains a DP-SGD teacher; `transcribe --teacher-dp-epsilon` (even --mode none) inherits
+    its record-level (ε, δ), and the report, privacy.json and `report` say so."""
+    from dpsd_lite import dpsgd
+
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "epochs", 2)  # a small DP-SGD run: this tests the plumbing
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 20)
+    code, out, err = run_cli(capsys, "teacher", "--dataset", "digits", "--dp-epsilon", "5", "--device", "cpu")
+    assert code == 0, err
+    assert "DP-SGD teacher" in out and "record level: epsilon = " in out and "per private training record" in out
+    run_dir = tmp_path / "dp-none"
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--mode", "none", "--teacher-dp-epsilon", "5",
+                             "--steps", "3", "--out", run_dir)
+    assert code == 0, err
+    assert "no per-answer epsilon" in out and "record level: epsilon = " in out and "post-processing" in out
+    assert "NOT private" not in out
+    run = load_run(run_dir)
+    assert run.config.teacher_dp_epsilon == 5 and 0 < run.privacy["record_level"]["epsilon"] <= 5
+    assert run.privacy["record_level"]["initialisation"].startswith("public")
+    from dpsd_lite.audit import claimed_from_privacy
+
+    assert claimed_from_privacy(run.privacy)["unit"] == "record"
+    code, out, _ = run_cli(capsys, "report", run_dir)
+    assert code == 0 and "record level: epsilon = " in out
+
+
+def test_transcribe_mode_ensemble_reports_per_record(capsys, tmp_path):
+    run_dir = tmp_path / "ens"
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--mode", "ensemble", "--teachers", "4", "--queries", "64",
+                             "--epsilon", "8", "--out", run_dir)
+    assert code == 0, err
+    assert "per private training record" in out and "add/remove one record" in out
+    assert "plurality vote, a non-private statistic" in out
+    run = load_run(run_dir)
+    assert run.privacy["unit"] == "record" and run.privacy["queries_answered"] == 64
+    assert run.privacy["epsilon"] <= 8 and run.config.noise_mode == "ensemble"
+    code, _, err = run_cli(capsys, "transcribe", *FAST, "--teachers", "4", "--out", tmp_path / "x")
+    assert_user_error(code, err, "--mode ensemble")
