@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "plot_pipeline",
     "new_figure",
     "figure_to_png",
     "image_grid",
@@ -335,4 +336,73 @@ def plot_noise_calibration(epsilons=None, delta: float = 1e-5, ax=None) -> Figur
     ax.set_title(f"how much Gaussian noise one answer needs (δ = {delta:g})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+#: The pipeline's boxes: (x, y) centre in axes units, label, and which part of the method it is.
+_PIPELINE_BOXES = {
+    "private": ((0.08, 0.78), "private\ndata", "private"),
+    "teacher": ((0.30, 0.78), "teacher T\n(frozen)", "private"),
+    "generator": ((0.08, 0.25), "generator\nG(z, c)", "public"),
+    "queries": ((0.30, 0.25), "synthetic\nqueries x", "public"),
+    "mechanism": ((0.54, 0.78), "mechanism\n(noise mode)", "mechanism"),
+    "release": ((0.76, 0.78), "release\n(noisy labels)", "public"),
+    "student": ((0.76, 0.25), "student S", "public"),
+    "report": ((0.54, 0.42), "privacy report\n(ε, δ, unit)", "public"),
+}
+_PIPELINE_ARROWS = [  # (from, to, label, style)
+    ("private", "teacher", "trained once", "-"),
+    ("generator", "queries", "draws", "-"),
+    ("queries", "teacher", "asks", "-"),
+    ("teacher", "mechanism", "raw answers", "-"),
+    ("mechanism", "release", "ε, δ", "-"),
+    ("release", "student", "learns from", "-"),
+    ("queries", "student", "", "-"),
+    ("student", "generator", "gradient: the student\nas discriminator", "--"),
+    ("mechanism", "report", "", ":"),
+]
+
+
+def plot_pipeline(highlight=None, ax=None, title: str | None = None) -> Figure:
+    """The three players and the mechanism, drawn: where the private data is, where the noise is added.
+
+    Red: what touches private data (the data, the teacher); blue: the
+    mechanism, the only door between them and everything else; grey: public
+    (post-processing). ``highlight`` (a box name or a list of them, e.g.
+    ``"mechanism"``, ``"generator"``) draws those boxes bold, to show which part
+    a notebook is about. The dashed arrow is the generator's only signal: the
+    student's gradient, never the teacher's.
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = _axes(ax, 8.0, 4.0)
+    marked = {highlight} if isinstance(highlight, str) else set(highlight or ())
+    colours = {"private": "#f6d5d5", "mechanism": "#d5e4f6", "public": "#ececec"}
+    w, h = 0.14, 0.22
+    for name, ((x, y), label, kind) in _PIPELINE_BOXES.items():
+        bold = name in marked
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.01",
+                                    facecolor=colours[kind], edgecolor="black", linewidth=2.2 if bold else 0.8))
+        ax.text(x, y, label, ha="center", va="center", fontsize=9, fontweight="bold" if bold else "normal")
+    for a, b, label, style in _PIPELINE_ARROWS:
+        (xa, ya), (xb, yb) = _PIPELINE_BOXES[a][0], _PIPELINE_BOXES[b][0]
+        dx, dy = xb - xa, yb - ya
+        # leave and enter each box at its edge
+        sa = min((w / 2 + 0.012) / abs(dx) if dx else 9, (h / 2 + 0.012) / abs(dy) if dy else 9)
+        start, end = (xa + dx * sa, ya + dy * sa), (xb - dx * sa, yb - dy * sa)
+        rad = -0.3 if (a, b) == ("student", "generator") else 0.0  # bows below the bottom row
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, linestyle=style,
+                                     connectionstyle=f"arc3,rad={rad}", color="black", linewidth=1.0))
+        if label:
+            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + (-0.29 if rad else 0.04)
+            ax.text(mx, my, label, ha="center", va="bottom", fontsize=7.5, style="italic")
+    ax.text(0.19, 0.98, "touches private data", ha="center", va="top", fontsize=8, color="#a33")
+    ax.text(0.54, 0.98, "the only door: noise added here", ha="center", va="top", fontsize=8, color="#2a5a9a")
+    ax.text(0.98, 0.52, "public: post-processing\nof releases, no privacy cost", ha="right", va="center",
+            fontsize=8, color="#555")
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(-0.2, 1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig

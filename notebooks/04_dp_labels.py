@@ -23,23 +23,27 @@
 # * `rr`: selective randomized response on the teacher's hard label;
 # * `data`: Gaussian noise on the per-query training gradient (DPDFD).
 #
-# For each: how ε becomes a noise level (σ or a keep probability), what the
-# noisy answers look like, and what the accountant reports. At the end, an ε
-# slider lets you see the noise grow as ε shrinks.
+# For each: the formula, the few lines of library code that compute it (read
+# them beside the formula), what the noisy answers look like, and what the
+# privacy report says. Then where the noise itself comes from (and the attack
+# on noise that is not secret), and an ε slider over the teacher's answers.
 #
-# **Unit of privacy throughout:** one teacher answer to one query.
+# **Unit of privacy throughout:** one teacher answer to one query. The
+# mechanism is the only door between the teacher and everything else:
 
 # %%
 # %matplotlib inline
+import inspect
 import os
 
 import torch
 
 from dpsd_lite import plots
-from dpsd_lite.accounting import (classic_gaussian_noise_multiplier, gaussian_epsilon, gaussian_noise_multiplier,
-                                  rr_keep_probability)
+from dpsd_lite.accounting import (classic_gaussian_noise_multiplier, gaussian_delta, gaussian_epsilon,
+                                  gaussian_noise_multiplier, rr_keep_probability)
 from dpsd_lite.data import load_dataset
-from dpsd_lite.mechanisms import make_mechanism
+from dpsd_lite.mechanisms import GradientNoise, LabelNoise, SelectiveRR, make_mechanism, select_rr_classes
+from dpsd_lite.noise import replay_label_noise
 from dpsd_lite.report import format_report, privacy_report
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import TranscribeConfig
@@ -55,19 +59,43 @@ QUERIES = 300 if FAST else 1000
 DEVICE = "cpu"
 SEED = 0
 
+# %%
+plots.plot_pipeline(highlight="mechanism", title="this notebook: the mechanism, where the noise is added")
+
 # %% [markdown]
-# ## 1. From ε to noise
+# ## 1. From ε to noise: the Gaussian mechanism
 #
-# A Gaussian mechanism adds noise of standard deviation σ·Δ, where Δ is how
-# far one answer can move (its L2 *sensitivity*) and σ is the *noise
-# multiplier*. The package computes σ exactly from (ε, δ) with the analytic
-# Gaussian mechanism (Balle & Wang 2018). The textbook formula
-# σ = √(2 ln(1.25/δ))/ε is shown for comparison: it is only proven for ε < 1,
-# and above ε ≈ 8 it even gives *less* noise than needed.
+# An answer $a \in \mathbb{R}^K$ (a probability vector, a gradient) whose
+# value can move by at most $\Delta$ in L2 norm when the private thing it is
+# about changes (its *sensitivity*) is released as
 #
-# Randomized response over k classes keeps the true label with probability
-# e^ε/(e^ε + k − 1) and is exactly ε-DP with δ = 0.
+# $$\tilde a = a + \mathcal{N}\!\left(0,\ \sigma^2 \Delta^2 I_K\right),$$
 #
+# where $\sigma$ is the *noise multiplier*. One such release is exactly
+# $\mu$-GDP with $\mu = 1/\sigma$, and its exact $(\varepsilon, \delta)$ curve
+# is the analytic Gaussian mechanism (Balle & Wang 2018):
+#
+# $$\delta(\varepsilon) = \Phi\!\left(-\frac{\varepsilon}{\mu} + \frac{\mu}{2}\right)
+#   - e^{\varepsilon}\, \Phi\!\left(-\frac{\varepsilon}{\mu} - \frac{\mu}{2}\right).$$
+#
+# $\delta(\varepsilon)$ falls as $\sigma$ grows, so the smallest $\sigma$
+# meeting a target $(\varepsilon, \delta)$ is found by a one-dimensional root
+# search. In the library, line for line:
+
+# %%
+print(inspect.getsource(gaussian_delta))
+
+# %% [markdown]
+# **Try it.** At ε = 1, is σ = 4 enough for δ = 1e-5? And σ = 5? (Call
+# `gaussian_delta(sigma, 1.0)` and compare with `DELTA`.) The package solves
+# for σ with Brent's method in `gaussian_noise_multiplier`; assignment 2 asks
+# you to write that search yourself, by bisection.
+#
+# The textbook formula $\sigma = \sqrt{2\ln(1.25/\delta)}/\varepsilon$ is
+# shown for comparison: it is only proven for $\varepsilon < 1$, and above
+# $\varepsilon \approx 8$ it gives *less* noise than needed. Randomized
+# response over $k$ classes keeps the true label with probability
+# $e^\varepsilon / (e^\varepsilon + k - 1)$ and is exactly ε-DP with δ = 0.
 # These numbers are deterministic; the test suite checks this table.
 
 # %%
@@ -113,10 +141,22 @@ print(f"{QUERIES} teacher answers, {(teacher_labels == data.y_heldout[:QUERIES])
 # %% [markdown]
 # ## 3. `label`: Gaussian noise on probabilities
 #
-# The teacher's softmax, restricted to the top-k classes of a prior (in a
-# run, the student's own guess, which costs no privacy) and renormalised.
-# Any two such vectors are at most √2 apart, so Δ = √2. Without a prior
-# (as here, and during a run's warm-up) all classes are kept.
+# The teacher's softmax $p$, restricted to a set $S$ of $k$ classes chosen by
+# a prior (in a run: the student's own guess, which costs no privacy) and
+# renormalised, plus Gaussian noise on those $k$ entries:
+#
+# $$\tilde a = \frac{p \odot \mathbb{1}_S}{\sum_{j\in S} p_j}
+#   + \mathcal{N}\!\left(0,\ \sigma^2 \Delta^2 I\right)\odot\mathbb{1}_S,
+#   \qquad \Delta = \sqrt 2 .$$
+#
+# Two points of the probability simplex are at most $\sqrt 2$ apart (two
+# different one-hot vectors), so $\Delta = \sqrt 2$ whatever the teacher
+# says. Fewer classes means the same noise spread over fewer entries: that is
+# why a prior helps. Without a prior (as here, and during a run's warm-up)
+# all classes are kept. The code:
+
+# %%
+print(inspect.getsource(LabelNoise.release))
 
 # %%
 label_mech = make_mechanism("label", EPSILON, DELTA)
@@ -127,18 +167,41 @@ plots.plot_histograms({"clean: teacher's probability of its top class": teacher_
                       xlabel="answer for the teacher's top class (probability units)",
                       title=f"label mode at ε = {EPSILON:g}: noise std {label_mech.noise_std:.3f}")
 
+# %% [markdown]
+# **What you should see:** the released values spread far beyond [0, 1]
+# (the noise std is printed in the title), yet their arg-max still points to
+# the teacher's label more often than chance:
+
 # %%
-print(f"the released answer still points to the teacher's label for "
-      f"{(release.hard_labels == teacher_labels).float().mean():.1%} of queries")
+kept = (release.hard_labels == teacher_labels).float().mean().item()
+print(f"the released answer points to the teacher's label for {kept:.1%} of queries (chance: "
+      f"{1 / data.num_classes:.0%}); the noise std is {label_mech.noise_std:.2f}")
 print(format_report(privacy_report(label_mech, queries=QUERIES)))
 
 # %% [markdown]
 # ## 4. `rr`: selective randomized response
 #
-# Only a hard label is released. With a prior, RR is restricted to the
-# prior's top-k classes, k chosen so the true label has the best chance to
-# come out; with fewer candidates, the same ε keeps the true label more
-# often. Without a prior (here), k = all 10 classes.
+# Only a hard label is released. Given a prior $\pi$ (the student's
+# prediction) with its classes sorted $\pi_{(1)} \ge \pi_{(2)} \ge \dots$,
+# RR-with-prior (Ghazi et al. 2021) picks the answer set $S$ as the top
+# $k^{\star}$ classes, where
+#
+# $$k^{\star} = \arg\max_{k \ge k_{\min}}\ \Big(\sum_{j \le k} \pi_{(j)}\Big)
+#   \cdot \frac{e^{\varepsilon}}{e^{\varepsilon} + k - 1}:$$
+#
+# the chance that the true label is in the set, times the chance that RR over
+# $k$ classes keeps it. Then, with $y$ the teacher's label,
+#
+# $$P(\tilde y = y) = \frac{e^\varepsilon}{e^\varepsilon + k - 1},\qquad
+#   P(\tilde y = j) = \frac{1}{e^\varepsilon + k - 1}\ \ (j \in S,\ j \ne y),$$
+#
+# and a uniform member of $S$ if $y \notin S$. Any two teacher labels change
+# the probability of any output by at most a factor $e^\varepsilon$: pure
+# ε-DP. The choice of $k$ reads the prior only, never the teacher, so it is
+# free. Line for line:
+
+# %%
+print(inspect.getsource(select_rr_classes))
 
 # %%
 rr_mech = make_mechanism("rr", EPSILON, DELTA)
@@ -147,17 +210,57 @@ plots.plot_label_confusion(teacher_labels, release.labels, class_names=data.clas
                            title=f"rr at ε = {EPSILON:g}: keep probability "
                                  f"{rr_keep_probability(EPSILON, data.num_classes):.3f} with k = 10")
 
+# %% [markdown]
+# **What you should see:** the diagonal holds the kept labels. Without a
+# prior $k = K$, and the measured keep rate matches the formula:
+
 # %%
-print(format_report(privacy_report(rr_mech, queries=QUERIES)))
+measured = (release.labels == teacher_labels).float().mean().item()
+print(f"kept: {measured:.1%} measured on {QUERIES} answers, "
+      f"{rr_keep_probability(EPSILON, data.num_classes):.1%} in theory")
+print(format_report(privacy_report(rr_mech, queries=QUERIES, answer_set_sizes=release.extra["k"])))
+
+# %% [markdown]
+# ### How the student learns from randomized labels
+#
+# The student does not treat $\tilde y$ as the truth. Its loss is the
+# likelihood of what was released, under its own clean class probabilities
+# $q_\theta(y\mid x)$ pushed through the known RR channel:
+#
+# $$\mathcal{L}(x, \tilde y) = -\log \sum_{y=1}^{K} q_\theta(y \mid x)\,
+#   P(\tilde y \mid y),$$
+#
+# with $P(\tilde y \mid y)$ from the formulas above ($1/k$ for $y \notin S$).
+# Minimising it recovers the clean probabilities: the noise is *modelled*,
+# not ignored.
+
+# %%
+print(inspect.getsource(SelectiveRR.student_loss))
+
+# %% [markdown]
+# **Try it.** Give the selection a confident prior: `prior = torch.softmax(4 *
+# teacher_logits, 1)` (a cheat, for the lesson only: a real prior must not
+# depend on the teacher) and look at `select_rr_classes(prior, EPSILON)[1]`:
+# which $k$ does it pick, and how often would RR now keep the label?
 
 # %% [markdown]
 # ## 5. `data`: noisy gradients (DPDFD)
 #
-# Nothing about the teacher is released directly: for each query, the
-# gradient of the distillation loss with respect to the student's outputs is
-# normalised to norm C, and Gaussian noise with std σ·2C is added (Δ = 2C:
-# two gradients of norm C are at most 2C apart). Here the student is
-# untrained (uniform prediction).
+# Nothing about the teacher is released directly. For query $i$ the gradient
+# of the distillation loss $\mathrm{KL}(p_i \,\|\, \mathrm{softmax}(s_i))$
+# with respect to the student's logits $s_i$ is
+# $g_i = \mathrm{softmax}(s_i) - p_i$. It is normalised to norm $C$ and
+# noised:
+#
+# $$\tilde g_i = C\,\frac{g_i}{\lVert g_i\rVert}
+#   + \mathcal{N}\!\left(0,\ \sigma^2 (2C)^2 I\right),$$
+#
+# ($\Delta = 2C$: two gradients of norm $C$ are at most $2C$ apart), then
+# back-propagated into the student as if it were the loss's gradient. Here the
+# student is untrained (a uniform prediction):
+
+# %%
+print(inspect.getsource(GradientNoise.release))
 
 # %%
 data_mech = make_mechanism("data", EPSILON, DELTA)
@@ -173,18 +276,26 @@ plots.plot_histograms({"clean: normalised gradient coordinates": clean, "release
 print(format_report(privacy_report(data_mech, queries=QUERIES)))
 
 # %% [markdown]
-# ## 6. Where the noise comes from
+# ## 6. Where the noise comes from, and the attack on noise that is not secret
 #
 # Every release above drew its noise from a generator seeded with the
-# operating system's entropy, a seed nobody knows and nothing stores (look for
-# "noise: secret" in the reports). Run one of those cells again and the noise
-# changes. That is the point: a noise draw anyone can *recompute*, for example
-# from a run's published seed, can be subtracted, and then no ε holds. Here
-# is what a lesson's *reproducible* noise looks like, and what its report
-# says about it:
+# operating system's entropy, a seed nobody knows and nothing stores (look
+# for "noise: secret" in the reports). Run one of those cells again and the
+# noise changes. That is the point. A noise draw anyone can *recompute*, for
+# example from a run's published seed, can be subtracted from the release,
+# and then no ε holds. Watch it happen: a lesson's *reproducible* mechanism
+# (the explicit opt-in), and an attacker who knows only the seed.
 
 # %%
 lesson_mech = make_mechanism("label", EPSILON, DELTA, noise_seed=SEED)  # explicit opt-in: a lesson, not a release
+lesson_release = lesson_mech.release(teacher_logits)
+recovered = replay_label_noise(SEED, [lesson_release], lesson_mech.noise_std)[0]  # the attacker's side
+exact = teacher_logits.softmax(1)
+error = (recovered - exact).abs().max().item()
+print(f"reproducible noise: the attacker recovers the teacher's probabilities to within {error:.1e}")
+secret_release = make_mechanism("label", EPSILON, DELTA).release(teacher_logits)  # the default
+error = (replay_label_noise(SEED, [secret_release], lesson_mech.noise_std)[0] - exact).abs().max().item()
+print(f"secret noise: the same attack is off by up to {error:.1f} (the noise itself)")
 print(format_report(privacy_report(lesson_mech, queries=QUERIES)).splitlines()[0])
 
 # %% [markdown]
@@ -198,6 +309,27 @@ print(format_report(privacy_report(lesson_mech, queries=QUERIES)).splitlines()[0
 MechanismExplorer(teacher_logits, epsilon=EPSILON, noise_mode="rr", delta=DELTA, class_names=data.class_names)
 
 # %% [markdown]
+# ## What can go wrong
+#
+# * **Noise seeded from a published number.** Section 6: the student becomes
+#   a deterministic function of the teacher's answers plus a public number.
+#   The package's default is secret noise; `--reproducible-noise` exists for
+#   lessons and tests, and its report says the ε does not hold.
+# * **Spreading noise over every class.** At small ε, Gaussian noise on all
+#   $K$ probabilities buries the answer (section 3 without a prior); a prior's
+#   top-k keeps the same ε on fewer, more informative entries.
+# * **An overconfident prior in `rr`.** If the prior is sure of itself, the
+#   rule picks $k = 1$, and RR over one class returns the prior's own guess
+#   whatever the teacher said: pure self-training. The package tempers the
+#   student's prior (temperature, smoothing) and never lets $k$ fall below
+#   `k_min = 2`.
+# * **A prior that peeks.** The prior must not depend on the teacher's answer
+#   to the same query; otherwise choosing $S$ leaks it. The student's
+#   prediction depends only on earlier releases, which is post-processing.
+# * **Tuning on private data.** Picking ε, top-k or a temperature by comparing
+#   runs on the private split is itself a release no ε here covers; the
+#   reports say which defaults were chosen that way.
+#
 # ## Questions
 #
 # 1. At which ε does `rr` over 10 classes keep the true label half of the
@@ -209,3 +341,6 @@ MechanismExplorer(teacher_logits, epsilon=EPSILON, noise_mode="rr", delta=DELTA,
 #    must the prior not depend on the teacher's answer to the same query?
 # 4. Every report says "no composition needed". When *would* we have to
 #    compose, and which accountant would we use?
+# 5. In section 6 the attacker needed the seed and the releases. Which of the
+#    two does a published student carry, and why is the seed alone already
+#    too much?
