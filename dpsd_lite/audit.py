@@ -92,6 +92,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1049,6 +1050,10 @@ class StudySettings:
     membership_seed: int | None = None  # None: secret membership (the OS's entropy); a number: a lesson only
     confidence: float = 0.95
     seed: int = 0
+    # record-level routes beside plain DP-SGD: DP-SGD from public initial weights (None: where the domain has
+    # public drawings, i.e. digits), and a student transcribed (mode none, post-processing) from that DP model
+    dpsgd_public: bool | None = None
+    dp_teacher_student: bool = True
 
 
 @dataclass
@@ -1099,7 +1104,7 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
         if s.num_shadows else None
     rows, attacks, canary_rows = [], [], []
 
-    def add(model_name, mode, eps_target, privacy_claim, model, accuracy_):
+    def add(model_name, mode, eps_target, privacy_claim, model, accuracy_, seconds=None):
         res = audit_model(model, members, model_name, privacy_claim, shadows, s.n_boot, s.seed, s.delta,
                           canaries=cs, confidence=s.confidence)
         attacks.extend(res)
@@ -1107,7 +1112,7 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
                "epsilon": privacy_claim["epsilon"] if privacy_claim["unit"] == "record" else eps_target,
                "delta": privacy_claim["delta"], "unit": "record" if privacy_claim["unit"] == "record" else
                ("teacher answer" if math.isfinite(eps_target) else "none"),
-               "record_claim": privacy_claim, "heldout_accuracy": accuracy_}
+               "record_claim": privacy_claim, "heldout_accuracy": accuracy_, "seconds": seconds}
         row["eps_lower_bound"] = None  # only the one-run attack gives one
         for r in res:
             key = {"lira-offline": "lira", "loss": "loss", "one-run": "one_run"}[r.attack]
@@ -1150,10 +1155,48 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
     if s.dpsgd is not None:
         for eps in s.epsilons:
             log(f"DP-SGD, eps={eps:g} per private record")
+            t0 = time.perf_counter()
             d = train_dpsgd(train, eps, s.delta, seed=s.seed, device=device, **s.dpsgd)
             add(f"dpsgd eps={eps:g}", "dpsgd", eps, claim(d.epsilon, d.delta, "record"), d.model,
-                d.heldout_accuracy)
+                d.heldout_accuracy, time.perf_counter() - t0)
+        public = s.dpsgd_public if s.dpsgd_public is not None else data.name in _public_drawings()
+        if public:
+            _public_routes(s, data, train, base, device, add, log)
     return Study(rows, attacks, canary_rows, s, train.name)
+
+
+def _public_drawings():
+    from .transcribe import STROKE_FORMAT
+
+    return STROKE_FORMAT
+
+
+def _public_routes(s, data, train, base, device, add, log):
+    """DP-SGD from weights trained on public drawings, and a student transcribed from that DP model (free)."""
+    from .dpsgd import DP_TEACHER, train_dpsgd
+    from .public_data import public_pretrained_student
+    from .teacher import TrainedTeacher
+    from .transcribe import transcribe
+
+    t0 = time.perf_counter()
+    init = public_pretrained_student(data.name, steps=DP_TEACHER["pretrain_steps"], seed=s.seed, device=device)
+    pretrain_seconds = time.perf_counter() - t0
+    log(f"public initialisation: {DP_TEACHER['pretrain_steps']} steps on digit drawings ({pretrain_seconds:.0f} s)")
+    for eps in s.epsilons:
+        log(f"DP-SGD from the public initialisation, eps={eps:g} per private record")
+        t0 = time.perf_counter()
+        d = train_dpsgd(train, eps, s.delta, seed=s.seed, device=device, init=init,
+                        init_description="public digit drawings", **s.dpsgd)
+        add(f"dpsgd-public eps={eps:g}", "dpsgd-public", eps, claim(d.epsilon, d.delta, "record"), d.model,
+            d.heldout_accuracy, pretrain_seconds + time.perf_counter() - t0)
+        if s.dp_teacher_student:
+            log(f"student transcribed from that DP model (mode none: post-processing), eps={eps:g} per record")
+            tt = TrainedTeacher(d.model, d.heldout_accuracy, d.private_accuracy, d.epochs, s.seed, False,
+                                privacy=d.privacy_report())
+            t0 = time.perf_counter()
+            res = transcribe(data=train, teacher=tt, noise_mode="none", **base)
+            add(f"dp-teacher student eps={eps:g}", "dp-teacher", eps, claimed_from_privacy(res.privacy),
+                res.student, res.student_accuracy, time.perf_counter() - t0)
 
 
 def format_study(study: Study) -> str:

@@ -211,3 +211,23 @@ def test_a_memorising_classifier_gives_a_clearly_positive_bound(digits):
     # output does not depend on the coin flips, so there is nothing to find
     control = one_run_attack(_memorising_mlp(digits, steps=100), cs, n_boot=10)
     assert control.epsilon_lower_bound == 0.0
+
+
+def test_privacy_study_puts_the_record_level_routes_side_by_side(digits, monkeypatch, tmp_path):
+    """Plain DP-SGD, DP-SGD from public drawings and a student transcribed from that DP model, each with its
+    record-level claim (and wall time) beside the per-answer DPSD student."""
+    from dpsd_lite import dpsgd
+    from dpsd_lite.audit import StudySettings, format_study, privacy_study
+
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 20)
+    s = StudySettings(epsilons=(5.0,), modes=("rr",), transcribe={"steps": 3, "batch_size": 32}, teacher_epochs=2,
+                      dpsgd={"epochs": 1, "batch_size": 128}, ensemble_teachers=0, num_shadows=0, n_boot=10,
+                      canaries=20, membership_seed=0, seed=0)
+    study = privacy_study(digits, s, cache_dir=str(tmp_path), log=None)
+    by_mode = {r["mode"]: r for r in study.rows}
+    assert {"teacher", "rr", "dpsgd", "dpsgd-public", "dp-teacher"} <= set(by_mode)
+    for mode in ("dpsgd", "dpsgd-public", "dp-teacher"):
+        row = by_mode[mode]
+        assert row["unit"] == "record" and 0 < row["epsilon"] <= 5.0 and row["seconds"] > 0, row
+    assert by_mode["rr"]["unit"] == "teacher answer"
+    assert "dp-teacher student" in format_study(study)
