@@ -25,7 +25,11 @@ Both are written as Jupytext pairs (``.py`` percent + ``.ipynb``)::
 
     python -m dpsd_lite.assignments build            # all, executed in fast mode
     python -m dpsd_lite.assignments build --no-execute 01_randomized_response
-    python -m dpsd_lite.assignments check            # exit 1 if a version is stale
+    python -m dpsd_lite.assignments check            # exit 1 if a committed student version is stale
+
+The repository ships ``source/`` and ``student/`` only: ``instructor/`` (solutions
+with outputs) is git-ignored, built on demand for an instructor to keep.
+``check`` compares the committed student versions with a fresh build.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pathlib import Path
 __all__ = ["VERSIONS", "default_root", "find_sources", "make_version", "build", "stale_versions", "main"]
 
 VERSIONS = ("student", "instructor")
+COMMITTED = ("student",)  # the versions the repository ships (instructor/ is git-ignored)
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s*\((?P<label>[^)]*)\))?\s*$")
 _END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
 _MD_BEGIN = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
@@ -54,7 +59,8 @@ BANNER = {
                 "the self-check below it: it tells you what is right and, if something is not, what to look at."),
     "instructor": ("*Instructor version: solutions filled in, outputs from a fast run (`DPSD_FAST=1`).* "
                    "Generated from `source/{name}.py` by `python -m dpsd_lite.assignments build`; "
-                   "edit the source, not this file."),
+                   "edit the source, not this file. Not in the repository (`instructor/` is git-ignored): "
+                   "keep it for yourself, don't hand it out."),
 }
 
 
@@ -249,13 +255,13 @@ def _cells(path: Path):
     return [(c.cell_type, c.source.strip(), sorted(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
 
 
-def stale_versions(root: Path | None = None) -> list:
-    """Files under ``student/`` and ``instructor/`` whose cells differ from a fresh build of the sources."""
+def stale_versions(root: Path | None = None, versions=COMMITTED) -> list:
+    """Files under ``student/`` (the committed versions) whose cells differ from a fresh build of the sources."""
     root = Path(root or default_root())
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         build(root, Path(tmp), execute_instructor=False, log=lambda *_: None)
-        for fresh in sorted(Path(tmp).rglob("*.*")):
+        for fresh in sorted(p for v in versions for p in (Path(tmp) / v).rglob("*.*")):
             rel = fresh.relative_to(tmp)
             committed = root / rel
             if not committed.exists() or _cells(committed) != _cells(fresh):
@@ -273,7 +279,8 @@ def main(argv=None) -> int:
     b.add_argument("--out", type=Path, default=None, help="where student/ and instructor/ go (default: --root)")
     b.add_argument("--no-execute", action="store_true", help="don't run the instructor versions (no outputs)")
     b.add_argument("--full", action="store_true", help="run the instructor versions in full mode, not DPSD_FAST=1")
-    c = sub.add_parser("check", help="exit 1 if the committed versions are stale (cells differ from the sources)")
+    c = sub.add_parser("check", help="exit 1 if the committed student versions are stale (cells differ from the "
+                       "sources)")
     c.add_argument("--root", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.command == "build":
@@ -283,7 +290,7 @@ def main(argv=None) -> int:
     for path in stale:
         print(f"stale: {path} (rebuild with: python -m dpsd_lite.assignments build)")
     if not stale:
-        print("student and instructor versions match their sources")
+        print("student versions match their sources")
     return 1 if stale else 0
 
 

@@ -1,18 +1,23 @@
 """The assignment notebooks (notebooks/assignments).
 
 * the build command writes a student and an instructor version (.py + .ipynb) of every source;
-* the committed versions are up to date with their sources;
-* the instructor versions carry outputs for their ``# NBVAL_CHECK_OUTPUT`` cells and pass nbval in fast mode
-  (run in a subprocess, so the root ``python -m pytest`` covers them);
+* the repository ships source/ and student/ only: instructor/ is git-ignored, and the committed student
+  versions are up to date with their sources;
+* the sources import none of the package functions their exercises ask learners to write;
+* the instructor versions, built (and executed) into a temporary folder, carry outputs for their
+  ``# NBVAL_CHECK_OUTPUT`` cells and pass nbval there in fast mode (in a subprocess, so the root
+  ``python -m pytest`` covers them);
 * each student version runs up to its first exercise and stops there with that exercise's NotImplementedError.
 
 Notebook runs use DPSD_FAST=1 (small data and steps), DPSD_STRICT_CHECKS=1 (a failing self-check raises) and
 one torch thread; the teacher cache is the session's temporary folder (tests/conftest.py).
 """
 
+import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ROOT / "notebooks" / "assignments"
 SOURCES = sorted((ASSIGNMENTS / "source").glob("*.py"))
 NAMES = [p.stem for p in SOURCES]
+
+# Package functions and classes that answer an exercise (or do its work): a source must not import them.
+ANSWERS = {
+    "rr_keep_probability", "select_rr_classes", "top_k_mask", "SelectiveRR", "rr_channel", "rr_sample",
+    "rr_output_distribution", "make_mechanism", "gaussian_delta", "gaussian_epsilon", "gaussian_noise_multiplier",
+    "composed_epsilon", "LabelNoise", "one_run_p_value", "one_run_epsilon_from_counts", "one_run_epsilon_lower_bound",
+}
 
 
 def _notebook_env():
@@ -57,6 +69,36 @@ def test_source_has_goals_fast_mode_exercises_and_checks(path):
     assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION") >= 2
     assert "checks.check_" in text
     assert "# NBVAL_CHECK_OUTPUT" in text
+    # every code exercise has a self-check, and the assignment ends with written questions
+    labels = re.findall(r"### BEGIN SOLUTION \(Exercise (\d+\.\d+)\)", text)
+    assert len(labels) == text.count("### BEGIN SOLUTION")
+    assert text.rindex("<!-- BEGIN SOLUTION -->") > text.rindex("### END SOLUTION"), "end with written questions"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=NAMES)
+def test_source_imports_no_answer(path):
+    """No exercise is a one-liner: the package's own version of an answer is not imported (nor its module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dpsd_lite"):
+            names = {a.name for a in node.names}
+            assert not names & ANSWERS, f"{path.name} imports {names & ANSWERS} from {node.module}"
+            assert not names & {"mechanisms", "accounting", "audit"}, f"{path.name} imports a whole module"
+            assert not any(n.startswith("reference") or n.startswith("_") for n in names)
+        if isinstance(node, ast.Import):
+            assert not any(a.name.startswith("dpsd_lite.") for a in node.names), ast.dump(node)
+        if isinstance(node, ast.Attribute):
+            assert not node.attr.startswith("reference") and node.attr not in ANSWERS, (path.name, node.attr)
+
+
+def test_repository_ships_source_and_student_only():
+    ignore = (ROOT / ".gitignore").read_text(encoding="utf-8")
+    assert "notebooks/assignments/instructor/" in ignore.splitlines()
+    if shutil.which("git") and (ROOT / ".git").exists():
+        tracked = subprocess.run(["git", "ls-files", "notebooks/assignments"], cwd=ROOT, capture_output=True,
+                                 text=True, check=True).stdout.split()
+        assert tracked and not [t for t in tracked if t.startswith("notebooks/assignments/instructor/")]
+        assert {f"notebooks/assignments/student/{n}{ext}" for n in NAMES for ext in (".py", ".ipynb")} <= set(tracked)
 
 
 def test_build_command_writes_both_versions(tmp_path):
@@ -94,11 +136,26 @@ def test_build_command_writes_both_versions(tmp_path):
 def test_committed_versions_match_their_sources():
     stale = stale_versions(ASSIGNMENTS)
     assert not stale, f"rebuild with `python -m dpsd_lite.assignments build`: {stale}"
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "check", "--root", str(ASSIGNMENTS)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "student versions match" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def instructor_build(tmp_path_factory):
+    """Both versions built into a temporary folder, the instructor versions executed in fast mode (as an
+    instructor would build them: `python -m dpsd_lite.assignments build`)."""
+    out = tmp_path_factory.mktemp("assignments_build")
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "build", "--root", str(ASSIGNMENTS),
+                           "--out", str(out)], cwd=ROOT, env=_notebook_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "instructor"
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_instructor_version_stores_outputs_to_compare(name):
-    nb = json.loads((ASSIGNMENTS / "instructor" / f"{name}.ipynb").read_text(encoding="utf-8"))
+def test_instructor_version_stores_outputs_to_compare(name, instructor_build):
+    nb = json.loads((instructor_build / f"{name}.ipynb").read_text(encoding="utf-8"))
     checked = [c for c in _code(nb) if "# NBVAL_CHECK_OUTPUT" in _src(c)]
     assert checked, "mark some deterministic cells with # NBVAL_CHECK_OUTPUT"
     for cell in checked:
@@ -109,10 +166,10 @@ def test_instructor_version_stores_outputs_to_compare(name):
     assert all(o["output_type"] != "error" for c in _code(nb) for o in c["outputs"])
 
 
-def test_instructor_versions_pass_nbval():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", str(ASSIGNMENTS / "instructor"),
-                           "-p", "no:cacheprovider", "-q", "-o", "addopts="],
-                          cwd=ROOT, env=_notebook_env(), capture_output=True, text=True, timeout=900)
+def test_instructor_versions_pass_nbval(instructor_build):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", str(instructor_build),
+                           "-p", "no:cacheprovider", "-q", "-o", "addopts=", "--rootdir", str(instructor_build)],
+                          cwd=instructor_build, env=_notebook_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout) and "failed" not in proc.stdout
 

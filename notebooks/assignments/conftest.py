@@ -1,7 +1,10 @@
 """nbval runs of the assignment notebooks: fast mode, one thread, and any failing self-check fails the cell.
 
-``python -m pytest --nbval-lax notebooks/assignments/instructor`` picks this up;
-the kernels nbval starts inherit these variables. The student versions stop at
+``python -m pytest --nbval-lax notebooks/assignments/instructor`` (after
+``python -m dpsd_lite.assignments build``: the instructor versions are built
+locally, never committed) picks this up; the kernels nbval starts inherit these
+variables. The test suite builds them into a temporary folder instead and passes
+the same variables itself. The student versions stop at
 their first exercise by design (tests/test_assignments.py checks that), so
 nbval never collects them, even when pointed at the whole folder.
 """

@@ -19,12 +19,14 @@
 # **Learning goals.** After this assignment you can
 # 1. explain the noise multiplier σ and the L2 sensitivity Δ of a Gaussian mechanism (noise std = σ·Δ);
 # 2. compute the exact δ(ε) of one Gaussian release (the *analytic Gaussian mechanism*, Balle & Wang 2018) and
-#    invert it to calibrate σ for a target (ε, δ);
+#    invert it by bisection to calibrate σ for a target (ε, δ);
 # 3. say when the classic σ = √(2 ln(1.25/δ))/ε is valid (only ε < 1) and how loose it is;
 # 4. verify a calibration with Opacus (Gaussian DP and RDP accountants) and explain why they differ;
 # 5. compose many releases with an accountant instead of adding up ε's;
-# 6. find these in the package: `dpsd_lite.accounting` (`gaussian_noise_multiplier`, `gaussian_epsilon`,
-#    `composed_epsilon`) and `dpsd_lite.mechanisms.LabelNoise`.
+#
+# You write the calibration yourself; the notebook imports none of the package's calibration functions. When you
+# are done, compare with `dpsd_lite.accounting` (`gaussian_delta`, `gaussian_noise_multiplier`, `composed_epsilon`)
+# and `dpsd_lite.mechanisms.LabelNoise`.
 
 # %%
 import math
@@ -32,19 +34,27 @@ import os
 import warnings
 
 import matplotlib.pyplot as plt
+import torch
+from opacus.accountants import RDPAccountant
+from opacus.accountants.analysis.gdp import eps_from_mu
 from scipy.stats import norm
 
 from dpsd_lite import checks
-from dpsd_lite.accounting import (
-    classic_gaussian_noise_multiplier,
-    composed_epsilon,
-    composed_noise_multiplier,
-    gaussian_epsilon,
-    gaussian_noise_multiplier,
-)
-from dpsd_lite.mechanisms import LabelNoise
+from dpsd_lite.accounting import classic_gaussian_noise_multiplier, composed_noise_multiplier
 
 warnings.filterwarnings("ignore", module="opacus")  # "optimal order is the largest alpha": expected at large ε
+
+
+def gdp_epsilon(sigma, delta):
+    """ε of one Gaussian release with noise multiplier σ at δ: Opacus's exact GDP conversion (μ = 1/σ)."""
+    return float(eps_from_mu(mu=1.0 / sigma, delta=delta))
+
+
+def rdp_epsilon(sigma, delta):
+    """ε of one Gaussian release with noise multiplier σ at δ: Opacus's RDP accountant (an upper bound)."""
+    acc = RDPAccountant()
+    acc.history = [(sigma, 1.0, 1)]  # (noise multiplier, sample rate 1 = no subsampling, steps)
+    return acc.get_epsilon(delta=delta)
 
 # %% tags=["parameters"]
 # DPSD_FAST=1 runs everything small (CI, a first look); unset, you get the full experience.
@@ -86,14 +96,22 @@ checks.check_gaussian_delta(gaussian_delta)
 # %% [markdown]
 # ### Exercise 2.2 — calibrate σ
 # More noise means a smaller δ(ε): `gaussian_delta(sigma, epsilon)` *decreases* in σ. Write
-# `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`. Bisection is enough.
+# `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`, **by bisection** (no
+# library root finder): keep a bracket `lo < σ* ≤ hi` with `lo` not private enough (δ(ε; lo) > δ) and `hi`
+# private (δ(ε; hi) ≤ δ), and halve it until it is tiny.
+#
+# The answer ranges over orders of magnitude (ε = 0.02 needs σ ≈ 130, ε = 20 about 0.25), so a fixed bracket will
+# miss it somewhere: first **widen** it.
 
 # %%
 def calibrate_sigma(epsilon, delta):
     """Smallest noise multiplier σ for which one Gaussian release is (ε, δ)-DP."""
-    # Hint: start with lo, hi = 1e-3, 1e3; about 60-100 halvings; return hi (the private side of the bracket).
+    # Hint: lo, hi = 1e-3, 1.0; while δ(ε; hi) > δ: lo, hi = hi, 2 * hi. Then about 100 halvings; return hi
+    # (the private side of the bracket).
     ### BEGIN SOLUTION (Exercise 2.2)
-    lo, hi = 1e-3, 1e3
+    lo, hi = 1e-3, 1.0
+    while gaussian_delta(hi, epsilon) > delta:  # widen until hi is private enough
+        lo, hi = hi, 2 * hi
     for _ in range(100):
         mid = (lo + hi) / 2
         if gaussian_delta(mid, epsilon) > delta:
@@ -111,25 +129,21 @@ checks.check_gaussian_sigma(calibrate_sigma)
 # %% [markdown]
 # ## 2. Verify against the accountants
 #
-# Trust, but verify. For each target ε we compare your σ with
-# * `gaussian_noise_multiplier` — `dpsd_lite`'s calibration (the same formula, solved with `brentq`);
-# * the **classic** textbook σ = √(2 ln(1.25/δ))/ε (Dwork & Roth, Thm A.1);
-#
-# and feed your σ back into two Opacus accountants:
-# * **GDP**: `gaussian_epsilon(σ, δ)` calls `opacus.accountants.analysis.gdp.eps_from_mu(1/σ, δ)` — exact, so it
-#   should give back your ε;
-# * **RDP**: `composed_epsilon(σ, sample_rate=1.0, steps=1, δ)` runs Opacus's `RDPAccountant` — a valid but
-#   looser *upper bound*, so it reports a somewhat larger ε for the same σ.
+# Trust, but verify. For each target ε we compare your σ with the **classic** textbook σ = √(2 ln(1.25/δ))/ε
+# (Dwork & Roth, Thm A.1), and feed your σ back into two Opacus accountants (the helpers `gdp_epsilon` and
+# `rdp_epsilon` defined at the top):
+# * **GDP**: `opacus.accountants.analysis.gdp.eps_from_mu(1/σ, δ)` — exact, so it should give back your ε;
+# * **RDP**: Opacus's `RDPAccountant` with one step — a valid but looser *upper bound*, so it reports a somewhat
+#   larger ε for the same σ.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"δ = {DELTA:g}")
-print("     ε   σ (yours)  σ (dpsd_lite)  σ (classic)   ε back: GDP   RDP")
+print("     ε   σ (yours)  σ (classic)   ε back: GDP   RDP")
 for eps in EPSILONS:
     s = calibrate_sigma(eps, DELTA)
-    print(f"{eps:6g}  {s:9.4f}  {gaussian_noise_multiplier(eps, DELTA):13.4f}  "
-          f"{classic_gaussian_noise_multiplier(eps, DELTA):11.4f}   {gaussian_epsilon(s, DELTA):11.4f}"
-          f"  {composed_epsilon(s, 1.0, 1, DELTA):5.3f}")
+    print(f"{eps:6g}  {s:9.4f}  {classic_gaussian_noise_multiplier(eps, DELTA):11.4f}   "
+          f"{gdp_epsilon(s, DELTA):11.4f}  {rdp_epsilon(s, DELTA):5.3f}")
 
 # %%
 eps_grid = [0.1 * (80 ** (i / (N_PLOT_POINTS - 1))) for i in range(N_PLOT_POINTS)]  # 0.1 … 8, log-spaced
@@ -162,23 +176,27 @@ plt.show()
 for eps, delta in [(8.0, 1e-3), (10.0, 1e-2)]:
     classic = classic_gaussian_noise_multiplier(eps, delta)
     print(f"ε = {eps:g}, δ = {delta:g}: classic σ = {classic:.4f}, exact σ = {calibrate_sigma(eps, delta):.4f}; "
-          f"the classic σ is only ({gaussian_epsilon(classic, delta):.2f}, {delta:g})-DP")
+          f"the classic σ is only ({gdp_epsilon(classic, delta):.2f}, {delta:g})-DP")
 
 # %% [markdown]
 # ## 3. The `label` mode's noise
 #
 # In `label` mode the teacher's softmax is restricted to k classes and renormalised, so each answer is a point on
-# the probability simplex. Two such points are at most **√2** apart in L2 (two different one-hot vectors), so
-# Δ = √2 and the noise std is σ·√2.
+# the probability simplex. Two neighbouring inputs are two possible answers to the same query; the L2 sensitivity
+# Δ is the largest distance between two such points, reached by two *different* one-hot vectors (all mass on one
+# class vs all mass on another). The noise std is σ·Δ.
 #
 # ### Exercise 2.3 — noise std of the `label` mechanism
-# Write `label_noise_std(epsilon, delta)` using your `calibrate_sigma`.
+# Write `label_noise_std(epsilon, delta)`: compute Δ as the distance between two different one-hot vectors (don't
+# type in a constant: `torch.dist` of two rows of `torch.eye`), and multiply your calibrated σ by it.
 
 # %%
 def label_noise_std(epsilon, delta):
     """Standard deviation of the Gaussian noise that the label mechanism adds to each probability."""
     ### BEGIN SOLUTION (Exercise 2.3)
-    return calibrate_sigma(epsilon, delta) * math.sqrt(2.0)
+    one_hot = torch.eye(2, dtype=torch.float64)
+    sensitivity = float(torch.dist(one_hot[0], one_hot[1]))  # √2: the two farthest points of the simplex
+    return calibrate_sigma(epsilon, delta) * sensitivity
     ### END SOLUTION
 
 
@@ -189,9 +207,8 @@ checks.check_label_noise_std(label_noise_std)
 # %%
 # NBVAL_CHECK_OUTPUT
 for eps in (1.0, 10.0):
-    d = LabelNoise(eps, DELTA, top_k=2).describe()
-    print(f"label mode at ε = {eps:g}: noise std {d['noise_std']:.3f} on probabilities in [0, 1] "
-          f"(σ = {d['noise_multiplier']:.3f}, Δ = {d['l2_sensitivity']:.4f})")
+    print(f"label mode at ε = {eps:g}, δ = {DELTA:g}: noise std {label_noise_std(eps, DELTA):.3f} on probabilities "
+          f"in [0, 1] (σ = {calibrate_sigma(eps, DELTA):.3f})")
 
 # %% [markdown]
 # At ε = 1 the noise std is about 5 — on numbers between 0 and 1. One noisy answer says almost nothing; the
@@ -206,17 +223,15 @@ for eps in (1.0, 10.0):
 # Opacus's RDP accountant gives a valid upper bound; simply adding the ε's is valid but very loose.
 #
 # ### Exercise 2.4 — ε after T releases
-# Write `epsilon_after(sigma, steps, delta)` with an accountant: either Opacus's
-# `opacus.accountants.RDPAccountant` (set `acc.history = [(sigma, 1.0, steps)]`, then
-# `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact GDP route with
-# `gaussian_epsilon`.
+# Write `epsilon_after(sigma, steps, delta)` with an accountant — composition itself is Opacus's job, the point is
+# to know which accountant to ask and what to feed it: either Opacus's `RDPAccountant` (set `acc.history =
+# [(sigma, 1.0, steps)]`, then `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact
+# GDP route (`eps_from_mu` with the μ of all `steps` releases together).
 
 # %%
 def epsilon_after(sigma, steps, delta):
     """ε after `steps` Gaussian releases (noise multiplier σ, no subsampling) about the same record."""
     ### BEGIN SOLUTION (Exercise 2.4)
-    from opacus.accountants import RDPAccountant
-
     acc = RDPAccountant()
     acc.history = [(sigma, 1.0, steps)]
     return acc.get_epsilon(delta=delta)
@@ -233,8 +248,8 @@ sigma = 2.0
 print(f"σ = {sigma}, δ = {DELTA:g}")
 print("  steps   adding ε's   RDP (yours)   exact (μ = √T/σ)")
 for steps in (1, 10, 100, 1000):
-    print(f"{steps:7d}  {steps * gaussian_epsilon(sigma, DELTA):11.2f}  {epsilon_after(sigma, steps, DELTA):12.2f}"
-          f"  {gaussian_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
+    print(f"{steps:7d}  {steps * gdp_epsilon(sigma, DELTA):11.2f}  {epsilon_after(sigma, steps, DELTA):12.2f}"
+          f"  {gdp_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
 
 # %% [markdown]
 # ### Exercise 2.5 — written answers
@@ -244,6 +259,9 @@ for steps in (1, 10, 100, 1000):
 # **(b)** A run of `dpsd_lite` in `label` mode at ε = 1 answers 150,000 teacher queries. Its report says
 # "composition: none needed". Why is that honest for its unit of privacy — and what would you have to compose (and
 # with what) to make a claim about one *training record* of the teacher?
+#
+# **(c)** Your bisection returns `hi`, not `lo` or the midpoint. Why does that matter for the guarantee, and what
+# does it cost?
 
 # %% [markdown]
 # <!-- BEGIN SOLUTION -->
@@ -257,6 +275,11 @@ for steps in (1, 10, 100, 1000):
 # teacher's answer on all 150,000 queries; a record-level claim needs the record's influence bounded first — a
 # DP-SGD-trained teacher (Opacus accountant over its training steps) or a teacher ensemble where one record changes
 # one vote, composed over all answered queries with an accountant (RDP/PRV).
+#
+# **(c)** The bisection keeps the invariant δ(ε; hi) ≤ δ, so `hi` is always a σ that *meets* the target; `lo` (and
+# possibly the midpoint) does not, and a σ even slightly too small means the release is not (ε, δ)-DP as
+# claimed. After ~100 halvings the bracket is far narrower than floating-point precision, so the extra noise is
+# nil. (The same rule holds for any calibration: round towards more noise, never less.)
 # <!-- END SOLUTION -->
 
 # %% [markdown]

@@ -26,12 +26,17 @@
 # 2. implement k-ary RR and check its output distribution statistically;
 # 3. explain why restricting RR to the top-k classes of a *prior* helps, and why the prior must cost no privacy;
 # 4. implement RR-with-prior: choose k, answer inside the top-k set;
-# 5. find these pieces in the package: `dpsd_lite.accounting.rr_keep_probability`,
-#    `dpsd_lite.mechanisms.select_rr_classes` and `SelectiveRR`.
+# 5. train on released labels correctly: write the **RR-channel loss**, the likelihood of the *released* label
+#    under the student's class probabilities pushed through the known RR channel, and see why plain
+#    cross-entropy on noisy labels learns the wrong thing.
+#
+# Everything here is written by you: the notebook imports none of the package's mechanisms. When you are done,
+# compare your code with `dpsd_lite.accounting.rr_keep_probability`, `dpsd_lite.mechanisms.select_rr_classes` and
+# `SelectiveRR` (`release` and `student_loss`), which the transcription loop runs.
 #
 # **How to work.** Fill in each **Exercise** cell (they raise `NotImplementedError` until you do), then run the
-# self-check below it. The checks test your code against the reference and tell you, kindly and specifically,
-# what to look at if something is off.
+# self-check below it. The checks run your code on fixed inputs, compare with stored answers and tell you, kindly
+# and specifically, what to look at if something is off.
 
 # %% [markdown] tags=["banner"]
 # *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
@@ -44,8 +49,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from dpsd_lite import checks
-from dpsd_lite.accounting import rr_keep_probability
-from dpsd_lite.mechanisms import SelectiveRR, select_rr_classes
+from dpsd_lite.noise import NoiseSource
 
 # %% tags=["parameters"]
 # DPSD_FAST=1 runs everything small (CI, a first look); unset, you get the full experience.
@@ -85,12 +89,12 @@ checks.check_rr_keep_probability(keep_probability)
 
 # %% [markdown]
 # How much does the truth survive? With `K = 10` classes, at ε = 1 the true label comes back less than a quarter
-# of the time. The library's `rr_keep_probability` is the same function:
+# of the time:
 
 # %%
 print("  ε    k=2    k=3   k=10")
 for eps in EPSILONS:
-    print(f"{eps:4g}  " + "  ".join(f"{rr_keep_probability(eps, k):.3f}" for k in (2, 3, 10)))
+    print(f"{eps:4g}  " + "  ".join(f"{keep_probability(eps, k):.3f}" for k in (2, 3, 10)))
 
 # %%
 eps_grid = torch.linspace(0.05, 6, 100)
@@ -107,8 +111,9 @@ plt.show()
 # ### Exercise 1.2 — sampling randomized response
 # Write `randomized_response(labels, epsilon, num_classes, generator=None)`: given a LongTensor of true labels,
 # return one released label per entry. Keep each label with probability `keep_probability(epsilon, num_classes)`;
-# otherwise return a **uniformly random other** class. Use `generator` (a `torch.Generator`) in your random calls
-# so results are reproducible. Avoid Python loops over the labels: the check draws 160,000 of them.
+# otherwise return a **uniformly random other** class. Draw every random number from `generator` (a
+# `torch.Generator`): whoever calls the mechanism decides where its noise comes from. Avoid Python loops over the
+# labels: the check draws 160,000 of them.
 
 # %%
 def randomized_response(labels, epsilon, num_classes, generator=None):
@@ -122,12 +127,19 @@ def randomized_response(labels, epsilon, num_classes, generator=None):
 checks.check_randomized_response(randomized_response)
 
 # %% [markdown]
+# **Where the noise comes from.** A release is private only while its noise is secret: noise drawn from a
+# generator seeded with a number you publish (a notebook's `SEED`) can be recomputed and subtracted. `dpsd_lite`'s
+# mechanisms therefore draw from `NoiseSource.secret()` (operating-system entropy, stored nowhere) unless the caller
+# opts in to `NoiseSource.from_seed(seed)`, which makes a lesson repeatable and whose privacy report says that no
+# ε holds against anyone who knows the seed. The self-checks and this notebook use the latter, *explicitly*:
+# these are lessons, not releases.
+#
 # The self-check measured the **transition matrix** `P(released = j | true = i)`. Here it is for your
 # implementation, with the empirical privacy loss: the largest log-ratio between two rows of any column. It should
 # sit close to ε (it is an estimate, so a little above or below).
 
 # %%
-g = torch.Generator().manual_seed(SEED)
+g = NoiseSource.from_seed(SEED).generator()  # lesson noise: reproducible, so NOT private against the seed's holder
 true = torch.randint(0, NUM_CLASSES, (N_QUERIES,), generator=g)
 released = randomized_response(true, 1.0, NUM_CLASSES, generator=g)
 T = torch.zeros(NUM_CLASSES, NUM_CLASSES)
@@ -199,16 +211,17 @@ def selective_rr(labels, prior, epsilon, generator=None):
 checks.check_selective_rr(selective_rr)
 
 # %% [markdown]
-# Your mechanism and the library's agree: `select_rr_classes` picks the same k (with `k_min=1`), and
-# `SelectiveRR.release` is the version the transcription loop calls on the teacher's logits.
+# How large is the set, typically? For priors of different sharpness (a Dirichlet with small α is peaked, with
+# large α flat), your `choose_k` picks:
 
 # %%
-torch.manual_seed(SEED)
-priors = torch.distributions.Dirichlet(torch.full((NUM_CLASSES,), 0.5)).sample((1000,))
+torch.manual_seed(SEED)  # priors are not privacy noise: the global seed is fine here
+alphas = (0.1, 0.5, 2.0)
+priors = {a: torch.distributions.Dirichlet(torch.full((NUM_CLASSES,), a)).sample((1000,)) for a in alphas}
+print("mean k chosen (1000 priors each)")
+print("  ε    " + "  ".join(f"α={a:<4g}" for a in alphas))
 for eps in EPSILONS:
-    mask, k_lib = select_rr_classes(priors, eps, k_min=1)
-    same = bool((choose_k(priors, eps) == k_lib).all())
-    print(f"ε = {eps:g}: same k as select_rr_classes for all 1000 priors: {same}")
+    print(f"{eps:4g}   " + "  ".join(f"{float(choose_k(priors[a], eps).float().mean()):6.2f}" for a in alphas))
 
 # %% [markdown]
 # ## 3. How good must the prior be?
@@ -221,7 +234,7 @@ for eps in EPSILONS:
 # and measure how often the released label is the true one.
 
 # %%
-g = torch.Generator().manual_seed(SEED)
+g = NoiseSource.from_seed(SEED).generator()  # lesson noise for the mechanism (and, here, for the simulation too)
 y = torch.randint(0, NUM_CLASSES, (N_QUERIES,), generator=g)
 wrong = (y + torch.randint(1, NUM_CLASSES, y.shape, generator=g)) % NUM_CLASSES
 prior_kinds = {
@@ -241,15 +254,93 @@ for kind, prior in prior_kinds.items():
 # k = 1, and RR then returns the prior's own guess whatever the teacher said — the student would be trained on its
 # own mistakes (pure self-training). That is why `dpsd_lite` starts every run with a **uniform prior** (a warm-up
 # during which k = K), mixes the student's prior with a little uniform mass (`prior_smoothing`), and never lets
-# k fall below `k_min = 2` by default:
+# k fall below `k_min = 2` by default (it maximises the same score over k ≥ 2 only). With k ≥ 2 the teacher's
+# answer always has a say:
 
 # %%
-mech = SelectiveRR(epsilon=1.0, k_min=2)
-print(mech.describe()["mechanism"])
-print("keep probability at k = 2, 3, 10:", [round(mech.keep_probability(k), 4) for k in (2, 3, 10)])
+print("keep probability at k = 2, 3, 10 (ε = 1):", [round(keep_probability(1.0, k), 4) for k in (2, 3, 10)])
 
 # %% [markdown]
-# ### Exercise 1.5 — written answers
+# ## 4. Learning from released labels: the RR channel
+#
+# The student never sees the teacher's label `y`, only the released label `ỹ`. Trained with plain cross-entropy
+# on `ỹ`, it learns to predict the *released* distribution — at ε = 1 with ten classes that is mostly noise, and
+# the noise is not harmless: it flattens every prediction towards uniform. But the mechanism is public. We know
+# the **channel** `P(ỹ | y)` exactly, so the student can explain each released label by every class that could
+# have produced it. With the student's class probabilities `q(y)`:
+#
+# $$P(\tilde y) = \sum_y q(y)\, P(\tilde y \mid y), \qquad L = -\frac{1}{B}\sum_b \log \sum_y q_b(y)\, P(\tilde y_b \mid y).$$
+#
+# For RR-with-prior on a query whose answer set has `k` members and released label `ỹ`:
+#
+# | true class `y` | `P(ỹ \| y)` |
+# |---|---|
+# | `y = ỹ` | keep probability `e^ε/(e^ε+k−1)` |
+# | another member of the set | `(1 − keep)/(k − 1)` (RR replaced it by `ỹ`) |
+# | outside the set | `1/k` (RR answered a uniform member) |
+#
+# Minimising `L` makes the student's *clean* probabilities, pushed through the channel, match what was released:
+# it learns the teacher's labels, not the noise (this is "forward correction" for label noise). The set and the
+# mechanism are public post-processing: the loss costs no privacy.
+#
+# ### Exercise 1.5 — the RR-channel loss
+# Write `rr_channel_loss(student_logits, released, answer_set, epsilon)`: `student_logits` is `B×K`, `released`
+# a LongTensor of `B` released labels, `answer_set` a `B×K` bool tensor marking each query's set (`k =
+# answer_set.sum(1)`; the released label is always in it). Return the scalar loss `L` as a tensor, so that
+# `loss.backward()` reaches the logits.
+
+# %%
+def rr_channel_loss(student_logits, released, answer_set, epsilon):
+    """−mean log Σ_y q(y)·P(released | y): the likelihood of the released labels under the student and the RR channel."""
+    # Hint: build the B×K channel matrix P(released_b | y) row by row from the table above (torch.where on
+    # answer_set, then channel[torch.arange(B), released] = keep). With k = 1 the set is just the released label:
+    # (1 − keep)/(k − 1) is 0/0 there but never needed — guard it.
+    raise NotImplementedError("Exercise 1.5: write your solution here")
+
+
+# %%
+checks.check_rr_channel_loss(rr_channel_loss)
+
+# %% [markdown]
+# **See it work.** One kind of synthetic image; the teacher calls it a 3 (60%), an 8 (30%) or a 5 (10%). We release
+# `N_QUERIES` of its labels through your RR at ε = 1 with a uniform prior (k = K), then fit a student that is just
+# one vector of logits, once with plain cross-entropy on the released labels and once with your channel loss.
+
+# %%
+teacher_probs = torch.zeros(NUM_CLASSES)
+teacher_probs[[3, 8, 5]] = torch.tensor([0.6, 0.3, 0.1])
+g = NoiseSource.from_seed(SEED).generator()  # lesson noise, explicitly (the rule: never the run seed silently)
+y_true = torch.multinomial(teacher_probs, N_QUERIES, replacement=True, generator=g)
+uniform = torch.full((N_QUERIES, NUM_CLASSES), 1.0 / NUM_CLASSES)
+released = selective_rr(y_true, uniform, 1.0, generator=g)
+answer_sets = torch.ones(N_QUERIES, NUM_CLASSES, dtype=torch.bool)  # k = K for a uniform prior
+
+
+def fit(loss_fn, steps=300):
+    logits = torch.zeros(1, NUM_CLASSES, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(logits.expand(N_QUERIES, -1)).backward()
+        opt.step()
+    return logits.detach().softmax(1).view(-1)
+
+
+plain = fit(lambda lg: torch.nn.functional.cross_entropy(lg, released))
+corrected = fit(lambda lg: rr_channel_loss(lg, released, answer_sets, 1.0))
+print("class            " + "  ".join(f"{c:>4d}" for c in range(NUM_CLASSES)))
+print("teacher          " + "  ".join(f"{p:4.2f}" for p in teacher_probs.tolist()))
+print("plain CE         " + "  ".join(f"{p:4.2f}" for p in plain.tolist()))
+print("RR-channel loss  " + "  ".join(f"{p:4.2f}" for p in corrected.tolist()))
+
+# %% [markdown]
+# Plain cross-entropy learns the released distribution: the teacher's 60% on class 3 shrinks to under 20%, and
+# every class gets a few percent — a student trained that way is confidently unsure, and its prior (and so the next
+# k) gets worse. The channel loss recovers the teacher's probabilities up to sampling noise: the same released
+# labels, read correctly. (With an informative prior, classes outside the set can only be told apart through other
+# queries; the loss still never blames a class for an answer RR gave at random.)
+#
+# ### Exercise 1.6 — written answers
 # Answer in two or three sentences each.
 #
 # **(a)** A colleague proposes to use the *teacher's* softmax on the query as the prior: "it is far more accurate
@@ -257,6 +348,9 @@ print("keep probability at k = 2, 3, 10:", [round(mech.keep_probability(k), 4) f
 #
 # **(b)** The `rr` mode reports "ε = 1 per teacher answer". Does that bound what an attacker can learn about one
 # of the teacher's *training records* from the student? Why or why not?
+#
+# **(c)** Your RR-channel loss uses ε, k and the answer set of every query. Does using them in training cost any
+# privacy? And why does plain cross-entropy on the released labels not simply "average the noise away"?
 
 # %% [markdown]
 # *Your answer here.*

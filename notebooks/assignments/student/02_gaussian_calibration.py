@@ -24,12 +24,14 @@
 # **Learning goals.** After this assignment you can
 # 1. explain the noise multiplier σ and the L2 sensitivity Δ of a Gaussian mechanism (noise std = σ·Δ);
 # 2. compute the exact δ(ε) of one Gaussian release (the *analytic Gaussian mechanism*, Balle & Wang 2018) and
-#    invert it to calibrate σ for a target (ε, δ);
+#    invert it by bisection to calibrate σ for a target (ε, δ);
 # 3. say when the classic σ = √(2 ln(1.25/δ))/ε is valid (only ε < 1) and how loose it is;
 # 4. verify a calibration with Opacus (Gaussian DP and RDP accountants) and explain why they differ;
 # 5. compose many releases with an accountant instead of adding up ε's;
-# 6. find these in the package: `dpsd_lite.accounting` (`gaussian_noise_multiplier`, `gaussian_epsilon`,
-#    `composed_epsilon`) and `dpsd_lite.mechanisms.LabelNoise`.
+#
+# You write the calibration yourself; the notebook imports none of the package's calibration functions. When you
+# are done, compare with `dpsd_lite.accounting` (`gaussian_delta`, `gaussian_noise_multiplier`, `composed_epsilon`)
+# and `dpsd_lite.mechanisms.LabelNoise`.
 
 # %% [markdown] tags=["banner"]
 # *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
@@ -40,19 +42,27 @@ import os
 import warnings
 
 import matplotlib.pyplot as plt
+import torch
+from opacus.accountants import RDPAccountant
+from opacus.accountants.analysis.gdp import eps_from_mu
 from scipy.stats import norm
 
 from dpsd_lite import checks
-from dpsd_lite.accounting import (
-    classic_gaussian_noise_multiplier,
-    composed_epsilon,
-    composed_noise_multiplier,
-    gaussian_epsilon,
-    gaussian_noise_multiplier,
-)
-from dpsd_lite.mechanisms import LabelNoise
+from dpsd_lite.accounting import classic_gaussian_noise_multiplier, composed_noise_multiplier
 
 warnings.filterwarnings("ignore", module="opacus")  # "optimal order is the largest alpha": expected at large ε
+
+
+def gdp_epsilon(sigma, delta):
+    """ε of one Gaussian release with noise multiplier σ at δ: Opacus's exact GDP conversion (μ = 1/σ)."""
+    return float(eps_from_mu(mu=1.0 / sigma, delta=delta))
+
+
+def rdp_epsilon(sigma, delta):
+    """ε of one Gaussian release with noise multiplier σ at δ: Opacus's RDP accountant (an upper bound)."""
+    acc = RDPAccountant()
+    acc.history = [(sigma, 1.0, 1)]  # (noise multiplier, sample rate 1 = no subsampling, steps)
+    return acc.get_epsilon(delta=delta)
 
 # %% tags=["parameters"]
 # DPSD_FAST=1 runs everything small (CI, a first look); unset, you get the full experience.
@@ -90,12 +100,18 @@ checks.check_gaussian_delta(gaussian_delta)
 # %% [markdown]
 # ### Exercise 2.2 — calibrate σ
 # More noise means a smaller δ(ε): `gaussian_delta(sigma, epsilon)` *decreases* in σ. Write
-# `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`. Bisection is enough.
+# `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`, **by bisection** (no
+# library root finder): keep a bracket `lo < σ* ≤ hi` with `lo` not private enough (δ(ε; lo) > δ) and `hi`
+# private (δ(ε; hi) ≤ δ), and halve it until it is tiny.
+#
+# The answer ranges over orders of magnitude (ε = 0.02 needs σ ≈ 130, ε = 20 about 0.25), so a fixed bracket will
+# miss it somewhere: first **widen** it.
 
 # %%
 def calibrate_sigma(epsilon, delta):
     """Smallest noise multiplier σ for which one Gaussian release is (ε, δ)-DP."""
-    # Hint: start with lo, hi = 1e-3, 1e3; about 60-100 halvings; return hi (the private side of the bracket).
+    # Hint: lo, hi = 1e-3, 1.0; while δ(ε; hi) > δ: lo, hi = hi, 2 * hi. Then about 100 halvings; return hi
+    # (the private side of the bracket).
     raise NotImplementedError("Exercise 2.2: write your solution here")
 
 
@@ -105,24 +121,20 @@ checks.check_gaussian_sigma(calibrate_sigma)
 # %% [markdown]
 # ## 2. Verify against the accountants
 #
-# Trust, but verify. For each target ε we compare your σ with
-# * `gaussian_noise_multiplier` — `dpsd_lite`'s calibration (the same formula, solved with `brentq`);
-# * the **classic** textbook σ = √(2 ln(1.25/δ))/ε (Dwork & Roth, Thm A.1);
-#
-# and feed your σ back into two Opacus accountants:
-# * **GDP**: `gaussian_epsilon(σ, δ)` calls `opacus.accountants.analysis.gdp.eps_from_mu(1/σ, δ)` — exact, so it
-#   should give back your ε;
-# * **RDP**: `composed_epsilon(σ, sample_rate=1.0, steps=1, δ)` runs Opacus's `RDPAccountant` — a valid but
-#   looser *upper bound*, so it reports a somewhat larger ε for the same σ.
+# Trust, but verify. For each target ε we compare your σ with the **classic** textbook σ = √(2 ln(1.25/δ))/ε
+# (Dwork & Roth, Thm A.1), and feed your σ back into two Opacus accountants (the helpers `gdp_epsilon` and
+# `rdp_epsilon` defined at the top):
+# * **GDP**: `opacus.accountants.analysis.gdp.eps_from_mu(1/σ, δ)` — exact, so it should give back your ε;
+# * **RDP**: Opacus's `RDPAccountant` with one step — a valid but looser *upper bound*, so it reports a somewhat
+#   larger ε for the same σ.
 
 # %%
 print(f"δ = {DELTA:g}")
-print("     ε   σ (yours)  σ (dpsd_lite)  σ (classic)   ε back: GDP   RDP")
+print("     ε   σ (yours)  σ (classic)   ε back: GDP   RDP")
 for eps in EPSILONS:
     s = calibrate_sigma(eps, DELTA)
-    print(f"{eps:6g}  {s:9.4f}  {gaussian_noise_multiplier(eps, DELTA):13.4f}  "
-          f"{classic_gaussian_noise_multiplier(eps, DELTA):11.4f}   {gaussian_epsilon(s, DELTA):11.4f}"
-          f"  {composed_epsilon(s, 1.0, 1, DELTA):5.3f}")
+    print(f"{eps:6g}  {s:9.4f}  {classic_gaussian_noise_multiplier(eps, DELTA):11.4f}   "
+          f"{gdp_epsilon(s, DELTA):11.4f}  {rdp_epsilon(s, DELTA):5.3f}")
 
 # %%
 eps_grid = [0.1 * (80 ** (i / (N_PLOT_POINTS - 1))) for i in range(N_PLOT_POINTS)]  # 0.1 … 8, log-spaced
@@ -154,17 +166,19 @@ plt.show()
 for eps, delta in [(8.0, 1e-3), (10.0, 1e-2)]:
     classic = classic_gaussian_noise_multiplier(eps, delta)
     print(f"ε = {eps:g}, δ = {delta:g}: classic σ = {classic:.4f}, exact σ = {calibrate_sigma(eps, delta):.4f}; "
-          f"the classic σ is only ({gaussian_epsilon(classic, delta):.2f}, {delta:g})-DP")
+          f"the classic σ is only ({gdp_epsilon(classic, delta):.2f}, {delta:g})-DP")
 
 # %% [markdown]
 # ## 3. The `label` mode's noise
 #
 # In `label` mode the teacher's softmax is restricted to k classes and renormalised, so each answer is a point on
-# the probability simplex. Two such points are at most **√2** apart in L2 (two different one-hot vectors), so
-# Δ = √2 and the noise std is σ·√2.
+# the probability simplex. Two neighbouring inputs are two possible answers to the same query; the L2 sensitivity
+# Δ is the largest distance between two such points, reached by two *different* one-hot vectors (all mass on one
+# class vs all mass on another). The noise std is σ·Δ.
 #
 # ### Exercise 2.3 — noise std of the `label` mechanism
-# Write `label_noise_std(epsilon, delta)` using your `calibrate_sigma`.
+# Write `label_noise_std(epsilon, delta)`: compute Δ as the distance between two different one-hot vectors (don't
+# type in a constant: `torch.dist` of two rows of `torch.eye`), and multiply your calibrated σ by it.
 
 # %%
 def label_noise_std(epsilon, delta):
@@ -177,9 +191,8 @@ checks.check_label_noise_std(label_noise_std)
 
 # %%
 for eps in (1.0, 10.0):
-    d = LabelNoise(eps, DELTA, top_k=2).describe()
-    print(f"label mode at ε = {eps:g}: noise std {d['noise_std']:.3f} on probabilities in [0, 1] "
-          f"(σ = {d['noise_multiplier']:.3f}, Δ = {d['l2_sensitivity']:.4f})")
+    print(f"label mode at ε = {eps:g}, δ = {DELTA:g}: noise std {label_noise_std(eps, DELTA):.3f} on probabilities "
+          f"in [0, 1] (σ = {calibrate_sigma(eps, DELTA):.3f})")
 
 # %% [markdown]
 # At ε = 1 the noise std is about 5 — on numbers between 0 and 1. One noisy answer says almost nothing; the
@@ -194,10 +207,10 @@ for eps in (1.0, 10.0):
 # Opacus's RDP accountant gives a valid upper bound; simply adding the ε's is valid but very loose.
 #
 # ### Exercise 2.4 — ε after T releases
-# Write `epsilon_after(sigma, steps, delta)` with an accountant: either Opacus's
-# `opacus.accountants.RDPAccountant` (set `acc.history = [(sigma, 1.0, steps)]`, then
-# `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact GDP route with
-# `gaussian_epsilon`.
+# Write `epsilon_after(sigma, steps, delta)` with an accountant — composition itself is Opacus's job, the point is
+# to know which accountant to ask and what to feed it: either Opacus's `RDPAccountant` (set `acc.history =
+# [(sigma, 1.0, steps)]`, then `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact
+# GDP route (`eps_from_mu` with the μ of all `steps` releases together).
 
 # %%
 def epsilon_after(sigma, steps, delta):
@@ -213,8 +226,8 @@ sigma = 2.0
 print(f"σ = {sigma}, δ = {DELTA:g}")
 print("  steps   adding ε's   RDP (yours)   exact (μ = √T/σ)")
 for steps in (1, 10, 100, 1000):
-    print(f"{steps:7d}  {steps * gaussian_epsilon(sigma, DELTA):11.2f}  {epsilon_after(sigma, steps, DELTA):12.2f}"
-          f"  {gaussian_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
+    print(f"{steps:7d}  {steps * gdp_epsilon(sigma, DELTA):11.2f}  {epsilon_after(sigma, steps, DELTA):12.2f}"
+          f"  {gdp_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
 
 # %% [markdown]
 # ### Exercise 2.5 — written answers
@@ -224,6 +237,9 @@ for steps in (1, 10, 100, 1000):
 # **(b)** A run of `dpsd_lite` in `label` mode at ε = 1 answers 150,000 teacher queries. Its report says
 # "composition: none needed". Why is that honest for its unit of privacy — and what would you have to compose (and
 # with what) to make a claim about one *training record* of the teacher?
+#
+# **(c)** Your bisection returns `hi`, not `lo` or the midpoint. Why does that matter for the guarantee, and what
+# does it cost?
 
 # %% [markdown]
 # *Your answer here.*

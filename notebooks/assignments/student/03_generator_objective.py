@@ -34,7 +34,8 @@
 # 4. watch a generator learn to satisfy the student, and explain why "the student agrees" is not "the image is a
 #    real digit" — and what keeps the loop honest.
 #
-# The reference is the generator phase of `dpsd_lite.transcribe.transcribe`.
+# The self-checks run your functions on tiny fixed networks and compare with stored values. When you are done,
+# compare your code with the generator phase of `dpsd_lite.transcribe.transcribe`.
 
 # %% [markdown] tags=["banner"]
 # *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
@@ -123,7 +124,7 @@ checks.check_generator_step(generator_step)
 # ## 3. Train a generator against a student
 #
 # First a student to play the discriminator: the library's loop trains one for a few steps (mode `rr`, ε = 10 per
-# teacher answer).
+# teacher answer; its RR noise is secret, as in any real run, so the numbers below vary a little from run to run).
 
 # %%
 data = load_dataset(DATASET)

@@ -26,8 +26,13 @@
 # 3. run a membership-inference audit (`dpsd_lite.audit`) and read its AUC and TPR at low FPR;
 # 4. turn an attack's TPR and FPR into a **lower bound on ε**, and explain why it needs confidence intervals
 #    and independent trials with randomised membership;
-# 5. explain why AUC ≈ 0.5 does not prove privacy — and keep the units straight: the per-query ε of the
+# 5. (stretch) compute the **one-run counting bound**: a binomial-tail test of how many canary guesses an ε-DP
+#    algorithm can get right, and the ε lower bound it certifies;
+# 6. explain why AUC ≈ 0.5 does not prove privacy — and keep the units straight: the per-query ε of the
 #    `rr`/`label`/`data` modes is not a claim about training records at all.
+#
+# You write the bounds yourself; the notebook imports none of `dpsd_lite.audit`'s bound functions. Compare
+# afterwards with `one_run_p_value` and `one_run_epsilon_from_counts` there.
 
 # %% [markdown] tags=["banner"]
 # *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
@@ -38,11 +43,14 @@ import math
 import os
 
 import numpy as np
+import torch
+from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from dpsd_lite import checks
 from dpsd_lite.audit import audit_model, clopper_pearson, format_audit
 from dpsd_lite.data import load_dataset
+from dpsd_lite.noise import NoiseSource
 from dpsd_lite.sweep import format_table, plot_sweep, run_sweep
 from dpsd_lite.teacher import get_teacher
 
@@ -57,11 +65,13 @@ STEPS = 40 if FAST else 200  # transcription iterations per run
 BATCH_SIZE = 64 if FAST else 256
 N_BOOT = 50 if FAST else 200  # bootstrap resamples for the audit's confidence intervals
 FRACTION = 0.9  # "how much ε to keep 90% of the non-private student's accuracy?"
+CANARY_COUNTS = [100, 1_000, 10_000] if FAST else [100, 1_000, 10_000, 100_000]  # the simulated one-run audit
+TRUE_EPSILON = 1.0  # ε of the simulated canary mechanism
 
 # %% [markdown]
 # ## 1. The sweep
 #
-# One teacher, one transcription per ε in mode `rr`, plus the non-private reference (mode `none`, ε = ∞). Same
+# One teacher, one transcription per ε in mode `rr`, plus the non-private baseline (mode `none`, ε = ∞). Same
 # seed, same steps: only the privacy budget changes. `run_sweep` loads the data and the teacher once and returns
 # one row (a dict) per run; `on_result` lets us keep each run's student for the audit below.
 #
@@ -92,7 +102,7 @@ plot_sweep(rows)
 # %% [markdown]
 # ### Exercise 4.2 — written answer
 # Describe the trade-off you see in two or three sentences: how does the student's accuracy move with ε, where
-# does it meet the non-private reference, and *why* — in terms of what the mechanism does to each label? (Use
+# does it meet the non-private baseline, and *why* — in terms of what the mechanism does to each label? (Use
 # `rr_keep_probability(ε, 10)` from assignment 1 for numbers. In fast mode the runs are very short, so all
 # accuracies are low; the shape is what matters.)
 
@@ -185,7 +195,7 @@ print(f"pooled ε (threshold on one half, 95% Clopper–Pearson on the other): {
 # a lower bound on ε, and the audit table prints it as descriptive. A valid bound from one training run
 # randomises membership: plant canaries, put each in the training set by its own secret coin flip, train once,
 # and test the number of correct guesses against a Binomial(r, e^ε/(1+e^ε)) tail (Steinke, Nasr & Jagielski,
-# NeurIPS 2023: `dpsd_lite.audit.one_run_audit`, and notebook 08).
+# NeurIPS 2023: `dpsd_lite.audit.one_run_audit`, and notebook 08). Section 5 builds that test.
 
 # %% [markdown]
 # ## 4. AUC ≈ 0.5, and still not private
@@ -219,15 +229,94 @@ assert auc < 0.53 and epsilon_lower_bound(tpr_lo, fpr_hi, 1e-5) > 2
 # trial by construction, so the intervals are valid: even with finite samples the 95% bound is far from 0, and
 # more samples would push it up without limit (with n non-members it is capped near ln n).
 #
-# ### Exercise 4.5 — written answer
-# Your manager reads the audit table above: "the student's AUC is 0.50, so the student is private". Explain, in a
-# short paragraph, why that does not follow. Touch on (i) what one attack can prove, (ii) what AUC averages over,
-# (iii) sample size, and (iv) the unit of the ε that `dpsd_lite` reports for the `rr` mode.
+# ## 5. Stretch: a valid bound from one run, by counting
+#
+# Plant `m` canaries; flip a fair, **secret** coin for each to decide whether it goes into the training set; train
+# once. The attacker then guesses "in" or "out" for `r` of the canaries (abstaining on the rest) and gets `v` right.
+# If training is ε-DP with respect to each canary, each guess is right with probability at most
+# `q = e^ε/(1+e^ε)` — the best anyone can do against randomized response on one bit — *even given the other
+# guesses*, so the number of correct guesses is dominated by `W ~ Binomial(r, q)` (Steinke, Nasr & Jagielski 2023,
+# here with δ = 0). A count `v` that such a `W` rarely reaches rejects "ε-DP":
+#
+# $$p(\varepsilon) = P[W \ge v], \qquad W \sim \mathrm{Binomial}\!\left(r, \tfrac{e^\varepsilon}{1+e^\varepsilon}\right).$$
+#
+# ### Exercise 4.5 (stretch) — the counting p-value
+# Write `counting_p_value(r, v, epsilon)`. `scipy.stats.binom` is imported: `binom.sf(x, n, p)` is P[W > x].
+
+# %%
+def counting_p_value(r, v, epsilon):
+    """P[W ≥ v] for W ~ Binomial(r, e^ε/(1+e^ε)): how surprising v correct guesses out of r are under ε-DP."""
+    raise NotImplementedError("Exercise 4.5: write your solution here")
+
+
+# %%
+checks.check_counting_p_value(counting_p_value)
+
+# %% [markdown]
+# More ε makes a good guess more plausible, so `p(ε)` *increases* with ε. Every ε with `p(ε) ≤ β = 1 − confidence`
+# is rejected; they form an interval `[0, ε*]`, and ε* is the lower bound: "training is not ε-DP for any ε < ε*",
+# wrong with probability at most β.
+#
+# ### Exercise 4.6 (stretch) — the ε lower bound
+# Write `counting_epsilon(r, v, confidence=0.95)`: the largest ε with `counting_p_value(r, v, ε) ≤ 1 − confidence`,
+# by bisection (to about 1e-4), or 0 if even ε = 0 is not rejected.
+
+# %%
+def counting_epsilon(r, v, confidence=0.95):
+    """Largest ε rejected at this confidence by v correct guesses out of r (0 if none): a lower bound on ε."""
+    # Hint: as in assignment 2, widen the bracket first (double hi while p(hi) ≤ β), then halve it, keeping lo on
+    # the rejected side.
+    raise NotImplementedError("Exercise 4.6: write your solution here")
+
+
+# %%
+checks.check_counting_epsilon(counting_epsilon)
+
+# %% [markdown]
+# **Try it where the truth is known.** A simulated training algorithm that is exactly ε-DP per canary: the attacker
+# sees each canary's membership bit through randomized response with `TRUE_EPSILON`, and guesses it back (r = m,
+# no abstentions). A valid bound must stay below `TRUE_EPSILON`; a fully leaking algorithm (the attacker sees every
+# bit) shows how far the bound can go with m canaries.
+#
+# The membership coins are the audit's secret — and the randomized response is privacy noise. Here both come from
+# `NoiseSource.from_seed(SEED)`, explicitly: a repeatable lesson. In a real audit the coins must be secret
+# (`dpsd_lite.audit.draw_membership` uses `NoiseSource.secret()` by default), or the attacker could just recompute
+# them.
+
+# %%
+g = NoiseSource.from_seed(SEED).generator()  # lesson noise, explicitly: NOT a secret draw
+q_true = math.exp(TRUE_EPSILON) / (1 + math.exp(TRUE_EPSILON))
+print(f"{'canaries m':>11}  {'right (ε=' + format(TRUE_EPSILON, 'g') + ')':>13}  {'ε ≥':>6}  "
+      f"{'right (leak)':>12}  {'ε ≥':>6}")
+for m in CANARY_COUNTS:
+    included = torch.rand(m, generator=g) < 0.5  # the secret coin flips
+    seen = torch.where(torch.rand(m, generator=g) < q_true, included, ~included)  # ε-DP view of each bit
+    v_dp = int((seen == included).sum())
+    v_leak = m  # a leaking algorithm: every guess right
+    print(f"{m:11,d}  {v_dp:13,d}  {counting_epsilon(m, v_dp):6.3f}  {v_leak:12,d}  {counting_epsilon(m, v_leak):6.3f}")
+assert all(counting_epsilon(m, m) < math.log(m) for m in CANARY_COUNTS)
+
+# %% [markdown]
+# The bound stays below the true ε = 1 (*valid* means it exceeds the truth with probability at most
+# 1 − confidence = 5%), and it needs many canaries to get close:
+# with 100 it certifies very little even though the algorithm is exactly 1-DP. Even perfect guessing is capped
+# near ln m: a small audit *cannot* show large ε, so a small measured bound is no evidence of privacy.
+# `dpsd_lite.audit.one_run_audit` runs this test on real canaries, with abstentions (guessing only where the score
+# is extreme) and δ > 0.
+#
+# ### Exercise 4.7 — written answers
+# **(a)** Your manager reads the audit table above: "the student's AUC is 0.50, so the student is private". Explain,
+# in a short paragraph, why that does not follow. Touch on (i) what one attack can prove, (ii) what AUC averages
+# over, (iii) sample size, and (iv) the unit of the ε that `dpsd_lite` reports for the `rr` mode.
+#
+# **(b)** Why must each canary's membership be decided by its own *secret* coin for the counting bound to be valid?
+# What goes wrong if the auditor uses a fixed member/non-member split, or a coin whose seed is saved with the run?
 
 # %% [markdown]
 # *Your answer here.*
 
 # %% [markdown]
-# **Well done.** You have built RR and RR-with-prior, calibrated Gaussian noise, written the generator's objective,
-# and read a trade-off and an audit with a critical eye. The library's `dpsd_lite.dpsgd` and
+# **Well done.** You have built RR and RR-with-prior and the loss that learns from it, calibrated Gaussian noise,
+# written the generator's objective, and read a trade-off and an audit — and bounded ε from one — with a critical
+# eye. The library's `dpsd_lite.dpsgd` and
 # `dpsd_lite.audit` (canaries, LiRA) are the next places to explore record-level guarantees.
