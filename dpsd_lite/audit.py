@@ -1166,7 +1166,7 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
 
 
 def _public_drawings():
-    from .transcribe import STROKE_FORMAT
+    from .generators import STROKE_FORMAT
 
     return STROKE_FORMAT
 

@@ -93,7 +93,7 @@ def setting_arg(text):
     """``KEY=VALUE`` for any TranscribeConfig field; the value is typed like the field's default."""
     from dataclasses import fields
 
-    from .transcribe import TranscribeConfig
+    from .config import TranscribeConfig
 
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
@@ -344,7 +344,7 @@ def _transcribe_ensemble(config, args, callbacks, close):
     from tqdm.auto import tqdm
 
     from .data import load_dataset
-    from .ensemble import format_ensemble_report, train_teacher_ensemble, transcribe_with_ensemble
+    from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
     from .utils import resolve_device
 
     data = load_dataset(config.dataset, root=config.data_root, download=config.download)

@@ -301,7 +301,7 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
     epsilon, delta = check_epsilon(epsilon), check_delta(delta)
     device = resolve_device(device)
     if public_init is None:
-        from .transcribe import STROKE_FORMAT
+        from .generators import STROKE_FORMAT
 
         public_init = data.name in STROKE_FORMAT
     steps, epochs = DP_TEACHER["pretrain_steps"], DP_TEACHER["epochs"]

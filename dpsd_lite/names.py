@@ -9,3 +9,5 @@ NOISE_MODES = ("none", "label", "rr", "data")
 # sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the
 # private split (from random or public initial weights) and the teacher ensemble's noisy votes (PATE GNMax)
 BASELINES = ("dpsgd", "dpsgd-public", "ensemble")
+GENERATOR_KINDS = ("auto", "learned", "strokes")  # see generators.build_generator
+GENERATOR_OBJECTIVES = ("class", "boundary")

@@ -24,17 +24,17 @@ def drawn_digits(n_private: int = 4000, n_heldout: int = 1000, dataset: str = "m
                  batch: int = 1000) -> DataSplits:
     """A public, MNIST-shaped classification set: bent copybook digits, balanced over the ten classes.
 
-    Drawn by a randomly initialised :class:`~dpsd_lite.models.StrokeGenerator`
+    Drawn by a randomly initialised :class:`~dpsd_lite.generators.StrokeGenerator`
     in ``dataset``'s published format (MNIST: 28×28, the 20×20 box, centred by
     mass), every image a randomly bent, rotated, sheared and stretched
     skeleton of its label. Named ``drawn-<dataset>`` so a teacher cache never
     mistakes it for the real thing. ``seed`` fixes the drawing.
     """
-    from .transcribe import STROKE_FORMAT
+    from .generators import STROKE_FORMAT
 
     if dataset not in STROKE_FORMAT:
         raise ValueError(f"no drawn stand-in for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
-    from .models import StrokeGenerator
+    from .generators import StrokeGenerator
 
     shape = (1, 8, 8) if dataset == "digits" else (1, 28, 28)
     g = torch.Generator().manual_seed(int(seed))
@@ -65,8 +65,9 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
     """
     import torch.nn.functional as F
 
-    from .models import Student, StrokeGenerator
-    from .transcribe import STROKE_FORMAT
+    from .models import Student
+    from .generators import StrokeGenerator
+    from .generators import STROKE_FORMAT
     from .utils import resolve_device
 
     if dataset not in STROKE_FORMAT:

@@ -110,12 +110,12 @@ def settings_selection(dataset: str) -> str | None:
 
     Choosing settings by comparing runs on private data is itself a release
     that no ε covers (Papernot & Steinke 2022). The defaults listed in
-    :data:`dpsd_lite.transcribe.CHOSEN_ON_PRIVATE_SPLIT` were chosen that way
+    :data:`dpsd_lite.config.CHOSEN_ON_PRIVATE_SPLIT` were chosen that way
     on mnist-5k's private split (images of MNIST's training set): for runs on
     mnist-5k or mnist this is disclosed; on other data those settings are
     public with respect to the data.
     """
-    from .transcribe import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS
+    from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS
 
     if dataset not in SELECTION_DATASETS:
         return None
@@ -128,7 +128,7 @@ def format_report(report: dict) -> str:
     """Human-readable lines for the CLI and notebooks."""
     if not report.get("private"):
         if report.get("record_level"):
-            return "\n".join([f"noise mode: none — no noise on the teacher's answers (no per-answer epsilon)",
+            return "\n".join(["noise mode: none — no noise on the teacher's answers (no per-answer epsilon)",
                               *_record_level_lines(report),
                               f"teacher queries: {report['teacher_queries']:,}"])
         return (f"noise mode: none — NOT private (epsilon = infinity)\n"

@@ -313,6 +313,9 @@ def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, de
 # run's seed, so those runs are marked reproducible and their report gets the warning).
 SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0, "prior_temperature": 1.0,
                                 "reproducible_noise": True}
+# Settings that no longer exist, with the value at which they did nothing: a run saved with that value loads.
+SETTINGS_REMOVED = {"disagreement_weight": 0.0, "ink": None}
+RENAMED_VALUES = {"generator": {"conv": "learned"}}  # the conv generator is now called "learned"
 
 
 def load_run(path, device="cpu") -> LoadedRun:
@@ -322,9 +325,10 @@ def load_run(path, device="cpu") -> LoadedRun:
     file, bad JSON, a schema-version mismatch, a checksum mismatch, or weights
     that do not fit the architecture.
     """
-    from .models import GENERATORS, Student
+    from .models import Student
+    from .generators import GENERATORS
     from .utils import channels_last
-    from .transcribe import TranscribeConfig
+    from .config import TranscribeConfig
 
     run_dir = os.path.abspath(os.fspath(path))
     if not os.path.isdir(run_dir):
@@ -369,6 +373,15 @@ def load_run(path, device="cpu") -> LoadedRun:
 
     # settings added after a run was saved take the value that reproduces it, not today's default
     config_dict = {**SETTINGS_BEFORE_THEY_EXISTED, **config_dict}
+    for key, inert in SETTINGS_REMOVED.items():
+        if key in config_dict:
+            value = config_dict.pop(key)
+            if value != inert:
+                raise RunDirectoryError(f"{run_dir} was made with {key}={value!r}, a setting dpsd_lite {__version__} "
+                                        f"no longer has; load it with the version that saved it "
+                                        f"({meta.get('dpsd_lite_version')})")
+    for key, renamed in RENAMED_VALUES.items():
+        config_dict[key] = renamed.get(config_dict.get(key), config_dict.get(key))
     try:
         config = TranscribeConfig().replace(**config_dict)
     except Exception as exc:  # unknown keys from another version

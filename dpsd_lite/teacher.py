@@ -23,7 +23,7 @@ from .errors import DpsdError
 from .models import Teacher
 from .utils import accuracy, atomic_write, default_cache_dir, resolve_device, seed_everything  # noqa: F401
 
-TEACHER_EPOCHS = 8
+from .config import TEACHER_EPOCHS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass

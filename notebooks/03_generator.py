@@ -37,7 +37,8 @@ import torch
 from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig, build_generator, transcribe
+from dpsd_lite.generators import build_generator
+from dpsd_lite.transcribe import TranscribeConfig, transcribe
 from dpsd_lite.widgets import LiveMonitor
 
 # %% tags=["parameters"]
@@ -133,7 +134,7 @@ print("released labels in the last batch, per class:",
 # 2. The generator is rewarded for images the *student* finds easy to
 #    classify. What would go wrong if it only made images that are easy?
 #    (Hint: what does the student then never learn?)
-# 3. Run again with `generator="conv"` (a convolutional generator that
+# 3. Run again with `generator="learned"` (a convolutional generator that
 #    paints pixels) and then with `anchor_weight=0` (strokes free to drift
 #    from their random first draw). What happens to the images and to the
 #    accuracy curve? Why might "the student says c" be an easy target to

@@ -37,7 +37,8 @@ from dpsd_lite.mechanisms import make_mechanism
 from dpsd_lite.models import Student
 from dpsd_lite.report import format_report
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig, build_generator, transcribe
+from dpsd_lite.generators import build_generator
+from dpsd_lite.transcribe import TranscribeConfig, transcribe
 from dpsd_lite.widgets import LiveMonitor
 
 # %% tags=["parameters"]

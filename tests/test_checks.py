@@ -432,7 +432,8 @@ def test_generator_loss_passes_solution():
 
 def test_generator_checks_work_with_the_package_generator_and_student():
     """The learner's functions take any ``generator(z, c)``; the check's own tiny players are independent of them."""
-    from dpsd_lite.models import Generator, Student
+    from dpsd_lite.models import Student
+    from dpsd_lite.generators import Generator
 
     torch.manual_seed(0)
     student, gen = Student((1, 8, 8), 10, width=8), Generator((1, 8, 8), 10)

@@ -21,6 +21,7 @@ from dataclasses import fields
 import pytest
 import torch
 
+import dpsd_lite.phases as P
 import dpsd_lite.transcribe as T
 from dpsd_lite.mechanisms import make_mechanism as real_make_mechanism
 from dpsd_lite.models import Teacher
@@ -114,7 +115,7 @@ def run(digits, teachers, mode, teacher="A", perturb=None, fixed_release=False, 
         model = Perturbed(model, perturb)
     with pytest.MonkeyPatch.context() as mp:
         if fixed_release:
-            mp.setattr(T, "make_mechanism", _fixed_answer_make_mechanism)
+            mp.setattr(P, "make_mechanism", _fixed_answer_make_mechanism)
         res = T.transcribe(data=digits, teacher=_wrap(model), noise_mode=mode, seed=seed, **RUN)
     out = {
         "student": {k: v.clone() for k, v in res.student.state_dict().items()},

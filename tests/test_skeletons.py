@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dpsd_lite.errors import DpsdError
-from dpsd_lite.models import StrokeGenerator
+from dpsd_lite.generators import StrokeGenerator
 from dpsd_lite.skeletons import digit_skeletons, resample, skeleton_bank
 from dpsd_lite.transcribe import TranscribeConfig, build_generator
 
@@ -135,7 +135,8 @@ def test_prior_only_baseline_trains_without_any_teacher(digits, monkeypatch):
     import dpsd_lite.transcribe as transcribe_mod
 
     monkeypatch.setattr(teacher_mod, "get_teacher", no_teacher)
-    monkeypatch.setattr(transcribe_mod, "get_teacher", no_teacher)
+    monkeypatch.setattr(transcribe_mod, "teacher_for", no_teacher)
+    monkeypatch.setattr(teacher_mod, "teacher_for", no_teacher)
     student, acc = prior_only_student(data=digits, dataset="digits", steps=20, batch_size=64, device="cpu")
     assert 0.0 <= acc <= 1.0
     # skeletons labelled by their own digit teach something (chance is 10%)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dpsd_lite.mechanisms import Release, make_mechanism
-from dpsd_lite.models import Generator, StrokeGenerator
+from dpsd_lite.generators import Generator, StrokeGenerator
 from dpsd_lite.transcribe import ReplayBuffer, TranscribeConfig, build_generator, transcribe
 
 
@@ -110,7 +110,7 @@ def test_digits_format_is_supersampled_to_8x8():
 def test_auto_picks_strokes_for_digits_and_conv_for_other_domains():
     assert isinstance(build_generator(TranscribeConfig(dataset="mnist-5k"), (1, 28, 28), 10), StrokeGenerator)
     assert isinstance(build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10), Generator)
-    assert isinstance(build_generator(TranscribeConfig(dataset="mnist", generator="conv"), (1, 28, 28), 10), Generator)
+    assert isinstance(build_generator(TranscribeConfig(dataset="mnist", generator="learned"), (1, 28, 28), 10), Generator)
     with pytest.raises(Exception, match="unknown generator"):
         TranscribeConfig(generator="gan").validate()
 

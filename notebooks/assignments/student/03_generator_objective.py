@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from dpsd_lite import checks
 from dpsd_lite.data import load_dataset
-from dpsd_lite.models import Generator
+from dpsd_lite.generators import Generator
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import PUBLIC_INK, transcribe
 

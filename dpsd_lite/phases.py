@@ -1,0 +1,251 @@
+"""One step of each player: the phases the transcription loop is made of.
+
+:func:`dpsd_lite.transcribe.transcribe` is a short loop over these functions,
+and notebook 05 calls the same ones, one at a time. Every phase takes the
+:class:`Players` (the three networks, the mechanism, the optimisers and the
+run's random generator) that :func:`setup` builds.
+
+One iteration of the loop::
+
+    for each of config.student_steps:          private_step   the only phase that asks the teacher
+    for each of config.replay_steps:           replay_step    earlier releases again: no privacy cost
+    once:                                      generator_step the student is the discriminator
+
+Where the teacher is, and where it is not: :func:`private_step` hands the
+teacher's raw answers to ``mechanism.release`` and nothing else; the student
+and the generator see only the release. In mode ``none`` the generator
+objective also reads the teacher (DFAD's discrepancy); in every private mode
+it never does.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .generators import StrokeGenerator, build_generator, draw_ink_scale
+from .mechanisms import Mechanism, Release, make_mechanism
+from .models import Student
+from .teacher import augment_images
+from .utils import channels_last, seed_everything
+
+__all__ = ["Players", "setup", "ReplayBuffer", "draw", "warm_start", "pick_uncertain", "student_prior",
+           "private_step", "replay_step", "generator_objective", "generator_step"]
+
+
+class ReplayBuffer:
+    """A fixed-size ring of earlier (query, release) pairs, kept as preallocated tensors.
+
+    Training on them again is post-processing of the releases: no teacher
+    query, no privacy cost.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity, self.size, self.pos = int(capacity), 0, 0
+        self.x = None
+        self.fields = {}
+
+    def _rows(self, rel: Release) -> dict:
+        out = {name: getattr(rel, name) for name in ("mask", "labels", "values") if getattr(rel, name) is not None}
+        out.update({"extra:" + k: v for k, v in rel.extra.items()})
+        return out
+
+    def add(self, x: torch.Tensor, rel: Release) -> None:
+        rows = self._rows(rel)
+        if self.x is None:
+            self.mode = rel.mode
+            self.x = x.new_empty((self.capacity, *x.shape[1:]))
+            self.fields = {k: v.new_empty((self.capacity, *v.shape[1:])) for k, v in rows.items()}
+        idx = (self.pos + torch.arange(len(x), device=x.device)) % self.capacity
+        self.x[idx] = x
+        for k, v in rows.items():
+            self.fields[k][idx] = v
+        self.pos = (self.pos + len(x)) % self.capacity
+        self.size = min(self.capacity, self.size + len(x))
+
+    def sample(self, n: int, gen: torch.Generator):
+        idx = torch.randint(0, self.size, (n,), generator=gen).to(self.x.device)
+        f = {k: v[idx] for k, v in self.fields.items()}
+        extra = {k[len("extra:"):]: v for k, v in f.items() if k.startswith("extra:")}
+        return self.x[idx], Release(self.mode, f.get("mask"), f.get("labels"), f.get("values"), extra)
+
+
+@dataclass
+class Players:
+    """What every phase works on: the three players, the mechanism, their optimisers, the run's randomness."""
+
+    config: object  # TranscribeConfig
+    teacher_model: torch.nn.Module  # frozen; read only by private_step (and, in mode none, the generator)
+    mechanism: Mechanism
+    student: Student
+    generator: torch.nn.Module
+    opt_student: torch.optim.Optimizer
+    sched_student: torch.optim.lr_scheduler.LRScheduler
+    opt_generator: torch.optim.Optimizer
+    rng: torch.Generator  # every random choice but the privacy noise (the mechanism has its own, secret)
+    device: torch.device
+    num_classes: int
+    buffer: ReplayBuffer | None = None
+    anchor: torch.nn.Module | None = None  # strokes: the generator's random initial draw, to stay near
+
+    @property
+    def replay_steps(self) -> int:
+        """Replay only where a release can be learnt from again (not ``data``: a gradient of its moment)."""
+        return self.config.replay_steps if self.buffer is not None else 0
+
+
+def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> Players:
+    """Seed the run, build the student, the generator and the mechanism, and their optimisers."""
+    teacher_model = channels_last(teacher.model.to(device)).eval().requires_grad_(False)
+    rng = seed_everything(config.seed)
+    mech = mechanism if mechanism is not None else make_mechanism(
+        config.noise_mode, config.epsilon, config.delta, top_k=config.top_k, k_min=config.k_min,
+        clip_norm=config.clip_norm, noise_seed=config.seed if config.reproducible_noise else None)
+    K = data.num_classes
+    student = channels_last(Student(data.image_shape, K).to(device))
+    generator = build_generator(config, data.image_shape, K).to(device)
+    anchor = None
+    if config.anchor_weight and isinstance(generator, StrokeGenerator):
+        anchor = copy.deepcopy(generator).requires_grad_(False)
+    opt_s = torch.optim.Adam(student.parameters(), lr=config.lr_student)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(0.5, 0.999))
+    buffer = ReplayBuffer(config.replay_buffer) if (mech.replayable and config.replay_buffer
+                                                    and config.replay_steps) else None
+    updates = config.steps * (config.student_steps + (config.replay_steps if buffer is not None else 0))
+    # one cycle: warm up to lr_student, then anneal
+    sched_s = torch.optim.lr_scheduler.OneCycleLR(opt_s, max_lr=config.lr_student, total_steps=updates)
+    return Players(config, teacher_model, mech, student, generator, opt_s, sched_s, opt_g, rng, device, K,
+                   buffer, anchor)
+
+
+def draw(p: Players, n: int):
+    """n noise vectors z, requested classes c (consecutive pairs share a class) and ink weights."""
+    z = torch.randn(n, p.config.nz, generator=p.rng).to(p.device)
+    c = torch.randint(0, p.num_classes, ((n + 1) // 2,), generator=p.rng).repeat(2)[:n].to(p.device)
+    return z, c, draw_ink_scale(n, p.rng).to(p.device)
+
+
+def warm_start(p: Players) -> bool:
+    """Before any query: the student learns the generator's own intentions (skeleton drawings labelled by the
+    digit each was drawn as). Public, no teacher, no privacy cost; it gives the rr prior something to say.
+    Only a generator that draws skeletons has intentions to learn: returns whether it ran."""
+    if not (p.config.warm_start_steps and getattr(p.generator, "skeletons", 0)):
+        return False
+    opt = torch.optim.Adam(p.student.parameters(), lr=p.config.lr_student)
+    for _ in range(p.config.warm_start_steps):
+        z, c, _ = draw(p, p.config.batch_size // 2)
+        with torch.no_grad():
+            x = p.generator.draw_skeletons(z, c)
+        loss = F.cross_entropy(p.student(x), c)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return True
+
+
+@torch.no_grad()
+def pick_uncertain(student: Student, x: torch.Tensor, c: torch.Tensor, n: int):
+    """The n candidates the student is least sure about (highest entropy): no teacher involved."""
+    logp = student(x).log_softmax(1)
+    keep = (logp.exp() * logp).sum(1).argsort()[:n]
+    return x[keep], c[keep]
+
+
+def student_prior(student_logits: torch.Tensor, temperature: float, smoothing: float) -> torch.Tensor:
+    """The prior that picks rr's and label's top-k: the student's own prediction, tempered and smoothed.
+
+    (1 − λ)·softmax(s / T) + λ/K. Computed from the student alone (post-processing of earlier releases), so
+    choosing the answer set from it costs no privacy.
+    """
+    K = student_logits.shape[1]
+    return (1 - smoothing) * (student_logits.detach() / temperature).softmax(1) + smoothing / K
+
+
+def private_step(p: Players, use_prior: bool):
+    """One batch of fresh queries: the teacher answers them through the mechanism, the student learns the release.
+
+    Returns (queries x, requested classes c, the release, the student's loss). The teacher's raw answers go into
+    ``mechanism.release`` and are dropped; nothing else reads them.
+    """
+    cfg, B = p.config, p.config.batch_size
+    p.student.train()
+    z, c, ink = draw(p, B * max(1, cfg.query_pool))
+    with torch.no_grad():
+        x = p.generator(z, c, ink)
+        if cfg.augment:  # random shifts/rotations widen the queries around each image (no teacher involved)
+            x = augment_images(x, p.rng)
+        if cfg.query_pool > 1:
+            x, c = pick_uncertain(p.student, x, c, B)
+        teacher_logits = p.teacher_model(x)
+    s = p.student(x)
+    prior = student_prior(s, cfg.prior_temperature, cfg.prior_smoothing) if use_prior else None
+    release = p.mechanism.release(teacher_logits, prior=prior, student_logits=s.detach())
+    del teacher_logits  # nothing below may read the raw answers
+    loss = _student_update(p, s, release)
+    if p.buffer is not None:
+        p.buffer.add(x, release)
+    return x, c, release, loss
+
+
+def replay_step(p: Players):
+    """One more student step on a batch of earlier (query, release) pairs: no teacher, no privacy cost."""
+    x, release = p.buffer.sample(p.config.batch_size, p.rng)
+    return _student_update(p, p.student(x), release)
+
+
+def _student_update(p: Players, student_logits, release):
+    loss = p.mechanism.student_loss(student_logits, release)
+    p.opt_student.zero_grad(set_to_none=True)
+    loss.backward()
+    p.opt_student.step()
+    p.sched_student.step()
+    return loss.detach()
+
+
+def generator_objective(p: Players, z, c, ink):
+    """The generator's loss with the student as discriminator, one term per line; returns (loss, {term: value}).
+
+    * class: the student should see the requested class c in G(z, c) (the student as auxiliary classifier);
+      or, with ``generator_objective="boundary"``, images the student is unsure about (minus its entropy);
+    * diversity: two images asked for the same class should differ (mode seeking, per unit of z distance);
+    * anchor (strokes): the stroke parameters stay near the generator's random initial draw;
+    * discrepancy (mode ``none`` only): DFAD's L1 between student and teacher logits, maximised. It reads the
+      raw teacher, which no private mode may do.
+    """
+    cfg, x = p.config, p.generator(z, c, ink)
+    s = p.student(x)
+    terms = {}
+    if cfg.generator_objective == "boundary":
+        logp = s.log_softmax(1)
+        terms["class"] = (logp.exp() * logp).sum(1).mean()
+    else:
+        terms["class"] = F.cross_entropy(s, c)
+    if cfg.diversity_weight:
+        h = len(x) // 2
+        dx, dz = (x[:h] - x[h:2 * h]).abs().mean((1, 2, 3)), (z[:h] - z[h:2 * h]).abs().mean(1)
+        terms["diversity"] = -cfg.diversity_weight * (dx / dz).mean()
+    if p.anchor is not None:
+        with torch.no_grad():
+            start = p.anchor.raw(z, c)
+        terms["anchor"] = cfg.anchor_weight * F.mse_loss(p.generator.raw(z, c), start)
+    if not p.mechanism.private:
+        terms["discrepancy"] = -F.l1_loss(s, p.teacher_model(x))
+    return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
+
+
+def generator_step(p: Players):
+    """One generator step against the frozen student; returns (loss, terms). The student is not changed."""
+    p.student.eval().requires_grad_(False)
+    try:
+        z, c, ink = draw(p, p.config.generator_batch)
+        loss, terms = generator_objective(p, z, c, ink)
+        p.opt_generator.zero_grad(set_to_none=True)
+        loss.backward()
+        p.opt_generator.step()
+    finally:
+        p.student.requires_grad_(True)
+    return float(loss.detach()) if torch.is_tensor(loss) else math.nan, terms
