@@ -189,13 +189,16 @@ def _as_runs(histories):
 
 
 def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: str = "step", ax=None,
-                         title: str | None = None) -> Figure:
+                         title: str | None = None, agreement: bool = True) -> Figure:
     """Student held-out accuracy (%) against ``x`` (``step`` or ``queries``), one line per run.
 
     ``histories`` is a run's ``history`` (list of dicts with ``step``,
     ``queries``, ``student_accuracy``) or a dict ``{legend name: history}``.
     The teacher's held-out accuracy, if given, is a dashed reference line, and
-    10% marks chance for ten classes.
+    10% marks chance for ten classes. With ``agreement`` (and one run), a
+    dotted line shows the share of queries whose released label is the class
+    the generator was asked for: it rises when the generator learns what the
+    teacher calls each class.
     """
     fig, ax = _axes(ax)
     runs = _as_runs(histories)
@@ -204,7 +207,11 @@ def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: st
             continue
         xs = [h[x] for h in hist]
         ys = [100 * h["student_accuracy"] for h in hist]
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        line, = ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        shares = [h.get("agreement") for h in hist]
+        if agreement and len(runs) == 1 and any(a is not None and a == a for a in shares):
+            ax.plot(xs, [100 * a if a is not None else float("nan") for a in shares], linestyle=":", marker=".",
+                    color=line.get_color(), label="released label = requested class")
     if teacher_accuracy is not None:
         ax.axhline(100 * teacher_accuracy, color="black", linestyle="--", linewidth=1,
                    label=f"teacher ({100 * teacher_accuracy:.1f}%)")

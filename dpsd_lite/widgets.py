@@ -142,7 +142,8 @@ class LiveMonitor:
         self.progress.value = state.step
         acc = _pct(state.student_accuracy)
         self.status.value = (f"step {state.step}/{state.total_steps} · {state.queries:,} teacher queries · "
-                             f"student {acc} · {state.elapsed:.0f} s")
+                             f"student {acc} · released = requested {_pct(state.agreement)} · "
+                             f"{state.elapsed:.0f} s")
         if state.step >= state.total_steps:
             self.progress.bar_style = "success"
         if time.perf_counter() >= self._next_draw:

@@ -7,6 +7,7 @@ steps (seconds each).
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -57,8 +58,9 @@ def test_run_button_adds_a_run(dashboard):
     dashboard.epsilon_slider.value = 10.0
     dashboard.mode_dropdown.value = "rr"
     dashboard.steps_slider.value = STEPS
-    states = []
+    states, statuses = [], []
     dashboard.run_button.observe(lambda change: states.append(change["new"]), names="disabled")
+    dashboard.status.observe(lambda change: statuses.append(change["new"]), names="value")
 
     dashboard.run_button.click()
     result = dashboard.wait(timeout=300)
@@ -80,6 +82,9 @@ def test_run_button_adds_a_run(dashboard):
     assert dashboard.table.value.count("<tr>") == 2  # header + one run
     assert "rr" in dashboard.table.value
     assert "done" in dashboard.status.value
+    # during the run the status line shows how often the released label is the class asked for
+    assert any(re.search(r"released = requested (\d+\.\d%|—)", s) for s in statuses), statuses[-3:]
+    assert all(0 <= h["agreement"] <= 1 for h in result.history)
 
 
 def test_a_second_run_at_another_mode_grows_the_table(dashboard):
