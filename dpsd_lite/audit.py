@@ -790,7 +790,7 @@ def _claim_text(c: dict) -> str:
 
 def format_audit(results) -> str:
     """A plain-text table of attack results, each beside its claim (ε, δ, unit), and what each figure means."""
-    head = (f"{'target':<22} {'attack':<13} {'AUC [95% CI]':<22} {'TPR@1%FPR [CI]':<22} "
+    head = (f"{'target':<26} {'attack':<13} {'AUC [95% CI]':<22} {'TPR@1%FPR [CI]':<22} "
             f"{'TPR@0.1%FPR [CI]':<22} {'pooled eps†':<12} {'eps LB‡':<8} claim")
     lines = [head, "-" * len(head)]
     for r in results:
@@ -800,7 +800,7 @@ def format_audit(results) -> str:
         pooled = "—" if s["eps_pooled_descriptive"] is None else f"{s['eps_pooled_descriptive']:.3f}"
         lb = "—" if s["eps_lower_bound"] is None else f"{s['eps_lower_bound']:.3f}"
         lines.append(
-            f"{r.target:<22} {r.attack:<13} {s['auc']:.3f} [{s['auc_lo']:.3f}, {s['auc_hi']:.3f}]   "
+            f"{r.target:<26} {r.attack:<13} {s['auc']:.3f} [{s['auc_lo']:.3f}, {s['auc_hi']:.3f}]   "
             f"{t1['tpr']:.3f} [{t1['ci'][0]:.3f}, {t1['ci'][1]:.3f}]   "
             f"{t2['tpr']:.3f} [{t2['ci'][0]:.3f}, {t2['ci'][1]:.3f}]{note:<2} "
             f"{pooled:<12} {lb:<8} {_claim_text(r.claimed)}")
@@ -900,11 +900,11 @@ def canary_exposure(model, canaries: CanarySet, target: str = "model", claimed: 
 
 def format_canaries(rows) -> str:
     """Plain-text table of :func:`canary_exposure` or :func:`one_run_exposure` rows."""
-    head = f"{'target':<22} {'canary label on canaries':<28} {'on controls':<24} {'p (Fisher)':<11} claim"
+    head = f"{'target':<26} {'canary label on canaries':<28} {'on controls':<24} {'p (Fisher)':<11} claim"
     lines = [head, "-" * len(head)]
     for r in rows:
         n_ctrl = r.get("n_control", r["n"])
-        lines.append(f"{r['target']:<22} {r['canary_hits']:>3}/{r['n']:<3} = {r['canary_rate']:.2f} "
+        lines.append(f"{r['target']:<26} {r['canary_hits']:>3}/{r['n']:<3} = {r['canary_rate']:.2f} "
                      f"[{r['canary_ci'][0]:.2f}, {r['canary_ci'][1]:.2f}]   "
                      f"{r['control_hits']:>3}/{n_ctrl:<3} = {r['control_rate']:.2f} "
                      f"[{r['control_ci'][0]:.2f}, {r['control_ci'][1]:.2f}]  {r['p_value']:<11.3g} {_claim_text(r['claimed'])}")
@@ -1217,7 +1217,7 @@ def format_study(study: Study) -> str:
         above = r["unit"] == "record" and r["eps_lower_bound"] > r["epsilon"]  # contradicts the claim
         return f"{r['eps_lower_bound']:.2f}{'!' if above else ''}"
 
-    head = (f"{'model':<20} {'claimed epsilon (unit)':<40} {'acc':>6} {'lossAUC [95% CI]':>21} "
+    head = (f"{'model':<26} {'claimed epsilon (unit)':<40} {'acc':>6} {'lossAUC [95% CI]':>21} "
             f"{'LiRA AUC [95% CI]':>21} {'LiRA TPR@1%':>11} {'eps LB':>7}")
     has_c = bool(study.canaries)
     if has_c:
@@ -1226,7 +1226,7 @@ def format_study(study: Study) -> str:
     for r in study.rows:
         lira = (f"{r['lira_auc']:.3f} [{r['lira_auc_ci'][0]:.2f},{r['lira_auc_ci'][1]:.2f}]"
                 if "lira_auc" in r else "—")
-        line = (f"{r['model']:<20} {eps_text(r):<40} {100 * r['heldout_accuracy']:>5.1f}% "
+        line = (f"{r['model']:<26} {eps_text(r):<40} {100 * r['heldout_accuracy']:>5.1f}% "
                 f"{r['loss_auc']:.3f} [{r['loss_auc_ci'][0]:.2f},{r['loss_auc_ci'][1]:.2f}] {lira:>21} "
                 f"{r.get('lira_tpr@0.01', float('nan')):>11.3f} {lb_text(r):>7}")
         if has_c:

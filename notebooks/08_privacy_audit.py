@@ -24,7 +24,9 @@
 #   Record-level privacy needs either a **teacher ensemble** on disjoint partitions of the private data
 #   (one record moves one vote: PATE's noisy vote aggregation) or **DP-SGD**.
 # * **"Compared with what?"** — a baseline. Here: **DP-SGD** (Opacus) training the student's own
-#   architecture directly on the private split at the same (ε, δ).
+#   architecture directly on the private split at the same (ε, δ), plain and from weights trained on
+#   **public** digit drawings (no private data), and a student **transcribed from that DP model**: everything
+#   computed from a record-level DP model is post-processing, so it keeps the guarantee.
 #
 # Then we **attack** every released model: membership inference (is this record in the teacher's
 # private training data?) and planted **canaries** (mislabeled records: does the model repeat the wrong
@@ -65,13 +67,17 @@ CANARIES = 40 if FAST else 100  # mislabeled private records, each kept by a sec
 SEED = 0
 
 # %%
+import inspect
+
 import torch
 
-from dpsd_lite.audit import (StudySettings, format_canaries, format_study, plot_privacy_utility, plot_roc,
-                             privacy_study)
+from dpsd_lite import plots
+from dpsd_lite.accounting import composed_epsilon, composed_noise_multiplier
+from dpsd_lite.audit import (StudySettings, format_canaries, format_study, one_run_p_value, plot_privacy_utility,
+                             plot_roc, privacy_study)
 from dpsd_lite.data import load_dataset
 from dpsd_lite.dpsgd import UNIT_RECORD
-from dpsd_lite.ensemble import UNIT_RECORD_ENSEMBLE
+from dpsd_lite.ensemble import UNIT_RECORD_ENSEMBLE, ensemble_epsilon
 from dpsd_lite.report import UNIT_PER_QUERY
 
 torch.manual_seed(SEED)
@@ -89,6 +95,55 @@ print("teacher ensemble (PATE GNMax):\n ", UNIT_RECORD_ENSEMBLE, "\n")
 print("DP-SGD (Opacus):\n ", UNIT_RECORD)
 
 # %% [markdown]
+# ## 1b · The record-level accounting, written out
+#
+# **The teacher ensemble (GNMax).** The private split is cut into $n$ partitions by a hash of each record's
+# own content, one teacher each. A query $x$ is answered by the noisy arg-max of their votes
+# $v_j(x) = \#\{\text{teachers whose top class is } j\}$:
+#
+# $$\tilde y(x) = \arg\max_j \big(v_j(x) + \mathcal{N}(0,\ \sigma^2 \cdot 2)\big).$$
+#
+# Adding or removing one record changes one partition, hence one teacher, hence one vote moves from one class
+# to another: the histogram moves by $\sqrt 2$ in L2, and each answer is a Gaussian mechanism with noise
+# multiplier $\sigma$. Its Rényi DP at order $\alpha$ is $\alpha / (2\sigma^2)$, and $T$ answers about the
+# same records *compose*:
+#
+# $$\varepsilon_{\mathrm{RDP}}(\alpha) = \frac{T\,\alpha}{2\sigma^2},\qquad
+#   \varepsilon(\delta) \le \min_{\alpha > 1}\Big[\varepsilon_{\mathrm{RDP}}(\alpha)
+#   + \frac{\log(1/\delta)}{\alpha - 1}\Big]$$
+#
+# (Mironov's conversion; Opacus uses the slightly tighter one of Balle et al. 2020). So every answer costs:
+# the ensemble can afford only a few hundred. In the library (Opacus does the arithmetic):
+
+# %%
+print(inspect.getsource(ensemble_epsilon))
+for queries in (64, 256, 1024):
+    sigma = composed_noise_multiplier(1.0, DELTA, sample_rate=1.0, steps=queries)
+    print(f"eps = 1 per record over {queries:>4} answers needs sigma = {sigma:6.1f}: noise std "
+          f"{sigma * 2 ** 0.5:6.1f} votes (check: eps = {ensemble_epsilon(sigma, queries, DELTA):.3f})")
+
+# %% [markdown]
+# **What you should see:** the noise grows with the square root of the number of answers. With 50 teachers,
+# a vote margin of a few dozen drowns in noise of that size: more teachers, fewer queries.
+#
+# **DP-SGD.** At step $t$ a batch $B_t$ is drawn by Poisson sampling (each record with probability $q$), each
+# record's gradient is clipped to norm $C$, and Gaussian noise is added to their sum:
+#
+# $$g_t = \frac{1}{qN}\Big(\sum_{i \in B_t} \mathrm{clip}_C\big(\nabla_\theta \ell(x_i, y_i)\big)
+#   + \mathcal{N}(0,\ \sigma^2 C^2 I)\Big).$$
+#
+# One step is a *subsampled* Gaussian mechanism (a record is in the batch only with probability $q$, and
+# nobody may know which: the sampling is secret, like the noise); the accountant composes its RDP over the
+# $T = E/q$ steps of $E$ epochs:
+
+# %%
+q = 256 / len(data.y_private)
+steps = int(30 / q)
+sigma = composed_noise_multiplier(1.0, DELTA, sample_rate=q, steps=steps)
+print(f"{len(data.y_private):,} records, batch 256 (q = {q:.3f}), 30 epochs = {steps} steps: sigma = {sigma:.3f} "
+      f"for eps = 1; the RDP accountant gives back eps = {composed_epsilon(sigma, q, steps, DELTA):.3f}")
+
+# %% [markdown]
 # ## 2 · Train and audit everything, side by side
 #
 # One library call trains every model on the same private split (with the canaries planted), and audits
@@ -101,7 +156,12 @@ print("DP-SGD (Opacus):\n ", UNIT_RECORD)
 #   L2 sensitivity √2), composed over the queries actually answered with Opacus's RDP accountant, and no
 #   query is answered after the budget;
 # * the **DP-SGD** model: the student's architecture trained on the private split with Opacus's
-#   `make_private_with_epsilon`.
+#   `make_private_with_epsilon`;
+# * **DP-SGD from a public initialisation**: the same, started from weights trained only on freshly drawn
+#   public digits (`dpsd_lite.public_data`: no private image, label or statistic), so the private budget is
+#   spent on what the drawings cannot teach;
+# * the **DP-teacher student**: that DP model used as the teacher and transcribed in mode `none` (no
+#   per-answer noise at all). Its record-level guarantee is the DP model's: post-processing is free.
 #
 # Membership inference on the fixed split: members are the teacher's private training records, non-members
 # the held-out records. The attacks are a **loss threshold** and an **offline LiRA** with small shadow models
@@ -160,12 +220,22 @@ plot_roc([a for a in study.attacks if a.attack == "loss"], title="loss threshold
 # %% [markdown]
 # ## 5 · Lower bound beside the claim
 #
-# The one-run audit counts how many of the auditor's guesses are right. If training is (ε, δ)-DP per record,
-# that count can beat a coin that is right with probability e^ε/(1+e^ε) only by chance, and by a term that
-# grows with m·δ (Steinke, Nasr & Jagielski 2023, Corollary 5.4). The **ε lower bound** is the largest ε the
-# observed count rules out at 95% confidence: under these assumptions, any training algorithm that is
-# (ε, δ)-DP *per record* must have ε at least this large. It is comparable **only with a record-level claim**.
-# For DPSD students the claim per record is "none": their ε counts teacher answers.
+# The one-run audit counts how many of the auditor's guesses are right. With $m$ canaries, $r$ guesses and
+# $V$ of them right, if training is (ε, δ)-DP per record then (Steinke, Nasr & Jagielski 2023, Corollary 5.4)
+#
+# $$P[V \ge v] \le f(v) + 2m\delta \max_{i = 1..m} \frac{f(v - i) - f(v)}{i},\qquad
+#   f(u) = P\Big[\mathrm{Binomial}\big(r,\ \tfrac{e^\varepsilon}{1 + e^\varepsilon}\big) \ge u\Big]:$$
+#
+# the count can beat a coin that is right with probability $e^\varepsilon/(1+e^\varepsilon)$ only by chance, and
+# by a term that grows with $m\delta$. The **ε lower bound** is the largest ε this p-value rules out at 95%
+# confidence: under these assumptions (each canary kept by its own secret coin flip), any training algorithm
+# that is (ε, δ)-DP *per record* must have ε at least this large. It is comparable **only with a record-level
+# claim**. For DPSD students the claim per record is "none": their ε counts teacher answers. The code:
+
+# %%
+print(inspect.getsource(one_run_p_value))
+print(f"100 canaries, 50 guesses, all right: p-value at eps = 1: {one_run_p_value(100, 50, 50, 1.0, DELTA):.2e}, "
+      f"at eps = 3: {one_run_p_value(100, 50, 50, 3.0, DELTA):.3f}")
 #
 # With m canaries even a perfect attack can show only so much (about 2.4 for 100 canaries, 4.7 for 1000), so
 # a small bound from a small audit is weak evidence of anything, and never evidence of privacy.
@@ -176,7 +246,7 @@ for r in study.rows:
     claimed = (f"eps = {claim['epsilon']:.3g}, delta = {claim['delta']:g} per private training record"
                if claim["unit"] == "record" else claim["unit"])
     o = r["one_run"]
-    print(f"{r['model']:<22} one-run eps lower bound {r['eps_lower_bound']:.2f} ({o['v']}/{o['r']} guesses right)"
+    print(f"{r['model']:<26} one-run eps lower bound {r['eps_lower_bound']:.2f} ({o['v']}/{o['r']} guesses right)"
           f"   claimed: {claimed}")
 
 # %% [markdown]
