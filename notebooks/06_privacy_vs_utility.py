@@ -29,6 +29,7 @@
 import os
 
 from dpsd_lite import plots
+from dpsd_lite.accounting import gaussian_noise_multiplier, rr_keep_probability
 from dpsd_lite.data import load_dataset
 from dpsd_lite.report import UNIT_PER_QUERY
 from dpsd_lite.sweep import format_table, run_sweep
@@ -88,6 +89,37 @@ plots.plot_accuracy_vs_epsilon(rows)
 print(UNIT_PER_QUERY)
 
 # %% [markdown]
+# ## 3. Reading the curve: what one ε buys per answer
+#
+# Each mode turns ε into a quality of answer, and the curve follows it.
+# For `rr` over $k$ classes the released label is right with probability
+#
+# $$p_{\text{keep}}(\varepsilon, k) = \frac{e^{\varepsilon}}{e^{\varepsilon} + k - 1},$$
+#
+# so the *information* a label carries falls fast below ε ≈ 2 at $k = 10$; the
+# prior's smaller answer sets ($k = 2$–4) are what keep `rr` useful there. For
+# `label` the noise std per probability is $\sqrt2\,\sigma(\varepsilon, \delta)$,
+# and a signal of at most 1 drowns once that std is several times larger. The
+# student averages many noisy answers: with $N$ answers about similar images
+# the noise on their mean shrinks like $1/\sqrt N$. This is also why more
+# queries help at small ε, at no extra privacy cost per answer.
+
+# %%
+print(f"{'eps':>5} {'rr keep, k=10':>14} {'rr keep, k=3':>13} {'label noise std':>16}")
+for eps in EPSILONS:
+    print(f"{eps:>5g} {rr_keep_probability(eps, 10):>14.3f} {rr_keep_probability(eps, 3):>13.3f} "
+          f"{2 ** 0.5 * gaussian_noise_multiplier(eps, DELTA):>16.2f}")
+reference = next(r["student_accuracy"] for r in rows if r["noise_mode"] == "none")
+for mode in [m for m in MODES if m != "none"]:
+    kept = [r["epsilon"] for r in rows if r["noise_mode"] == mode and r["student_accuracy"] >= 0.95 * reference]
+    print(f"{mode}: smallest ε reaching 95% of the non-private student here: "
+          f"{min(kept):g}" if kept else f"{mode}: no ε in this sweep reaches 95% of the non-private student")
+
+# %% [markdown]
+# **What you should see:** the accuracy curve bends where the keep probability
+# and the noise std change fastest; `rr` keeps more of the reference at small
+# ε than `label`, for the reason in the table.
+#
 # Three consequences to keep in mind when you read the plot:
 #
 # * **It is not record-level privacy.** One private training image can shift
@@ -107,6 +139,19 @@ print(UNIT_PER_QUERY)
 # DP-SGD and PATE report *record-level* ε (e.g. 97–98% at ε ≈ 2–3), the DPSD
 # paper reports 97.85% at ε = 10 *per answer*. They are not on the same axis
 # as each other, however close the numbers look.
+#
+# ## What can go wrong
+#
+# * **Choosing ε (or anything else) by looking at this plot on private data.**
+#   Picking the setting that scores best on the private split is a release
+#   about that data that no ε here covers (Papernot & Steinke 2022). Choose on
+#   public data, or say so: the package's reports list the defaults that were
+#   chosen on mnist-5k's private split.
+# * **Reading one seed.** Single runs move by one to two points with the seed
+#   (and the noise is secret, so two runs with one seed differ too): compare
+#   means over several runs before believing a small gap.
+# * **Comparing across units.** A per-answer ε and a per-record ε on one axis
+#   look comparable and are not (section 2).
 #
 # ## Questions
 #
