@@ -1,0 +1,53 @@
+"""benchmarks/RESULTS.md: one section per benchmark script, rewritten by that script each time it runs.
+
+Each script calls :func:`write_section` with its name and a Markdown body; the
+section between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` is replaced
+(or appended), the rest of the file is left as it is. So the file always holds
+the latest figures of every benchmark, with the command, the machine and the
+date that produced them, and the README quotes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PATH = os.path.join(HERE, "RESULTS.md")
+HEADER = """# Benchmark results
+
+Every section below is written by the benchmark script it names, each time that script runs in full
+(`--fast` smoke runs never write here). Rerun a script to refresh its section; the rest of the file is
+kept. Accuracies are on held-out splits that nothing was tuned on; settings were chosen as each section
+says.
+"""
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{os.cpu_count()} CPU(s), torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"Python {platform.python_version()}")
+
+
+def write_section(name: str, title: str, command: str, body: str, path: str = PATH) -> None:
+    """Replace (or add) the section ``name`` of RESULTS.md with ``body`` under ``title``."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"<!-- BEGIN {name} -->\n## {title}\n\n`{command}` — {stamp}, {machine()}\n\n{body.strip()}\n"
+               f"<!-- END {name} -->")
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else HEADER
+    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _m: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def table(header, rows) -> str:
+    """A Markdown table from a header tuple and rows of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
