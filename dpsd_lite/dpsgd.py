@@ -144,9 +144,8 @@ def train_dpsgd(data: DataSplits, epsilon: float, delta: float = 1e-5, epochs: i
     not on any private or held-out image: ``benchmarks/record_level_settings.py
     dpsgd`` varies one setting at a time on 4,000 + 1,000 public digit drawings
     (:func:`dpsd_lite.public_data.drawn_digits`) and keeps the best mean
-    held-out accuracy *on the drawings* over ε = 1 and 10 (clip norm 0.5:
-    82.3%; 1.0: 81.8%; 2.0: 81.5%; 15 or 60 epochs, batch 128 or 512, lr 2e-3
-    or 8e-3: 75.6–81.2%). ``init``: a Student (or its state_dict) to start
+    held-out accuracy *on the drawings* over ε = 1 and 10 (the table is in
+    benchmarks/RESULTS.md). ``init``: a Student (or its state_dict) to start
     from instead of random weights; it must not depend on the private data
     (e.g. :func:`dpsd_lite.public_data.public_pretrained_student`), and
     ``init_description`` says in the report what it is. ``student_kwargs``

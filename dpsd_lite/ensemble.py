@@ -394,10 +394,9 @@ def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon
     ``finetune_epochs`` more epochs on the (synthetic query, released label)
     pairs: post-processing of the release, no extra privacy cost.
 
-    Measured on digits (1,437 private records), record-level ε = 10, budget
-    256: 20 teachers → 20% held-out, 60 teachers → 51%; at ε = 1 the noise
-    (std ≈ 92 votes) swamps any ensemble this data can train (≈ chance).
-    Votes must outnumber the noise: more teachers, fewer queries.
+    Votes must outnumber the noise (std ≈ 92 votes for ε = 1 over 256
+    answers): more teachers, fewer queries. The defaults (50 teachers, 256
+    answers) were chosen on public drawings (benchmarks/RESULTS.md).
     """
     from .transcribe import TranscribeConfig, transcribe
 

@@ -34,16 +34,12 @@ PUBLIC_INK = {"mnist-5k": 0.1307, "mnist": 0.1307, "fashion-mnist": 0.2860, "dig
 # in the 28×28 frame, so a 4-pixel border is always background.
 PUBLIC_MARGIN = {"mnist-5k": 4, "mnist": 4}
 # Handwritten-digit domains are drawn with a pen: the stroke generator's public
-# prior (see :class:`~dpsd_lite.generators.StrokeGenerator`), with each domain's
-# published format: MNIST size-normalises digits into a 20×20 box and puts their centre of mass at
-# the centre of the 28×28 frame (measured on mnist-5k, private split, seeds 0-2: rr ε = 10 95.9% →
-# 96.5% with the centre of mass centred, ε = 1 91.6% → 92.2%);
-# scikit-learn's digits are 32×32 bitmaps averaged down to 8×8. The MNIST pen is a thin one: a Gaussian
-# of 0.7-1.4 pixels standard deviation (0.07-0.14 box units; 1.6-3.3 pixels wide at half height) instead
-# of the generic 0.9-1.6 (measured on mnist-5k, private split, rr, seeds 0-9, 1 thread: ε = 10 96.4% →
-# 97.1%, better on all ten seeds; ε = 1 93.8% → 95.0%, better on nine. Seeds 0-4 at ε = 10: a thicker
-# 1.0-1.8 pen 95.3%, thinner ones 0.5-1.2 96.6% and 0.6-1.1 96.9%; flat-topped strokes (the profile
-# scaled by 2 or 3 and clipped, with a pen narrowed to match) 93.5-96.5%).
+# prior (see :class:`StrokeGenerator`), with each domain's published format: MNIST
+# size-normalises digits into a 20×20 box and puts their centre of mass at the
+# centre of the 28×28 frame; scikit-learn's digits are 32×32 bitmaps averaged down
+# to 8×8. The MNIST pen is a thin Gaussian of 0.7–1.4 pixels standard deviation
+# (0.07–0.14 box units), a width chosen on mnist-5k's private split (disclosed in
+# every report; the measurements are in benchmarks/RESULTS.md, "Design history").
 MNIST_FORMAT = {"box": 20 / 28, "centre_of_mass": True, "pen": (0.07, 0.14)}
 STROKE_FORMAT = {"mnist-5k": MNIST_FORMAT, "mnist": MNIST_FORMAT, "digits": {"box": 0.9, "supersample": 4}}
 from .names import GENERATOR_KINDS  # noqa: E402,F401  (re-exported)
@@ -161,8 +157,7 @@ class StrokeGenerator(nn.Module):
     learnt correction that starts at zero, then size-normalised into the box.
     The teacher's answer, not the requested digit, is what the student learns:
     a bent 9 may well be a 4. Free strokes and skeletons together beat either
-    alone (measured on mnist-5k, rr ε = 10, private split: free strokes 86.9%,
-    skeletons only 81.7%, half and half 93.4%).
+    alone (benchmarks/RESULTS.md, "Design history").
     """
 
     # the random bending of a skeleton: knots per stroke, and the ranges of its random affine map

@@ -52,13 +52,11 @@ class Student(nn.Module):
     by 2×2 max-pooling and ReLU, then a hidden linear layer of ``hidden``
     units and the output layer. The convolutions are "valid" on images of at
     least 20 pixels (28×28 → 24 → 12 → 8 → 4) and padded on smaller ones
-    (8×8 → 4 → 2). About 1.1 M multiply-adds per 28×28 image: a quarter of
-    the two-3×3-layer CNN with 32/64 channels it replaced, and as accurate
-    after the same number of updates on synthetic queries (measured on
-    mnist-5k: 93.9% vs 94.9% of the private split after 340 updates, 95.7%
-    after 1,000), so on a CPU it gets three to four times as many updates
-    in the same time. Pooling comes before ReLU (the same function, as max
-    and ReLU commute, on a quarter of the values).
+    (8×8 → 4 → 2). About 1.1 M multiply-adds per 28×28 image: small, so a
+    CPU gets many updates in the time a run has (benchmarks/RESULTS.md,
+    "Design history", for the comparison with the wider CNN it replaced).
+    Pooling comes before ReLU (the same function, as max and ReLU commute,
+    on a quarter of the values).
 
     No BatchNorm on purpose: the student trains on synthetic batches and is
     evaluated on real ones, and batch statistics would differ between the two.
