@@ -49,14 +49,19 @@ from .names import GENERATOR_KINDS  # noqa: E402,F401  (re-exported)
 def build_generator(config, image_shape, num_classes):
     """The generator a config asks for: ``learned`` (a conv G(z, c) from noise), ``strokes`` (the renderer, for
     digit domains) or ``auto`` (strokes for digit domains, learned otherwise)."""
-    kind = config.generator
-    if kind == "auto":
-        kind = "strokes" if config.dataset in STROKE_FORMAT and image_shape[0] == 1 else "learned"
+    from .config import generator_kind
+
+    kind = generator_kind(config.generator, config.dataset)
     if kind == "strokes":
+        if config.dataset not in STROKE_FORMAT or image_shape[0] != 1:
+            from .errors import DpsdError
+
+            raise DpsdError(f"the stroke generator draws handwritten digits; dataset {config.dataset!r} needs "
+                            f"generator='learned'")
         return StrokeGenerator(image_shape, num_classes, nz=config.nz, skeletons=config.skeletons,
                                **STROKE_FORMAT.get(config.dataset, {}))
     return Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
-                     margin=PUBLIC_MARGIN.get(config.dataset, 0))
+                     margin=PUBLIC_MARGIN.get(config.dataset, 0), sharpness=config.generator_sharpness or 4.0)
 
 
 class Generator(nn.Module):

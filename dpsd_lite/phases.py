@@ -100,6 +100,7 @@ class Players:
 
 def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> Players:
     """Seed the run, build the student, the generator and the mechanism, and their optimisers."""
+    config = config.resolved()  # the generator's own defaults for what the config leaves open
     teacher_model = channels_last(teacher.model.to(device)).eval().requires_grad_(False)
     rng = seed_everything(config.seed)
     mech = mechanism if mechanism is not None else make_mechanism(
@@ -213,8 +214,8 @@ def generator_objective(p: Players, z, c, ink):
       or, with ``generator_objective="boundary"``, images the student is unsure about (minus its entropy);
     * diversity: two images asked for the same class should differ (mode seeking, per unit of z distance);
     * anchor (strokes): the stroke parameters stay near the generator's random initial draw;
-    * discrepancy (mode ``none`` only): DFAD's L1 between student and teacher logits, maximised. It reads the
-      raw teacher, which no private mode may do.
+    * discrepancy (mode ``none`` only, ``discrepancy_weight``, off by default): DFAD's L1 between student and
+      teacher logits, maximised. It reads the raw teacher, which no private mode may do.
     """
     cfg, x = p.config, p.generator(z, c, ink)
     s = p.student(x)
@@ -232,8 +233,8 @@ def generator_objective(p: Players, z, c, ink):
         with torch.no_grad():
             start = p.anchor.raw(z, c)
         terms["anchor"] = cfg.anchor_weight * F.mse_loss(p.generator.raw(z, c), start)
-    if not p.mechanism.private:
-        terms["discrepancy"] = -F.l1_loss(s, p.teacher_model(x))
+    if cfg.discrepancy_weight and not p.mechanism.private:  # never in a private mode
+        terms["discrepancy"] = -cfg.discrepancy_weight * F.l1_loss(s, p.teacher_model(x))
     return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
 

@@ -105,7 +105,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     """
     from .report import privacy_report, with_dp_teacher
 
-    config = (config or TranscribeConfig()).replace(**overrides).validate()
+    config = (config or TranscribeConfig()).replace(**overrides).validate().resolved()
     callbacks, device = callbacks or {}, resolve_device(config.device)
     tune_allocator()
     data = data if data is not None else load_dataset(config.dataset, root=config.data_root,
@@ -172,7 +172,7 @@ def prior_only_student(config: TranscribeConfig | None = None, data: DataSplits 
     the gap between this and a transcription is what the teacher's (private)
     answers add. Returns the student and its held-out accuracy.
     """
-    config = (config or TranscribeConfig()).replace(**overrides).validate()
+    config = (config or TranscribeConfig()).replace(**overrides).validate().resolved()
     device = resolve_device(config.device)
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, download=config.download)
