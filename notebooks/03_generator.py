@@ -19,14 +19,20 @@
 # **What you will see.** Where the student's training images come from when
 # nobody may look at the private data: a *generator* `G(z, c)` turns random
 # noise `z` and a requested class `c` into an image. It never sees a private
-# image. It learns only through the student, who plays the discriminator:
-# the generator is rewarded when the student recognises class `c` in
-# `G(z, c)`. You will watch its images evolve from blobs to something the
-# teacher and student agree on, while the student's accuracy on real digits
-# climbs.
+# image, and in a private mode it never sees the teacher either: it learns
+# only through the **student**, who plays the discriminator. The generator is
+# rewarded when the student recognises class `c` in `G(z, c)`, and two images
+# asked for the same class are pushed apart.
 #
-# To see the generator alone, this notebook uses mode `none` (the teacher's
-# raw answers, no privacy; notebook 4 adds the noise).
+# Everything here runs in a private mode (`rr` at ε = 10 per teacher answer),
+# and four ways of making queries are measured side by side:
+#
+# 1. DPSD's **learned** generator: a convolutional network from noise to pixels, trained in the loop;
+# 2. the same network **frozen** at its random initialisation (the ablation: does the training matter?);
+# 3. the **stroke renderer**: a hand-written public prior (pen strokes and copybook digits), a lesson in what
+#    knowing the domain buys, not DPSD's own generator;
+# 4. **no teacher at all**: a student trained as long on the untrained generator's images labelled by the
+#    class they were asked for (what a generator's prior alone teaches).
 
 # %%
 # %matplotlib inline
@@ -36,14 +42,16 @@ import torch
 
 from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
-from dpsd_lite.teacher import get_teacher
 from dpsd_lite.generators import build_generator
-from dpsd_lite.transcribe import TranscribeConfig, transcribe
+from dpsd_lite.teacher import get_teacher
+from dpsd_lite.transcribe import TranscribeConfig, prior_only_student, transcribe
 from dpsd_lite.widgets import LiveMonitor
 
 # %% tags=["parameters"]
 FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
+NOISE_MODE = "rr"
+EPSILON = 10.0  # per teacher answer
 STEPS = 20 if FAST else TranscribeConfig().steps
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
@@ -51,70 +59,105 @@ DEVICE = "cpu"
 SEED = 0
 
 # %%
+plots.plot_pipeline(highlight="generator", title="this notebook: the generator, trained through the student only")
+
+# %%
 data = load_dataset(DATASET)
 teacher = get_teacher(data, epochs=TEACHER_EPOCHS, seed=SEED, device=DEVICE)
-config = TranscribeConfig(dataset=DATASET, noise_mode="none", steps=STEPS, batch_size=BATCH_SIZE,
-                          teacher_epochs=TEACHER_EPOCHS, device=DEVICE, seed=SEED,
-                          eval_every=max(1, STEPS // 5))
+config = TranscribeConfig(dataset=DATASET, noise_mode=NOISE_MODE, epsilon=EPSILON, generator="learned",
+                          steps=STEPS, batch_size=BATCH_SIZE, teacher_epochs=TEACHER_EPOCHS, device=DEVICE,
+                          seed=SEED, eval_every=max(1, STEPS // 5))
 
 # %% [markdown]
-# ## 1. An untrained generator
+# ## 1. An untrained learned generator
 #
-# Class-conditional and DAFL-style inside (linear layers with BatchNorm and
-# LeakyReLU map the noise z and the requested class to numbers), but for
-# handwritten digits those numbers are not pixels: they are one or two *pen
-# strokes* (start, heading, turns, lengths, pen width) that a differentiable
-# renderer draws inside MNIST's published 20×20 box, with the ink's centre of
-# mass at the centre of the frame, as MNIST's own preprocessing does. Half of the images are
-# free strokes; the other half start from a copybook drawing of the
-# requested digit (written by hand in `dpsd_lite/skeletons.py`), bent,
-# rotated, sheared and stretched at random. "Digits are drawn with a pen,
-# 2–3 pixels wide, in a centred box, and look roughly like this" is *public*
-# knowledge about the domain, not a statistic of our private split, so it
-# costs no privacy. What the student learns is the teacher's answer, not the
-# requested class: a bent 9 may be a 4.
-# Titles: requested class → what the (non-private) teacher says.
+# DAFL/DFAD-style inside: the noise $z$ and the one-hot class $c$ go through a
+# linear layer, two upsampling convolutions with BatchNorm and LeakyReLU, and
+# a last convolution. Its output is not free to be any image: per image, only
+# the brightest share of pixels is lit, around the domain's *published* mean
+# brightness (MNIST 0.1307), a tanh of how far each pixel is above that
+# threshold; and, for MNIST, nothing is drawn in the 4-pixel border of the
+# published 20×20-in-28×28 format. These are generic public facts about the
+# domain, not statistics of the private split. Titles: requested class → what
+# the (non-private) teacher would say, shown here for the lesson only.
 
 # %%
 torch.manual_seed(SEED)
-untrained = build_generator(config, data.image_shape, data.num_classes)
+untrained = build_generator(config.resolved(), data.image_shape, data.num_classes)
 images, classes = untrained.sample(32, generator=torch.Generator().manual_seed(SEED))
 with torch.no_grad():
     teacher_says = teacher.model(images).argmax(1)
 plots.image_grid(images, classes, teacher_says, class_names=data.class_names, label_name="teacher's label",
-                 title="an untrained generator: free strokes and bent digit skeletons, named by the teacher")
+                 title="an untrained learned generator, named by the teacher")
 
 # %% [markdown]
-# ## 2. Training it through the student
+# ## 2. Training it through the student, in a private mode
 #
-# Each step: the student learns from the teacher's answers on fresh
-# synthetic images, then the generator takes one step to make images the
-# student classifies as the requested class, while also seeking images the
-# student is still unsure about (the exact objective is documented in
-# `dpsd_lite/transcribe.py`). The monitor keeps a snapshot of the images at
-# every evaluation.
+# Each iteration: the student learns from the teacher's answers on fresh
+# synthetic images, released through randomized response, then the generator
+# takes one step so that the student recognises the requested class in its
+# images and two images of one class differ (`dpsd_lite/phases.py`,
+# `generator_objective`; notebook 5 takes it apart). The monitor keeps a
+# snapshot of the images at every evaluation.
 
 # %%
 live = LiveMonitor(teacher_accuracy=teacher.heldout_accuracy, class_names=data.class_names,
                    keep_snapshots=True)
 display(live)
-result = transcribe(config, data=data, teacher=teacher, callbacks=live.callbacks)
-print(f"student held-out accuracy {result.student_accuracy:.1%} after {result.queries:,} teacher queries")
+learned = transcribe(config, data=data, teacher=teacher, callbacks=live.callbacks)
+print(f"learned generator: student held-out accuracy {learned.student_accuracy:.1%} "
+      f"after {learned.queries:,} teacher queries")
 
 # %% [markdown]
 # ## 3. How the images evolved
 #
 # One row per evaluation, one column per requested class; titles are
-# requested class → the label the teacher released.
+# requested class → the label the mechanism released.
 
 # %%
 plots.plot_image_evolution(live.snapshots, class_names=data.class_names)
 
+# %% [markdown]
+# **What you should see:** the share of queries whose released label is the
+# requested class rises: the generator learns, through the student, what the
+# teacher calls each class. That is the adversarial loop at work.
+
 # %%
-plots.plot_accuracy_curves(result.history, teacher_accuracy=teacher.heldout_accuracy, x="queries")
+print("released label = requested class, per evaluation:",
+      " ".join(f"{h['agreement']:.0%}" for h in learned.history))
+plots.plot_accuracy_curves(learned.history, teacher_accuracy=teacher.heldout_accuracy, x="queries")
 
 # %% [markdown]
-# ## 4. Class balance: the failure to watch for
+# ## 4. Side by side: learned, frozen, renderer, no teacher
+#
+# The same run with the generator frozen at its random initialisation (no
+# generator step at all), the stroke renderer (a hand-written public prior
+# for handwritten digits), and a student that never hears from the teacher.
+
+# %%
+frozen = transcribe(config.replace(freeze_generator=True), data=data, teacher=teacher)
+renderer = transcribe(config.replace(generator="strokes"), data=data, teacher=teacher)
+_, no_teacher = prior_only_student(config.replace(generator="learned"), data=data)
+for name, acc in (("learned generator (DPSD)", learned.student_accuracy),
+                  ("the same, frozen at its initialisation", frozen.student_accuracy),
+                  ("stroke renderer (a public prior, a lesson)", renderer.student_accuracy),
+                  ("no teacher: the untrained generator's own labels", no_teacher)):
+    print(f"{name:<50} {acc:6.1%}  ({acc / teacher.heldout_accuracy:.2f} of the teacher)")
+
+# %%
+plots.plot_accuracy_curves({"learned": learned.history, "frozen": frozen.history, "renderer": renderer.history},
+                           teacher_accuracy=teacher.heldout_accuracy, x="queries",
+                           title=f"{NOISE_MODE} at ε = {EPSILON:g} per answer: where the queries come from")
+
+# %% [markdown]
+# **What you should see:** training the generator beats freezing it (the loop
+# matters); the renderer, which knows what digits look like before it starts,
+# is ahead of both on digits (knowing the domain buys a lot, and costs
+# nothing in privacy, but it is not available for every domain: on clothing
+# there is no pen to draw with); and without the teacher a student learns
+# little, so what the transcription gains is the teacher's knowledge.
+#
+# ## 5. Class balance: the failure to watch for
 #
 # Data-free distillation is fragile: if the generator finds one kind of image
 # that works and keeps drawing it (*mode collapse*), the student only learns
@@ -127,6 +170,16 @@ print("released labels in the last batch, per class:",
       torch.bincount(last["labels"], minlength=data.num_classes).tolist())
 
 # %% [markdown]
+# ## What can go wrong
+#
+# * **Mode collapse**: one image per class; the released labels are then
+#   unbalanced and the student stalls. The diversity term guards against it.
+# * **Fooling the student**: "the student says c" is an easy target to fake
+#   with images no teacher would call c. The releases correct the student, and
+#   the generator has to move on: that back-and-forth is the loop.
+# * **A prior passed off as the method**: the renderer's results are a
+#   lesson about public priors, reported side by side, never as DPSD's own.
+#
 # ## Questions
 #
 # 1. Compare the first and last rows of the evolution plot. Do the final
@@ -134,15 +187,9 @@ print("released labels in the last batch, per class:",
 # 2. The generator is rewarded for images the *student* finds easy to
 #    classify. What would go wrong if it only made images that are easy?
 #    (Hint: what does the student then never learn?)
-# 3. Run again with `generator="learned"` (a convolutional generator that
-#    paints pixels) and then with `anchor_weight=0` (strokes free to drift
-#    from their random first draw). What happens to the images and to the
-#    accuracy curve? Why might "the student says c" be an easy target to
-#    fake?
-# 4. Run with `skeletons=0` (free strokes only) and `skeletons=1` (bent
-#    skeletons only). On mnist-5k at ε = 10 the mix beat both by 6 points or
-#    more. Why might a student need the odd scribbles as well as the
-#    digit-like drawings? (Hint: where do the teacher's decision boundaries
-#    lie?)
+# 3. Run the learned generator with `diversity_weight=0`. What happens to the
+#    released labels' class balance and to accuracy?
+# 4. The renderer knows what digits look like. What would a renderer for
+#    Fashion-MNIST have to know, and would it still be "public"?
 # 5. The generator never sees a private image. Can its images still reveal
-#    something about the private data? Through which player?
+#    something about the private data? Through which path?
