@@ -157,6 +157,10 @@ def _add_run_args(p):
                    help="epochs of the teacher (part of its cache key)")
     p.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="any other TranscribeConfig setting, e.g. --set lr_student=1e-3 (repeatable)")
+    p.add_argument("--generator", default=None, choices=("auto", "learned", "strokes"),
+                   help="where the queries come from: learned (DPSD's own, trained with the student as "
+                        "discriminator), strokes (a hand-written public prior for handwritten digits), or auto "
+                        "(the default: strokes for digits, learned otherwise)")
     p.add_argument("--reproducible-noise", action="store_true",
                    help="lessons and tests only: derive the privacy noise from --seed, so a run repeats exactly; "
                         "the epsilon then does NOT hold against anyone who knows the seed (saved with the run), "
@@ -170,8 +174,8 @@ def _config_from_args(args, **extra):
 
     changes = dict(dataset=args.dataset, data_root=args.data_root, download=args.download, seed=args.seed,
                    device=args.device, delta=args.delta, reproducible_noise=args.reproducible_noise)
-    for name in ("steps", "batch_size", "teacher_epochs"):
-        if getattr(args, name) is not None:
+    for name in ("steps", "batch_size", "teacher_epochs", "generator"):
+        if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     changes.update(dict(args.settings))
     changes.update(extra)
@@ -332,8 +336,17 @@ def run_transcribe(args):
     # two decimals: a ratio of 97.96% must not print as "98.0%", the accuracy target at ε = 10
     print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({_pct(ratio, 2)} of the teacher) "
           f"after {result.history[-1]['step'] if result.history else 0} steps, {result.elapsed:.1f} s")
+    print(f"queries from: {_generator_line(result.config)}")
     print(f"run saved to {path}")
     return 0
+
+
+def _generator_line(config) -> str:
+    from .config import generator_kind
+
+    kind = generator_kind(config.generator, config.dataset)
+    return ("the learned generator (DPSD's own, trained with the student as discriminator)" if kind == "learned"
+            else "the stroke renderer (a hand-written public prior for digits, not DPSD's learned generator)")
 
 
 ENSEMBLE_TEACHERS, ENSEMBLE_QUERIES = 50, 256  # chosen on public drawings: benchmarks/record_level_settings.py

@@ -17,7 +17,7 @@ import math
 
 __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_sweep"]
 
-SWEEP_COLUMNS = ("dataset", "noise_mode", "epsilon", "delta", "privacy_unit", "noise", "student_accuracy",
+SWEEP_COLUMNS = ("dataset", "generator", "noise_mode", "epsilon", "delta", "privacy_unit", "noise", "student_accuracy",
                  "teacher_accuracy", "ratio_to_teacher", "queries", "steps", "seed", "seconds")
 
 
@@ -42,6 +42,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     from .data import load_dataset
     from .errors import DpsdError
     from .mechanisms import NOISE_MODES
+    from .config import generator_kind
     from .teacher import teacher_for
     from .transcribe import TranscribeConfig, transcribe
     from .utils import resolve_device
@@ -79,6 +80,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
             summary = result.summary()
             row = {
                 "dataset": config.dataset,
+                "generator": generator_kind(config.generator, config.dataset),
                 "noise_mode": mode,
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
@@ -123,7 +125,8 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
                           reproducible_noise=config.reproducible_noise, init=init,
                           init_description="public digit drawings" if public_init else None)
         row = {
-            "dataset": config.dataset, "noise_mode": "dpsgd-public" if public_init else "dpsgd", "epsilon": eps,
+            "dataset": config.dataset, "generator": "—", "noise_mode": "dpsgd-public" if public_init else "dpsgd",
+            "epsilon": eps,
             "delta": config.delta,
             "privacy_unit": "per private training record", "noise": _noise_column(config, True),
             "student_accuracy": res.heldout_accuracy,
@@ -140,6 +143,7 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
 def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callbacks, num_teachers: int = 50,
                    query_budget: int = 256):
     """Teacher-ensemble baseline (PATE GNMax): ε per private training record, composed over its answers."""
+    from .config import generator_kind
     from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
 
     ens = train_teacher_ensemble(data, num_teachers, seed=config.seed, device=config.device, cache_dir=cache_dir)
@@ -148,7 +152,8 @@ def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callba
         out = transcribe_with_ensemble(data, ens, eps, config.delta, query_budget=query_budget, config=config,
                                        callbacks=callbacks)
         row = {
-            "dataset": config.dataset, "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
+            "dataset": config.dataset, "generator": generator_kind(config.generator, config.dataset),
+            "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
             "delta": config.delta, "privacy_unit": "per private training record",
             "noise": _noise_column(config, True), "student_accuracy": out.student_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
@@ -172,9 +177,9 @@ def _eps(x) -> str:
 
 def format_table(rows) -> str:
     """A fixed-width text table of sweep rows (mode, ε, δ, accuracies, queries, seconds)."""
-    header = ("mode", "epsilon", "delta", "student acc", "teacher acc", "ratio", "queries", "seconds")
+    header = ("mode", "generator", "epsilon", "delta", "student acc", "teacher acc", "ratio", "queries", "seconds")
     body = [
-        (r["noise_mode"], _eps(r["epsilon"]), "—" if r["delta"] is None else f"{r['delta']:g}",
+        (r["noise_mode"], str(r.get("generator", "—")), _eps(r["epsilon"]), "—" if r["delta"] is None else f"{r['delta']:g}",
          _pct(r["student_accuracy"]), _pct(r["teacher_accuracy"]), _pct(r["ratio_to_teacher"]),
          f"{r['queries']:,}", f"{r['seconds']:.1f}")
         for r in rows
