@@ -35,6 +35,9 @@ def main(argv=None):
     p.add_argument("--dataset", default="mnist-5k")
     p.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 10.0])
     p.add_argument("--mode", default="rr")
+    p.add_argument("--generators", default="learned,strokes",
+                   help="generators to compare (strokes only on digit datasets)")
+    p.add_argument("--data-root", default=None)
     p.add_argument("--steps", type=int, default=TranscribeConfig.steps, help="transcription steps")
     p.add_argument("--n", type=int, default=4000, help="synthetic images per run (the private split has 4,000)")
     p.add_argument("--downstream-steps", type=int, default=600, help="training steps of every downstream student")
@@ -49,23 +52,26 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    data = load_dataset(args.dataset)
+    data = load_dataset(args.dataset, root=args.data_root)
     teacher = get_teacher(data, seed=args.seed, device="cpu")
     real = downstream_comparison(data, steps=args.downstream_steps, seed=args.seed)[0]
     print(f"{args.dataset}: teacher held-out accuracy {teacher.heldout_accuracy:.2%}; "
           f"student trained on the real private split ({real['size']} images, no privacy): "
           f"{real['heldout_accuracy']:.2%}", flush=True)
 
+    from dpsd_lite.generators import STROKE_FORMAT
+
+    gens = [g for g in args.generators.split(",") if g != "strokes" or args.dataset in STROKE_FORMAT]
     rows = []
-    for eps in args.epsilons:
+    for gen, eps in ((g, e) for g in gens for e in args.epsilons):
         t = time.perf_counter()
         result = transcribe(dataset=args.dataset, data=data, teacher=teacher, noise_mode=args.mode, epsilon=eps,
-                            steps=args.steps, seed=args.seed, device="cpu")
+                            steps=args.steps, seed=args.seed, device="cpu", generator=gen)
         synth = sample_synthetic(result, args.n, seed=args.seed)
         filt = reid_filter(synth.images, data.x_private, data.x_heldout, teacher, percentile=args.percentile)
         syn, fil = downstream_comparison(data, synth, synth.subset(filt.keep), steps=args.downstream_steps,
                                          seed=args.seed, include_real=False)
-        rows.append({"epsilon": eps, "noise_mode": args.mode, "steps": args.steps,
+        rows.append({"generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": args.steps,
                      "dpsd_student": result.student_accuracy, "synthetic": syn["heldout_accuracy"],
                      "synthetic_filtered": fil["heldout_accuracy"], "real": real["heldout_accuracy"],
                      "n_synthetic": len(synth), "n_kept": filt.n_kept, "fraction_filtered": filt.fraction_dropped,
@@ -77,18 +83,33 @@ def main(argv=None):
     print(f"downstream accuracy on the real held-out split ({len(data.y_heldout)} images); "
           f"{args.mode} mode, {args.steps} transcription steps, {args.downstream_steps} downstream steps, "
           f"filter at the {args.percentile:g}th percentile")
-    head = f"{'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'filtered':>8} | {'real':>6} | " \
-           f"{'filtered out':>12} | {'threshold':>9}"
+    head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'filtered':>8} | " \
+           f"{'real':>6} | {'filtered out':>12} | {'threshold':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['epsilon']:>5g} | {r['dpsd_student']:>12.2%} | {r['synthetic']:>9.2%} | "
+        print(f"{r['generator']:<9} | {r['epsilon']:>5g} | {r['dpsd_student']:>12.2%} | {r['synthetic']:>9.2%} | "
               f"{r['synthetic_filtered']:>8.2%} | {r['real']:>6.2%} | "
               f"{r['fraction_filtered']:>6.1%} ({r['n_synthetic'] - r['n_kept']:>4}) | {r['threshold']:>9.4f}")
     print("synthetic: a fresh student trained on N synthetic images labelled by the run's student "
           "(covered by the run's epsilon per teacher answer);\nfiltered: the same after the re-identification "
           "filter, which reads private data and is NOT a DP mechanism; real: trained on the private split, no privacy.")
     print(f"total {time.perf_counter() - t0:.0f} s")
+    if not args.fast:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from results_file import table, write_section
+
+        body = (f"A fresh student trained only on {args.n:,} synthetic images from each run (labelled by the run's "
+                f"student: no new teacher query), against the same student trained on the real private split "
+                f"(no privacy): held-out accuracy on {args.dataset}, {args.mode} mode, seed {args.seed}. The "
+                f"re-identification filter reads private data and is not a DP mechanism.\n\n"
+                + table(("generator", "ε", "DPSD student", "synthetic only", "ratio to real", "filtered", "real"),
+                        [(r["generator"], f"{r['epsilon']:g}", f"{100 * r['dpsd_student']:.1f}%",
+                          f"{100 * r['synthetic']:.1f}%", f"{r['synthetic'] / r['real']:.3f}",
+                          f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
+        write_section(f"synthetic-{args.dataset}", f"Synthetic data downstream ({args.dataset})",
+                      "python benchmarks/synthetic_benchmark.py" + (f" --dataset {args.dataset}"
+                                                                    if args.dataset != "mnist-5k" else ""), body)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
