@@ -68,6 +68,14 @@ config = TranscribeConfig(dataset=DATASET, noise_mode=NOISE_MODE, epsilon=EPSILO
 config
 
 # %% [markdown]
+# The whole pipeline in one picture: the private data and the teacher on the
+# left (red: they touch private data), the mechanism in the middle (the only
+# door, where the noise is added), and everything else on the right, public:
+
+# %%
+plots.plot_pipeline(title="private data → teacher → mechanism → release → student, and the generator")
+
+# %% [markdown]
 # ## 1. The private data
 #
 # A *private* split (the teacher's training set) and a *held-out* split that
@@ -151,6 +159,16 @@ dashboard = Dashboard(config.replace(steps=DASHBOARD_STEPS), data=data, teacher=
 dashboard
 
 # %% [markdown]
+# ## What can go wrong
+#
+# * **Reading ε without its unit.** Every ε here is per teacher answer; the
+#   report says so, and notebook 8 shows what record-level privacy costs.
+# * **Believing one run.** Runs move by a point or two with the seed, and the
+#   privacy noise is secret, so two runs with one seed differ as well: run a
+#   setting a few times before comparing.
+# * **A stuck student** (near 10%): the generator collapsed to one kind of
+#   image; notebook 3 shows the check.
+#
 # ## Questions
 #
 # 1. Run `rr` at ε = 1 and at ε = 10. How much accuracy does the smaller ε

@@ -124,6 +124,15 @@ print(UNIT_PER_QUERY)
 # DP-SGD, or an ensemble on disjoint data as in PATE); then everything after
 # it is post-processing.
 #
+# ## What can go wrong
+#
+# * **An overfitted teacher** leaks membership far more (more epochs, fewer
+#   images, no augmentation): the gap above grows, and every answer carries it.
+# * **Taking "the attack failed" for privacy.** A weak attack finding nothing
+#   proves nothing; only accounting bounds leakage (notebook 8).
+# * **Publishing the teacher's accuracy on its private split**: it is a
+#   statistic of private data, and the package keeps it out of every run file.
+#
 # ## Questions
 #
 # 1. Retrain the teacher with `TEACHER_EPOCHS = 1` and with `30`. How do the

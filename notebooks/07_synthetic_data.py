@@ -181,6 +181,15 @@ print(sorted(os.listdir(out)), sorted(os.listdir(os.path.join(out, "filter_audit
 assert len(load_synthetic(out)) == filt.n_kept
 
 # %% [markdown]
+# ## What can go wrong
+#
+# * **Calling the filtered set DP.** The filter reads private data; only the
+#   unfiltered set is covered by the run's ε, and `privacy.json` says so.
+# * **Leaking through the audit folder.** `filter_audit/` shows private
+#   images: it stays inside.
+# * **A synthetic set from a collapsed generator**: its labels are unbalanced
+#   and a classifier trained on it is weak; look at the label counts first.
+#
 # ## Questions
 #
 # 1. The threshold is the 95th percentile of held-out → private similarity. What fraction of *fresh real*

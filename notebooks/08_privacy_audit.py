@@ -261,7 +261,7 @@ for r in study.rows:
 print(format_canaries(study.canaries))
 
 # %% [markdown]
-# ## 7 · What this shows, and what it does not
+# ## 7 · What this shows, what it does not, and what can go wrong
 #
 # * The **DPSD students never see a private record**, only synthetic images labelled through a
 #   mechanism, so attacks on them usually fail. That is an *observation*, not a guarantee: their ε is per
