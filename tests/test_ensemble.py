@@ -13,13 +13,7 @@ from dpsd_lite.ensemble import (EnsembleVote, TeacherEnsemble, assign_partitions
 from dpsd_lite.noise import NoiseSource
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and far faster when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: see conftest.py
 
 
 class Fixed(nn.Module):
