@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -147,8 +148,10 @@ def main(argv=None) -> int:
           ", ".join(f"{m} eps={e or 'inf'}: {'yes' if b else 'NO'}" for m, e, b in beats))
 
     if not args.fast:
+        # a run of only some modes gets its own file and section instead of replacing the full benchmark's
+        name = f"generators-{dataset}" + ("" if args.modes == ap.get_default("modes") else f"-{'_'.join(modes)}")
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-        with open(os.path.join(HERE, "results", f"generators-{dataset}.json"), "w") as f:
+        with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
             json.dump({"rows": rows, "summary": summary, "baselines": baselines, "verdicts": verdicts}, f,
                       indent=2, default=str)
         from results_file import table, write_section
@@ -170,9 +173,10 @@ def main(argv=None) -> int:
                 + "\n\nGoals (learned generator, seed mean): "
                 + "; ".join(f"{m} ε={e or '∞'} ≥ {g:.2f}: {v:.3f} {'met' if ok else 'NOT met'}"
                             for m, e, g, v, ok in verdicts))
-        write_section(f"generators-{dataset}", f"Generators side by side ({dataset})",
-                      f"python benchmarks/generator_benchmark.py --dataset {dataset}"
-                      + (f" --data-root {args.data_root}" if args.data_root else ""), body)
+        command = shlex.join(["python", "benchmarks/generator_benchmark.py",
+                              *(argv if argv is not None else sys.argv[1:])])
+        write_section(name, f"Generators side by side ({dataset}"
+                      + ("" if name == f"generators-{dataset}" else f", modes {', '.join(modes)}") + ")", command, body)
     return 0
 
 

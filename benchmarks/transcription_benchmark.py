@@ -18,6 +18,8 @@ Prints, on the embedded default data (mnist-5k unless --dataset says otherwise):
 
     python benchmarks/transcription_benchmark.py            # full (about 16-22 min on 2 cores)
     python benchmarks/transcription_benchmark.py --fast     # a smoke run (digits, few steps)
+    python benchmarks/transcription_benchmark.py --dataset fashion-mnist --data-root ../shared/data
+                                                            # a second domain, offline (--download: full sets)
 
 Results are also written as JSON and CSV next to this script (benchmarks/results/); a run with
 other modes, epsilons or seed, --fast or --skip-timing names its files after them instead of
@@ -62,6 +64,9 @@ def timed_job(dataset, overrides, cache_dir, threads):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist-5k")
+    ap.add_argument("--data-root", default=None, help="folder of a torchvision dataset (e.g. ../shared/data)")
+    ap.add_argument("--download", action="store_true", help="download a torchvision dataset if missing (network)")
+    ap.add_argument("--generator", default="auto", choices=("auto", "learned", "strokes"))
     ap.add_argument("--fast", action="store_true", help="smoke run: digits, few steps")
     ap.add_argument("--epsilons", default="0.5,1,2,5,10")
     ap.add_argument("--modes", default="none,label,rr,data")
@@ -83,6 +88,9 @@ def main(argv=None):
     if args.target_seeds is None:
         args.target_seeds = default_targets
     overrides["seed"] = args.seed
+    overrides["generator"] = args.generator
+    if args.data_root or args.download:
+        overrides.update(data_root=args.data_root, download=args.download)
     results = {"dataset": dataset, "overrides": overrides, "threads": args.threads}
     print(f"dpsd_lite engine benchmark — dataset {dataset}, {args.threads} thread(s), "
           f"{os.cpu_count()} CPU(s), torch {torch.__version__}")
@@ -161,6 +169,7 @@ def main(argv=None):
     tag = "".join(f"-{name}{getattr(args, name).replace(',', '_')}" for name in ("modes", "epsilons")
                   if getattr(args, name) != ap.get_default(name))
     tag += f"-seed{args.seed}" if args.seed != ap.get_default("seed") else ""
+    tag += f"-{args.generator}" if args.generator != "auto" else ""
     tag += ("-fast" if args.fast else "") + ("-notiming" if args.skip_timing else "")
     tag += f"-targets{args.target_seeds.replace(',', '_')}" if args.target_seeds != default_targets else ""
     stem = os.path.join(HERE, "results", f"transcription-{dataset}{tag}")

@@ -170,7 +170,7 @@ NO_PRIVACY_CLAIM = claim(math.inf, None, "none (no DP mechanism)")
 # ---------------------------------------------------------------------------- scores
 
 @torch.no_grad()
-def _logits(model, x, batch_size=500) -> torch.Tensor:
+def _logits(model, x, batch_size=128) -> torch.Tensor:
     dev = next(model.parameters()).device
     was = model.training
     model.eval()

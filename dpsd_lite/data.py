@@ -76,7 +76,7 @@ class DataSplits:
         for t in (self.x_private, self.y_private, self.x_heldout, self.y_heldout):
             t = t.detach().cpu().contiguous()
             h.update(str((t.dtype, tuple(t.shape))).encode())
-            h.update(t.numpy().tobytes())
+            h.update(t.numpy().data)  # the bytes themselves, without a copy
         return h.hexdigest()
 
     def describe(self) -> dict:

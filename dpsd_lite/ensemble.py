@@ -211,7 +211,7 @@ def _get_part_teacher(part, epochs, batch_size, seed, device, cache_dir) -> Trai
 
 
 @torch.no_grad()
-def _vote_accuracy(ensemble: TeacherEnsemble, x, y, batch_size: int = 500) -> float:
+def _vote_accuracy(ensemble: TeacherEnsemble, x, y, batch_size: int = 128) -> float:
     dev = next(ensemble.parameters()).device
     correct = 0
     for i in range(0, len(x), batch_size):

@@ -115,7 +115,7 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device=None, batch_size: int = 500) -> float:
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device=None, batch_size: int = 128) -> float:
     """Fraction of x that model classifies as y (eval mode, batched, no autograd graph)."""
     device = device or next(model.parameters()).device
     was_training = model.training
