@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -108,8 +109,8 @@ def main(argv=None):
                           f"{100 * r['synthetic']:.1f}%", f"{r['synthetic'] / r['real']:.3f}",
                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
         write_section(f"synthetic-{args.dataset}", f"Synthetic data downstream ({args.dataset})",
-                      "python benchmarks/synthetic_benchmark.py" + (f" --dataset {args.dataset}"
-                                                                    if args.dataset != "mnist-5k" else ""), body)
+                      shlex.join(["python", "benchmarks/synthetic_benchmark.py",
+                                  *(argv if argv is not None else sys.argv[1:])]), body)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
