@@ -64,6 +64,16 @@ def build_generator(config, image_shape, num_classes):
                      margin=PUBLIC_MARGIN.get(config.dataset, 0), sharpness=config.generator_sharpness or 4.0)
 
 
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour ×2 upsampling, the same values as ``F.interpolate(x, scale_factor=2, mode="nearest")``.
+
+    A broadcast and a reshape: forward and backward together take about half the time of
+    ``interpolate`` on CPU for the generator's batches (measured on 512×32×14×14).
+    """
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
 class Generator(nn.Module):
     """Class-conditional DAFL/DFAD-style generator G(z, c) → images in the data's range [-1, 1].
 
@@ -96,8 +106,8 @@ class Generator(nn.Module):
         onehot = F.one_hot(c, self.num_classes).to(z.dtype)
         x = self.fc(torch.cat([z, onehot], 1)).view(-1, self.width, *self.init_hw)
         x = self.bn0(x)
-        x = self.block1(F.interpolate(x, scale_factor=2, mode="nearest"))
-        x = self.block2(F.interpolate(x, scale_factor=2, mode="nearest"))
+        x = self.block1(upsample2(x))
+        x = self.block2(upsample2(x))
         a = self.out(x)
         if self.ink is None:
             return torch.tanh(a)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dpsd_lite.mechanisms import Release, make_mechanism
-from dpsd_lite.generators import Generator, StrokeGenerator
+from dpsd_lite.generators import Generator, StrokeGenerator, upsample2
 from dpsd_lite.transcribe import ReplayBuffer, TranscribeConfig, build_generator, transcribe
 
 
@@ -215,3 +215,16 @@ def test_freeze_generator_keeps_its_initialisation_and_history_counts_agreement(
     assert any(not torch.equal(a, b) for a, b in zip(short, trained))
     shares = [h["agreement"] for h in r.history]
     assert len(shares) == 3 and all(0.0 <= a <= 1.0 for a in shares)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 7, 7), (2, 1, 5, 6)])
+def test_the_learned_generators_upsampling_is_nearest_neighbour_in_values_and_gradients(shape):
+    x = torch.randn(*shape, requires_grad=True)
+    ref = x.detach().clone().requires_grad_(True)
+    ours, theirs = upsample2(x), torch.nn.functional.interpolate(ref, scale_factor=2, mode="nearest")
+    assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+    weights = torch.randn_like(theirs)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    torch.testing.assert_close(x.grad, ref.grad)
+
