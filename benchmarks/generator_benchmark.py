@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -154,7 +153,7 @@ def main(argv=None) -> int:
         with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
             json.dump({"rows": rows, "summary": summary, "baselines": baselines, "verdicts": verdicts}, f,
                       indent=2, default=str)
-        from results_file import table, write_section
+        from results_file import command_line, table, write_section
 
         body = (f"Student/teacher held-out accuracy (teacher {100 * teacher_mean:.1f}% on average over the seeds' "
                 f"own teachers), ε per teacher answer, δ = 1e-5, seeds {', '.join(map(str, seeds))} (mean, then "
@@ -173,10 +172,9 @@ def main(argv=None) -> int:
                 + "\n\nGoals (learned generator, seed mean): "
                 + "; ".join(f"{m} ε={e or '∞'} ≥ {g:.2f}: {v:.3f} {'met' if ok else 'NOT met'}"
                             for m, e, g, v, ok in verdicts))
-        command = shlex.join(["python", "benchmarks/generator_benchmark.py",
-                              *(argv if argv is not None else sys.argv[1:])])
         write_section(name, f"Generators side by side ({dataset}"
-                      + ("" if name == f"generators-{dataset}" else f", modes {', '.join(modes)}") + ")", command, body)
+                      + ("" if name == f"generators-{dataset}" else f", modes {', '.join(modes)}") + ")",
+                      command_line("generator_benchmark.py", argv), body)
     return 0
 
 

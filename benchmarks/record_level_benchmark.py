@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         with open(os.path.join(HERE, "results", f"record-level-{dataset}.json"), "w") as f:
             json.dump({"rows": rows, "summary": summary}, f, indent=2)
         sys.path.insert(0, HERE)
-        from results_file import table, write_section
+        from results_file import command_line, table, write_section
 
         body = ("Held-out accuracy (the mean over seeds, then each seed), ε per private training record "
                 "(δ = 1e-5), wall time per run (mean) and peak RSS (max) of each route's own process.\n\n"
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
                           " / ".join(f"{100 * a:.1f}" for a in s["accs"]), f"{s['seconds']:.0f}",
                           f"{s['peak_rss_mb']:.0f}") for s in summary]))
         write_section(f"record-level-{dataset}", f"Record-level routes side by side ({dataset})",
-                      "python benchmarks/record_level_benchmark.py", body)
+                      command_line("record_level_benchmark.py", argv), body)
     return 0
 
 

@@ -60,9 +60,9 @@ def run_ensemble(data, setting, eps, seed, cache_dir, ensembles):
     return out.student_accuracy
 
 
-def write_results(what: str, payload: dict) -> None:
-    """This benchmark's section of benchmarks/RESULTS.md, from its JSON payload."""
-    from results_file import table, write_section
+def write_results(what: str, payload: dict, argv=None) -> None:
+    """This benchmark's section of benchmarks/RESULTS.md, from its JSON payload (``argv``: the command's arguments)."""
+    from results_file import command_line, table, write_section
 
     eps = payload["epsilons"]
     rows = [(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["setting"].items()),
@@ -76,7 +76,7 @@ def write_results(what: str, payload: dict) -> None:
             f"is the default.\n\n"
             + table(("setting", *(f"ε = {e:g}" for e in eps), "mean", ""), rows))
     write_section(f"record-level-settings-{what}", f"How the {name} defaults were chosen (public data)",
-                  f"python benchmarks/record_level_settings.py {what}", body)
+                  command_line("record_level_settings.py", argv), body)
 
 
 def main(argv=None) -> int:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                    "data": data.describe()}
         with open(os.path.join(HERE, "results", f"record-level-settings-{args.what}.json"), "w") as f:
             json.dump(payload, f, indent=2)
-        write_results(args.what, payload)
+        write_results(args.what, payload, argv)
     return 0
 
 

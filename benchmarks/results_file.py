@@ -13,6 +13,8 @@ import datetime as dt
 import os
 import platform
 import re
+import shlex
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATH = os.path.join(HERE, "RESULTS.md")
@@ -30,6 +32,11 @@ def machine() -> str:
 
     return (f"{os.cpu_count()} CPU(s), torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"Python {platform.python_version()}")
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command that ran ``script`` (a file in benchmarks/) with ``argv`` (default: this process's arguments)."""
+    return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def write_section(name: str, title: str, command: str, body: str, path: str = PATH) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -98,7 +97,7 @@ def main(argv=None):
     print(f"total {time.perf_counter() - t0:.0f} s")
     if not args.fast:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from results_file import table, write_section
+        from results_file import command_line, table, write_section
 
         body = (f"A fresh student trained only on {args.n:,} synthetic images from each run (labelled by the run's "
                 f"student: no new teacher query), against the same student trained on the real private split "
@@ -109,8 +108,7 @@ def main(argv=None):
                           f"{100 * r['synthetic']:.1f}%", f"{r['synthetic'] / r['real']:.3f}",
                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
         write_section(f"synthetic-{args.dataset}", f"Synthetic data downstream ({args.dataset})",
-                      shlex.join(["python", "benchmarks/synthetic_benchmark.py",
-                                  *(argv if argv is not None else sys.argv[1:])]), body)
+                      command_line("synthetic_benchmark.py", argv), body)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
