@@ -24,9 +24,6 @@ CHOSEN_ON_PRIVATE_SPLIT = ("the budget (steps, student_steps, replay_steps, quer
                            "the MNIST stroke pen width")
 SELECTION_DATASETS = ("mnist-5k", "mnist")
 
-#: Digit domains, where ``generator="auto"`` means the stroke renderer (see :func:`generator_kind`).
-DIGIT_DATASETS = ("mnist-5k", "mnist", "digits")
-
 #: Settings whose default depends on the generator (``None`` in a config means "the generator's default").
 #: With good labels (ε ≥ ``LEARNED_CALM_EPSILON``, or mode none) the learned generator moves slowly (lr 3e-4)
 #: and its queries are augmented; with noisy ones it moves at 1e-3 without augmentation, so new queries keep
@@ -45,9 +42,16 @@ LEARNED_SHARPNESS = {"fashion-mnist": 1.5}
 
 
 def generator_kind(generator: str, dataset: str) -> str:
-    """``learned`` or ``strokes``: what ``generator`` means for ``dataset`` (``auto``: strokes for digits)."""
+    """``learned`` or ``strokes``: what ``generator`` means for ``dataset``.
+
+    ``auto`` means the stroke renderer on the handwritten-digit domains it has a format for
+    (``generators.STROKE_FORMAT``), the learned generator elsewhere. (Imports torch, through
+    the generators module: call it once a run is under way, not while parsing arguments.)
+    """
     if generator == "auto":
-        return "strokes" if dataset in DIGIT_DATASETS else "learned"
+        from .generators import STROKE_FORMAT
+
+        return "strokes" if dataset in STROKE_FORMAT else "learned"
     return generator
 
 

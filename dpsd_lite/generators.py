@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import generator_kind
 from .models import _check_shape
 
 # Mean pixel brightness (in [0, 1]) of each domain's images: the widely published
@@ -49,8 +50,7 @@ from .names import GENERATOR_KINDS  # noqa: E402,F401  (re-exported)
 def build_generator(config, image_shape, num_classes):
     """The generator a config asks for: ``learned`` (a conv G(z, c) from noise), ``strokes`` (the renderer, for
     digit domains) or ``auto`` (strokes for digit domains, learned otherwise)."""
-    from .config import generator_kind
-
+    config = config.resolved()  # the generator's own defaults (e.g. the learned one's sharpness per dataset)
     kind = generator_kind(config.generator, config.dataset)
     if kind == "strokes":
         if config.dataset not in STROKE_FORMAT or image_shape[0] != 1:
@@ -61,7 +61,7 @@ def build_generator(config, image_shape, num_classes):
         return StrokeGenerator(image_shape, num_classes, nz=config.nz, skeletons=config.skeletons,
                                **STROKE_FORMAT.get(config.dataset, {}))
     return Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
-                     margin=PUBLIC_MARGIN.get(config.dataset, 0), sharpness=config.generator_sharpness or 4.0)
+                     margin=PUBLIC_MARGIN.get(config.dataset, 0), sharpness=config.generator_sharpness)
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:

@@ -228,3 +228,9 @@ def test_the_learned_generators_upsampling_is_nearest_neighbour_in_values_and_gr
     (theirs * weights).sum().backward()
     torch.testing.assert_close(x.grad, ref.grad)
 
+
+def test_build_generator_fills_the_learned_generators_own_defaults():
+    """Called directly with a config that leaves them open, it builds what a run on that dataset would use."""
+    fashion = build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10)
+    assert isinstance(fashion, Generator) and fashion.sharpness == 1.5
+    assert build_generator(TranscribeConfig(dataset="mnist", generator="learned"), (1, 28, 28), 10).sharpness == 4.0
