@@ -39,6 +39,10 @@ LEARNED_CALM_EPSILON = 5.0
 #: The learned generator's ink sharpness per dataset (tanh(sharpness·(a − threshold)/spread)): softer edges
 #: for clothing. Chosen on Fashion-MNIST's private split; 4 elsewhere.
 LEARNED_SHARPNESS = {"fashion-mnist": 1.5}
+#: What of the learned generator's defaults was chosen on private splits, and on which data (reports disclose it).
+LEARNED_CHOSEN_ON_PRIVATE_SPLIT = ("lr_generator and augment per noise level", "label's top_k",
+                                   "the ink sharpness on Fashion-MNIST")
+LEARNED_SELECTION_DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
 
 
 def generator_kind(generator: str, dataset: str) -> str:

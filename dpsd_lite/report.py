@@ -63,9 +63,7 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
                                               for k, n in k_used.items()) / total
     outside = [TEACHER_ACCURACY_NOTE]
     if config is not None:
-        selection = settings_selection(config.dataset)
-        if selection:
-            outside.append(selection)
+        outside += settings_selection(config.dataset, config.generator)
     report["not_covered_by_epsilon"] = outside
     if config is not None and desc["mode"] in ("rr", "label"):
         prior = "the student's own prediction"
@@ -105,23 +103,31 @@ def _record_level_lines(report: dict) -> list:
             f"record-level unit: {rl['unit_of_privacy']}"]
 
 
-def settings_selection(dataset: str) -> str | None:
-    """What the report says about how the defaults were chosen, for a run on ``dataset``.
+def settings_selection(dataset: str, generator: str = "auto") -> list[str]:
+    """What the report says about how the defaults were chosen, for a run on ``dataset`` with ``generator``.
 
     Choosing settings by comparing runs on private data is itself a release
     that no ε covers (Papernot & Steinke 2022). The defaults listed in
     :data:`dpsd_lite.config.CHOSEN_ON_PRIVATE_SPLIT` were chosen that way
-    on mnist-5k's private split (images of MNIST's training set): for runs on
-    mnist-5k or mnist this is disclosed; on other data those settings are
-    public with respect to the data.
+    on mnist-5k's private split (images of MNIST's training set), and the
+    learned generator's (:data:`dpsd_lite.config.LEARNED_CHOSEN_ON_PRIVATE_SPLIT`)
+    on the private splits of mnist-5k and Fashion-MNIST: a run on those data
+    discloses each; on other data those settings are public with respect to the data.
     """
-    from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS
+    from .config import (CHOSEN_ON_PRIVATE_SPLIT, LEARNED_CHOSEN_ON_PRIVATE_SPLIT, LEARNED_SELECTION_DATASETS,
+                         SELECTION_DATASETS, generator_kind)
 
-    if dataset not in SELECTION_DATASETS:
-        return None
-    return (f"the defaults for {', '.join(CHOSEN_ON_PRIVATE_SPLIT)} were chosen by comparing transcriptions "
-            f"on mnist-5k's private split (the teacher's training images, part of MNIST's training set); "
-            f"that choice is itself a release about those images that this epsilon does not cover")
+    notes = []
+    if dataset in SELECTION_DATASETS:
+        notes.append(f"the defaults for {', '.join(CHOSEN_ON_PRIVATE_SPLIT)} were chosen by comparing transcriptions "
+                     f"on mnist-5k's private split (the teacher's training images, part of MNIST's training set); "
+                     f"that choice is itself a release about those images that this epsilon does not cover")
+    if generator_kind(generator, dataset) == "learned" and dataset in LEARNED_SELECTION_DATASETS:
+        notes.append(f"the learned generator's defaults ({', '.join(LEARNED_CHOSEN_ON_PRIVATE_SPLIT)}) were chosen "
+                     f"by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
+                     f"teachers' training images); that choice is itself a release about those images that this "
+                     f"epsilon does not cover")
+    return notes
 
 
 def format_report(report: dict) -> str:

@@ -67,8 +67,16 @@ def test_report_says_each_answer_separately_and_what_is_outside_epsilon():
     assert "covers each of the answers separately" in text and "does NOT cover the answers together" in text
     assert "non-private statistic of the teacher" in text
     assert "chosen by comparing transcriptions on mnist-5k's private split" in text  # disclosed selection
+    assert "learned generator's defaults" not in text  # the renderer drew this run's queries
     other = privacy_report(make_mechanism("rr", 1.0, 1e-5), queries=10, config=cfg.replace(dataset="digits"))
     assert not any("private split" in note for note in other["not_covered_by_epsilon"])
+    # the learned generator's defaults were chosen on the private splits of mnist-5k and Fashion-MNIST
+    for dataset in ("fashion-mnist", "mnist-5k"):
+        learned = privacy_report(make_mechanism("rr", 1.0, 1e-5), queries=10,
+                                 config=cfg.replace(dataset=dataset, generator="learned"))
+        notes = [n for n in learned["not_covered_by_epsilon"] if "learned generator's defaults" in n]
+        assert len(notes) == 1 and "private splits of mnist-5k and of Fashion-MNIST" in notes[0]
+        assert "lr_generator" in notes[0] and "sharpness" in notes[0]
 
 
 # --------------------------------------------------------------------------- the replay attack on a saved run
