@@ -373,14 +373,20 @@ def test_gradient_noise_needs_student_logits():
 
 
 # --------------------------------------------------------------------------- no noise
-def test_no_noise_releases_raw_logits_and_l1():
+def test_no_noise_releases_raw_logits_and_the_student_learns_their_softmax():
     mech = NoNoise()
     assert mech.private is False
     t = torch.randn(6, K, requires_grad=True)
     rel = mech.release(t)
     assert torch.equal(rel.values, t.detach()) and not rel.values.requires_grad
     s = torch.randn(6, K)
-    assert mech.student_loss(s, rel).item() == pytest.approx((s - t.detach()).abs().mean().item(), rel=1e-6)
+    # the cross-entropy to the teacher's probabilities: its KL divergence plus the teacher's entropy
+    kl = torch.nn.functional.kl_div(s.log_softmax(1), t.detach().log_softmax(1), log_target=True,
+                                    reduction="batchmean")
+    entropy = -(t.detach().softmax(1) * t.detach().log_softmax(1)).sum(1).mean()
+    assert mech.student_loss(s, rel).item() == pytest.approx((kl + entropy).item(), rel=1e-5)
+    # smallest where the student's probabilities are the teacher's
+    assert mech.student_loss(t.detach(), rel) < mech.student_loss(s, rel)
     assert rel.hard_labels.tolist() == t.argmax(1).tolist()
 
 

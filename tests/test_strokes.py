@@ -218,11 +218,13 @@ def test_freeze_generator_keeps_its_initialisation_and_history_counts_agreement(
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 7, 7), (2, 1, 5, 6)])
-def test_the_learned_generators_upsampling_is_nearest_neighbour_in_values_and_gradients(shape):
-    x = torch.randn(*shape, requires_grad=True)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_learned_generators_upsampling_is_nearest_neighbour_in_values_and_gradients(shape, layout):
+    x = torch.randn(*shape).contiguous(memory_format=layout).requires_grad_(True)
     ref = x.detach().clone().requires_grad_(True)
     ours, theirs = upsample2(x), torch.nn.functional.interpolate(ref, scale_factor=2, mode="nearest")
     assert ours.shape == theirs.shape and torch.equal(ours, theirs)
+    assert ours.is_contiguous(memory_format=layout)  # the layout is kept (channels-last: the fast one)
     weights = torch.randn_like(theirs)
     (ours * weights).sum().backward()
     (theirs * weights).sum().backward()
