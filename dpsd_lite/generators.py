@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .config import generator_kind
 from .models import _check_shape
+from .utils import channels_last
 
 # Mean pixel brightness (in [0, 1]) of each domain's images: the widely published
 # normalisation constants (MNIST 0.1307, Fashion-MNIST 0.2860), a public fact
@@ -60,8 +61,10 @@ def build_generator(config, image_shape, num_classes):
                             f"generator='learned'")
         return StrokeGenerator(image_shape, num_classes, nz=config.nz, skeletons=config.skeletons,
                                **STROKE_FORMAT.get(config.dataset, {}))
-    return Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
-                     margin=PUBLIC_MARGIN.get(config.dataset, 0), sharpness=config.generator_sharpness)
+    # channels-last: its 28×28 convolutions run about twice as fast on CPU (see upsample2)
+    return channels_last(Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
+                                   margin=PUBLIC_MARGIN.get(config.dataset, 0),
+                                   sharpness=config.generator_sharpness))
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:

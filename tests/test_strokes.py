@@ -231,6 +231,15 @@ def test_the_learned_generators_upsampling_is_nearest_neighbour_in_values_and_gr
     torch.testing.assert_close(x.grad, ref.grad)
 
 
+def test_the_learned_generator_is_built_channels_last_and_keeps_the_layout_through_its_layers():
+    g = build_generator(TranscribeConfig(dataset="mnist-5k", generator="learned"), (1, 28, 28), 10)
+    assert g.block2[0].weight.is_contiguous(memory_format=torch.channels_last)
+    feats = []
+    g.block2.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+    x, _ = g.sample(8, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (8, 1, 28, 28) and feats[0].is_contiguous(memory_format=torch.channels_last)
+
+
 def test_build_generator_fills_the_learned_generators_own_defaults():
     """Called directly with a config that leaves them open, it builds what a run on that dataset would use."""
     fashion = build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10)
