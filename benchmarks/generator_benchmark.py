@@ -143,8 +143,9 @@ def main(argv=None) -> int:
                   f"{'met' if m >= goal else 'NOT met'}")
     beats = [(s["mode"], s["epsilon"], s["mean"] > s["frozen_mean"]) for s in summary
              if s["generator"] == "learned" and s["frozen_mean"] is not None]
-    print("learned generator beats its frozen initialisation: " +
-          ", ".join(f"{m} eps={e or 'inf'}: {'yes' if b else 'NO'}" for m, e, b in beats))
+    if beats:
+        print("learned generator beats its frozen initialisation: " +
+              ", ".join(f"{m} eps={e or 'inf'}: {'yes' if b else 'NO'}" for m, e, b in beats))
 
     if not args.fast:
         # a run of only some modes gets its own file and section instead of replacing the full benchmark's
@@ -169,9 +170,9 @@ def main(argv=None) -> int:
                          for s in summary])
                 + "\n\nNo-teacher baselines (held-out accuracy): "
                 + ", ".join(f"{g} {100 * a:.1f}%" for g, a in baselines.items())
-                + "\n\nGoals (learned generator, seed mean): "
-                + "; ".join(f"{m} ε={e or '∞'} ≥ {g:.2f}: {v:.3f} {'met' if ok else 'NOT met'}"
-                            for m, e, g, v, ok in verdicts))
+                + ("\n\nGoals (learned generator, seed mean): "
+                   + "; ".join(f"{m} ε={e or '∞'} ≥ {g:.2f}: {v:.3f} {'met' if ok else 'NOT met'}"
+                               for m, e, g, v, ok in verdicts) if verdicts else ""))
         write_section(name, f"Generators side by side ({dataset}"
                       + ("" if name == f"generators-{dataset}" else f", modes {', '.join(modes)}") + ")",
                       command_line("generator_benchmark.py", argv), body)
