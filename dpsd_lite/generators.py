@@ -75,7 +75,7 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     input gives a channels-last output (the layout the next convolution runs fastest in on CPU).
     """
     b, c, h, w = x.shape
-    if c > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         y = x.permute(0, 2, 3, 1)  # the NHWC storage, as a contiguous view
         return y[:, :, None, :, None, :].expand(b, h, 2, w, 2, c).reshape(b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
     return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
