@@ -38,7 +38,8 @@ def main(argv=None):
     p.add_argument("--generators", default="learned,strokes",
                    help="generators to compare (strokes only on digit datasets)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--steps", type=int, default=TranscribeConfig.steps, help="transcription steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help="transcription steps (default: each generator's own, at each ε)")
     p.add_argument("--n", type=int, default=4000, help="synthetic images per run (the private split has 4,000)")
     p.add_argument("--downstream-steps", type=int, default=600, help="training steps of every downstream student")
     p.add_argument("--percentile", type=float, default=95.0)
@@ -71,7 +72,7 @@ def main(argv=None):
         filt = reid_filter(synth.images, data.x_private, data.x_heldout, teacher, percentile=args.percentile)
         syn, fil = downstream_comparison(data, synth, synth.subset(filt.keep), steps=args.downstream_steps,
                                          seed=args.seed, include_real=False)
-        rows.append({"generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": args.steps,
+        rows.append({"generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": result.config.steps,
                      "dpsd_student": result.student_accuracy, "synthetic": syn["heldout_accuracy"],
                      "synthetic_filtered": fil["heldout_accuracy"], "real": real["heldout_accuracy"],
                      "n_synthetic": len(synth), "n_kept": filt.n_kept, "fraction_filtered": filt.fraction_dropped,
@@ -81,7 +82,7 @@ def main(argv=None):
 
     print()
     print(f"downstream accuracy on the real held-out split ({len(data.y_heldout)} images); "
-          f"{args.mode} mode, {args.steps} transcription steps, {args.downstream_steps} downstream steps, "
+          f"{args.mode} mode, {'–'.join(str(n) for n in sorted({r['steps'] for r in rows}))} transcription steps, {args.downstream_steps} downstream steps, "
           f"filter at the {args.percentile:g}th percentile")
     head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'filtered':>8} | " \
            f"{'real':>6} | {'filtered out':>12} | {'threshold':>9}"

@@ -104,8 +104,16 @@ def setting_arg(text):
     default = getattr(TranscribeConfig(), key)
     raw = raw.strip()
     try:
-        if default is None:  # optional settings (ink, data_root): none, a number or a string
-            value = None if raw.lower() in ("none", "null", "") else (float(raw) if _is_number(raw) else raw)
+        if default is None:  # optional settings (steps, top_k, data_root): none, or a value of the field's type
+            kind = str(known[key].type).split("|")[0].strip()  # "int | None" -> "int"
+            if raw.lower() in ("none", "null", ""):
+                value = None
+            elif kind == "int":
+                value = int(raw)
+            elif kind == "float":
+                value = float(raw)
+            else:
+                value = float(raw) if _is_number(raw) else raw
         elif isinstance(default, bool):
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
@@ -419,7 +427,8 @@ def run_sweep_cmd(args):
     with atomic_directory(out, force=args.force) as tmp:
         write_csv(rows, os.path.join(tmp, "sweep.csv"))
         plot_sweep(rows, os.path.join(tmp, "accuracy_vs_epsilon.png"))
-    print(f"{config.dataset}, {config.steps} steps, seed {config.seed}; "
+    steps = sorted({r["steps"] for r in rows})  # the learned generator takes more steps at small ε
+    print(f"{config.dataset}, {'–'.join(str(n) for n in steps)} steps, seed {config.seed}; "
           f"teacher held-out accuracy {_pct(teacher.heldout_accuracy)}")
     print(format_table(rows))
     print(f"wrote {os.path.join(out, 'sweep.csv')} and {os.path.join(out, 'accuracy_vs_epsilon.png')}")
@@ -440,7 +449,7 @@ def run_report(args):
     run = load_run(args.run_dir)
     cfg, meta = run.config, run.meta
     print(f"run: {run.path}")
-    print(f"dataset {cfg.dataset}, mode {cfg.noise_mode}, {cfg.steps} steps, seed {cfg.seed}; "
+    print(f"dataset {cfg.dataset}, mode {cfg.noise_mode}, {cfg.resolved().steps} steps, seed {cfg.seed}; "
           f"saved {meta.get('created')} by dpsd_lite {meta.get('dpsd_lite_version')}")
     print(format_report(run.privacy))
     print()

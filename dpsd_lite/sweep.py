@@ -90,7 +90,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
                 "teacher_accuracy": result.teacher_accuracy,
                 "ratio_to_teacher": summary["ratio_to_teacher"],
                 "queries": result.queries,
-                "steps": config.steps,
+                "steps": result.config.steps,
                 "seed": config.seed,
                 "seconds": result.elapsed,
             }
@@ -132,7 +132,7 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
             "student_accuracy": res.heldout_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
             "ratio_to_teacher": res.heldout_accuracy / teacher.heldout_accuracy,
-            "queries": 0, "steps": config.steps, "seed": config.seed, "seconds": res.seconds,
+            "queries": 0, "steps": config.resolved().steps, "seed": config.seed, "seconds": res.seconds,
         }
         rows.append(row)
         if on_result is not None:

@@ -218,8 +218,9 @@ class Dashboard:
                                         style={"description_width": "initial"}, layout=W.Layout(width="440px"))
         # up to four times the library's default run: the default sits a quarter of the way along, not at the
         # far left of a long range
-        max_steps = int(max_steps or max(4 * TranscribeConfig().steps, self.config.steps))
-        self.steps_slider = W.IntSlider(value=min(self.config.steps, max_steps), min=10, max=max_steps, step=10,
+        steps = self.config.resolved().steps  # the generator's default at the starting ε, unless set
+        max_steps = int(max_steps or max(4 * TranscribeConfig().resolved().steps, steps))
+        self.steps_slider = W.IntSlider(value=min(steps, max_steps), min=10, max=max_steps, step=10,
                                         description="generator steps", continuous_update=False,
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",

@@ -52,7 +52,7 @@ FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
 NOISE_MODE = "rr"
 EPSILON = 10.0  # per teacher answer
-STEPS = 20 if FAST else TranscribeConfig().steps
+STEPS = 20 if FAST else TranscribeConfig().resolved().steps
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DEVICE = "cpu"

@@ -47,7 +47,7 @@ FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
 EPSILONS = [1.0, 10.0] if FAST else [0.5, 2.0, 10.0]  # per teacher answer
 MODES = ["none", "rr", "label"]  # add "data" for the gradient-noise mode
-STEPS = 15 if FAST else TranscribeConfig().steps // 2
+STEPS = 15 if FAST else TranscribeConfig().resolved().steps // 2
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DELTA = 1e-5

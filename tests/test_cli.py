@@ -1,5 +1,6 @@
 """The dpsd-lite command line: one-line errors with exit code 2, and the happy paths on digits."""
 
+import argparse
 import csv
 import math
 import os
@@ -125,6 +126,14 @@ def test_set_values_are_typed_like_the_config_field():
     assert cli.setting_arg("download=yes") == ("download", True)
     assert cli.setting_arg("data_root=none") == ("data_root", None)
     assert cli.setting_arg("data_root=/tmp/x") == ("data_root", "/tmp/x")
+    # optional integer settings stay integers (a loop cannot run 200.0 steps)
+    for text, expected in (("steps=200", ("steps", 200)), ("query_pool=1", ("query_pool", 1)),
+                           ("top_k=3", ("top_k", 3)), ("steps=none", ("steps", None))):
+        key, value = cli.setting_arg(text)
+        assert (key, value) == expected and type(value) is type(expected[1])
+    assert type(cli.setting_arg("lr_generator=1e-3")[1]) is float
+    with pytest.raises(argparse.ArgumentTypeError, match="bad value for steps"):
+        cli.setting_arg("steps=2.5")
     assert cli.epsilon_list("1, 2,10") == [1.0, 2.0, 10.0]
 
 

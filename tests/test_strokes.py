@@ -245,3 +245,35 @@ def test_build_generator_fills_the_learned_generators_own_defaults():
     fashion = build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10)
     assert isinstance(fashion, Generator) and fashion.sharpness == 1.5
     assert build_generator(TranscribeConfig(dataset="mnist", generator="learned"), (1, 28, 28), 10).sharpness == 4.0
+
+
+@pytest.mark.parametrize("generator, mode, epsilon, steps, pool", [
+    ("strokes", "rr", 1.0, 150, 2), ("strokes", "rr", 10.0, 150, 2),
+    ("learned", "rr", 10.0, 200, 1), ("learned", "none", 1.0, 200, 1),
+    ("learned", "rr", 1.0, 200, 1), ("learned", "label", 2.0, 200, 1),
+])
+def test_the_budget_is_the_generators_own_unless_set(generator, mode, epsilon, steps, pool):
+    """The learned generator sends every candidate to the teacher (no pick) and spends the time that saves on
+    more iterations; a value the user sets is kept."""
+    cfg = TranscribeConfig(dataset="mnist-5k", generator=generator, noise_mode=mode, epsilon=epsilon)
+    assert cfg.steps is None and cfg.query_pool is None
+    assert (cfg.resolved().steps, cfg.resolved().query_pool) == (steps, pool)
+    mine = cfg.replace(steps=30, query_pool=3).resolved()
+    assert (mine.steps, mine.query_pool) == (30, 3)
+
+
+def test_a_run_takes_the_generators_number_of_steps_and_pool(digits, digits_teacher, monkeypatch):
+    """A run whose config leaves steps and query_pool open runs the generator's own (shrunk here to stay fast)."""
+    from dpsd_lite import config as config_module, phases
+
+    monkeypatch.setitem(config_module.GENERATOR_DEFAULTS, "learned-noisy",
+                        {**config_module.GENERATOR_DEFAULTS["learned-noisy"], "steps": 3, "query_pool": 1})
+    monkeypatch.setitem(config_module.GENERATOR_DEFAULTS, "strokes",
+                        {**config_module.GENERATOR_DEFAULTS["strokes"], "steps": 5, "query_pool": 2})
+    drawn = []
+    real_draw = phases.draw
+    monkeypatch.setattr(phases, "draw", lambda p, n: drawn.append(n) or real_draw(p, n))
+    r = transcribe(dataset="digits", data=digits, teacher=digits_teacher, generator="learned", noise_mode="rr",
+                   epsilon=1.0, batch_size=16, generator_batch=8, student_steps=1, replay_steps=0, device="cpu")
+    assert r.config.steps == 3 and r.history[-1]["step"] == 3 and r.queries == 3 * 16
+    assert drawn.count(16) == 3 and 32 not in drawn  # pool 1: as many candidates as queries
