@@ -46,6 +46,8 @@ def assert_user_error(code, err, match=""):
     (["transcribe", "--steps", "0"], "positive integer"),
     (["transcribe", "--set", "no_such_setting=1"], "KEY=VALUE"),
     (["transcribe", "--set", "lr_student=fast"], "bad value for lr_student"),
+    (["transcribe", "--set", "query_pool=0", "--dataset", "digits"], "query_pool must be a positive integer"),
+    (["transcribe", "--set", "steps=1.5"], "bad value for steps"),
     (["transcribe", "--device", "tpu", "--dataset", "digits"], "unknown device"),
     (["sweep", "--modes", "rr,laplace"], "unknown noise mode 'laplace'"),
     (["sweep", "--epsilons", "1,0"], "epsilon must be a positive"),

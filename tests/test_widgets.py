@@ -214,3 +214,14 @@ def test_image_grid_titles_show_class_and_label(digits):
     assert len(texts) == 16 and texts[0] == f"{int(classes[0])}→{int(labels[0])}"
     assert "15/16 agree" in fig.axes[0].get_title()
     assert len(plots.figure_to_png(fig)) > 1000
+
+
+def test_the_steps_slider_starts_at_the_generators_own_budget(digits, digits_teacher):
+    """Left open, the number of steps is the generator's default (the learned one takes more, cheaper ones)."""
+    from dpsd_lite.config import GENERATOR_DEFAULTS
+
+    renderer = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu")
+    learned = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu", generator="learned")
+    assert renderer.steps_slider.value == GENERATOR_DEFAULTS["strokes"]["steps"]
+    assert learned.steps_slider.value == GENERATOR_DEFAULTS["learned"]["steps"]
+    assert learned.current_config().steps == learned.steps_slider.value
