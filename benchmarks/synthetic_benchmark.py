@@ -27,7 +27,7 @@ from dpsd_lite.data import load_dataset
 from dpsd_lite.reid_filter import reid_filter
 from dpsd_lite.synthetic import downstream_comparison, sample_synthetic
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig, transcribe
+from dpsd_lite.transcribe import transcribe
 
 
 def main(argv=None):
@@ -39,7 +39,7 @@ def main(argv=None):
                    help="generators to compare (strokes only on digit datasets)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--steps", type=int, default=None,
-                   help="transcription steps (default: each generator's own, at each ε)")
+                   help="transcription steps (default: each generator's own)")
     p.add_argument("--n", type=int, default=4000, help="synthetic images per run (the private split has 4,000)")
     p.add_argument("--downstream-steps", type=int, default=600, help="training steps of every downstream student")
     p.add_argument("--percentile", type=float, default=95.0)
@@ -81,8 +81,9 @@ def main(argv=None):
         print(f"  eps={eps:g} done in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
 
     print()
+    steps = "–".join(str(n) for n in sorted({r["steps"] for r in rows}))  # each generator's own, unless set
     print(f"downstream accuracy on the real held-out split ({len(data.y_heldout)} images); "
-          f"{args.mode} mode, {'–'.join(str(n) for n in sorted({r['steps'] for r in rows}))} transcription steps, {args.downstream_steps} downstream steps, "
+          f"{args.mode} mode, {steps} transcription steps, {args.downstream_steps} downstream steps, "
           f"filter at the {args.percentile:g}th percentile")
     head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'filtered':>8} | " \
            f"{'real':>6} | {'filtered out':>12} | {'threshold':>9}"

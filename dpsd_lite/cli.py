@@ -427,7 +427,7 @@ def run_sweep_cmd(args):
     with atomic_directory(out, force=args.force) as tmp:
         write_csv(rows, os.path.join(tmp, "sweep.csv"))
         plot_sweep(rows, os.path.join(tmp, "accuracy_vs_epsilon.png"))
-    steps = sorted({r["steps"] for r in rows})  # the learned generator takes more steps at small ε
+    steps = sorted({r["steps"] for r in rows})  # each row's own (left open, a generator's default)
     print(f"{config.dataset}, {'–'.join(str(n) for n in steps)} steps, seed {config.seed}; "
           f"teacher held-out accuracy {_pct(teacher.heldout_accuracy)}")
     print(format_table(rows))
