@@ -90,7 +90,7 @@ def mode_list(text):
 
 
 def setting_arg(text):
-    """``KEY=VALUE`` for any TranscribeConfig field; the value is typed like the field's default."""
+    """``KEY=VALUE`` for any TranscribeConfig field; the value is typed by the field's annotation."""
     from dataclasses import fields
 
     from .config import TranscribeConfig
@@ -101,26 +101,20 @@ def setting_arg(text):
     if not sep or key not in known:
         raise argparse.ArgumentTypeError(
             f"expected KEY=VALUE with KEY one of {', '.join(known)}, got {text!r}")
-    default = getattr(TranscribeConfig(), key)
+    # the field's annotation ("int", "bool | None", ...): its type, and whether "none" is a value
+    kind, _, optional = str(known[key].type).partition("|")
+    kind = kind.strip()
     raw = raw.strip()
     try:
-        if default is None:  # optional settings (steps, top_k, data_root): none, or a value of the field's type
-            kind = str(known[key].type).split("|")[0].strip()  # "int | None" -> "int"
-            if raw.lower() in ("none", "null", ""):
-                value = None
-            elif kind == "int":
-                value = int(raw)
-            elif kind == "float":
-                value = float(raw)
-            else:
-                value = float(raw) if _is_number(raw) else raw
-        elif isinstance(default, bool):
+        if optional and raw.lower() in ("none", "null", ""):  # left to the generator's or dataset's default
+            value = None
+        elif kind == "bool":
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             value = raw.lower() in ("true", "1", "yes")
-        elif isinstance(default, int):
+        elif kind == "int":
             value = int(raw)
-        elif isinstance(default, float):
+        elif kind == "float":
             value = float(raw)
         else:
             value = raw
@@ -129,14 +123,6 @@ def setting_arg(text):
     if isinstance(value, float) and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{key} must be a finite number, got {raw!r}")
     return key, value
-
-
-def _is_number(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 # --------------------------------------------------------- shared arguments

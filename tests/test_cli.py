@@ -134,6 +134,9 @@ def test_set_values_are_typed_like_the_config_field():
         key, value = cli.setting_arg(text)
         assert (key, value) == expected and type(value) is type(expected[1])
     assert type(cli.setting_arg("lr_generator=1e-3")[1]) is float
+    # an optional switch is a switch, not the string "false" (which is truthy)
+    assert cli.setting_arg("augment=false") == ("augment", False)
+    assert cli.setting_arg("augment=none") == ("augment", None)
     with pytest.raises(argparse.ArgumentTypeError, match="bad value for steps"):
         cli.setting_arg("steps=2.5")
     assert cli.epsilon_list("1, 2,10") == [1.0, 2.0, 10.0]

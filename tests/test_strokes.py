@@ -268,8 +268,6 @@ def test_a_run_takes_the_generators_number_of_steps_and_pool(digits, digits_teac
 
     monkeypatch.setitem(config_module.GENERATOR_DEFAULTS, "learned-noisy",
                         {**config_module.GENERATOR_DEFAULTS["learned-noisy"], "steps": 3, "query_pool": 1})
-    monkeypatch.setitem(config_module.GENERATOR_DEFAULTS, "strokes",
-                        {**config_module.GENERATOR_DEFAULTS["strokes"], "steps": 5, "query_pool": 2})
     drawn = []
     real_draw = phases.draw
     monkeypatch.setattr(phases, "draw", lambda p, n: drawn.append(n) or real_draw(p, n))
