@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .generators import StrokeGenerator, build_generator, draw_ink_scale
 from .mechanisms import Mechanism, Release, make_mechanism
-from .models import Student
+from .models import Student, for_queries
 from .teacher import augment_images
 from .utils import channels_last, seed_everything
 
@@ -102,6 +102,7 @@ def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> 
     """Seed the run, build the student, the generator and the mechanism, and their optimisers."""
     config = config.resolved()  # the generator's own defaults for what the config leaves open
     teacher_model = channels_last(teacher.model.to(device)).eval().requires_grad_(False)
+    teacher_model = channels_last(for_queries(teacher_model))  # BatchNorm folded: the same answers, sooner
     rng = seed_everything(config.seed)
     mech = mechanism if mechanism is not None else make_mechanism(
         config.noise_mode, config.epsilon, config.delta, top_k=config.top_k, k_min=config.k_min,

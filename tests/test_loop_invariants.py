@@ -24,7 +24,7 @@ import torch
 import dpsd_lite.phases as P
 import dpsd_lite.transcribe as T
 from dpsd_lite.mechanisms import make_mechanism as real_make_mechanism
-from dpsd_lite.models import Teacher
+from dpsd_lite.models import Teacher, for_queries
 from dpsd_lite.teacher import TrainedTeacher, train_teacher_model
 
 PRIVATE_MODES = ("rr", "label", "data")
@@ -111,8 +111,8 @@ def run(digits, teachers, mode, teacher="A", perturb=None, fixed_release=False, 
     if cached and key in _RUNS:
         return _RUNS[key]
     model = teachers[teacher]
-    if perturb:
-        model = Perturbed(model, perturb)
+    if perturb:  # around the copy the loop queries (BatchNorm folded), so only the perturbation differs
+        model = Perturbed(for_queries(model.eval()), perturb)
     with pytest.MonkeyPatch.context() as mp:
         if fixed_release:
             mp.setattr(P, "make_mechanism", _fixed_answer_make_mechanism)

@@ -1,0 +1,58 @@
+"""The teacher as the loop queries it (``models.for_queries``): the same answers from fewer operations."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+import dpsd_lite.phases as P
+from dpsd_lite.config import TranscribeConfig
+from dpsd_lite.models import Student, Teacher, for_queries
+from dpsd_lite.teacher import TrainedTeacher
+
+
+def _teacher_with_statistics(shape=(1, 28, 28)):
+    torch.manual_seed(0)
+    t = Teacher(shape, 10).eval()
+    with torch.no_grad():  # BatchNorm far from the identity, so folding it wrongly would show
+        for bn in (m for m in t.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.2, 3.0)
+            bn.weight.normal_()
+            bn.bias.normal_()
+    return t
+
+
+def test_same_answers_without_batchnorm_and_the_teacher_untouched():
+    t = _teacher_with_statistics()
+    before = {k: v.clone() for k, v in t.state_dict().items()}
+    fast = for_queries(t)
+    assert fast is not t
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    kinds = [type(m) for m in fast.features]
+    assert all(not (a is nn.ReLU and b is nn.MaxPool2d) for a, b in zip(kinds, kinds[1:]))  # pooled before ReLU
+    x = torch.randn(256, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2
+    with torch.no_grad():
+        slow_out, fast_out = t(x), fast(x)
+    torch.testing.assert_close(fast_out, slow_out, rtol=1e-5, atol=1e-5)
+    assert torch.equal(fast_out.argmax(1), slow_out.argmax(1))
+    assert all(torch.equal(v, before[k]) for k, v in t.state_dict().items())
+    assert not t.training and not fast.training
+
+
+def test_other_models_and_a_teacher_in_training_are_left_as_they_are():
+    student = Student()
+    assert for_queries(student) is student
+    training = Teacher().train()
+    assert for_queries(training) is training
+
+
+def test_the_loop_queries_the_folded_copy(digits, digits_teacher):
+    cfg = TranscribeConfig(dataset="digits", noise_mode="rr", steps=2, device="cpu").validate().resolved()
+    teacher = TrainedTeacher(digits_teacher.model, heldout_accuracy=0.5, private_accuracy=0.5, epochs=1, seed=0,
+                             cached=True)
+    p = P.setup(cfg, digits, teacher, torch.device("cpu"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in p.teacher_model.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(p.teacher_model(digits.x_heldout), digits_teacher.model(digits.x_heldout),
+                                   rtol=1e-5, atol=1e-5)
