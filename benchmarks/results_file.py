@@ -30,7 +30,8 @@ says.
 def machine() -> str:
     import torch
 
-    return (f"{os.cpu_count()} CPU(s), torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    threads = torch.get_num_threads()
+    return (f"{os.cpu_count()} CPU(s), torch {torch.__version__} ({threads} thread{'s' if threads != 1 else ''}), "
             f"Python {platform.python_version()}")
 
 
