@@ -22,16 +22,18 @@ def _check_shape(image_shape):
 
 
 class Teacher(nn.Module):
-    """The model trained on private data: three conv layers with BatchNorm (two pools), two linear layers."""
+    """The model trained on private data: three conv layers with BatchNorm (two pools), two linear layers.
+
+    Pooling comes before ReLU, as in :class:`Student` (the same function: max and ReLU commute). The layers
+    with weights keep their indices either way, so teachers cached in the other order load unchanged.
+    """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes=10, width=32):
         super().__init__()
         c, h, w = _check_shape(image_shape)
         self.features = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.MaxPool2d(2),
+            nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.MaxPool2d(2), nn.ReLU(),
             nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
             nn.Flatten(),
         )
@@ -52,8 +54,7 @@ def for_queries(model: nn.Module) -> nn.Module:
     """The frozen teacher as the loop queries it: the same function, computed with fewer operations.
 
     For an eval-mode :class:`Teacher`, a copy in which each BatchNorm is folded into the convolution before it
-    (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and max-pooling comes before the ReLU (max and ReLU commute).
-    Its outputs equal the teacher's up to float rounding; the teacher itself is not changed. Any other model
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``). Its outputs equal the teacher's up to float rounding; the teacher itself is not changed. Any other model
     (a user's, the ensemble, a model in training mode) is returned as it is.
     """
     if type(model) is not Teacher or model.training:
@@ -66,9 +67,6 @@ def for_queries(model: nn.Module) -> nn.Module:
             layer, i = fuse_conv_bn_eval(layer, layers[i + 1]), i + 1
         out.append(layer)
         i += 1
-    for j in range(len(out) - 1):  # ReLU then max-pooling: the same values, pooled first on a quarter of them
-        if isinstance(out[j], nn.ReLU) and isinstance(out[j + 1], nn.MaxPool2d):
-            out[j], out[j + 1] = out[j + 1], out[j]
     fast.features = nn.Sequential(*out)
     return fast.eval().requires_grad_(False)
 

@@ -56,3 +56,19 @@ def test_the_loop_queries_the_folded_copy(digits, digits_teacher):
     with torch.no_grad():
         torch.testing.assert_close(p.teacher_model(digits.x_heldout), digits_teacher.model(digits.x_heldout),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_pooling_before_relu_is_the_same_teacher_and_loads_weights_saved_in_the_other_order():
+    """Teachers cached before the swap (ReLU, then pooling) load unchanged and answer the same, bit for bit."""
+    t = _teacher_with_statistics()
+    f = t.features
+    old_order = nn.Sequential(f[0], f[1], nn.ReLU(), nn.MaxPool2d(2), f[4], f[5], nn.ReLU(), nn.MaxPool2d(2),
+                              *list(f)[8:])
+    old = nn.Sequential(old_order, t.head).eval()
+    saved = {k.replace("0.", "features.", 1) if k.startswith("0.") else k.replace("1.", "head.", 1): v
+             for k, v in old.state_dict().items()}
+    loaded = Teacher((1, 28, 28), 10).eval()
+    loaded.load_state_dict(saved, strict=True)
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), old(x))
