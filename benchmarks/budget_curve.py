@@ -53,9 +53,9 @@ def main(argv=None) -> int:
     dataset = "digits" if args.fast else args.dataset
     epsilons = [float(e) for e in args.epsilons.split(",")]
     steps_list = [10, 20] if args.fast else [int(s) for s in args.steps.split(",")]
-    default_steps = " / ".join(sorted({str(TranscribeConfig(dataset=dataset, generator=args.generator,
-                                                            noise_mode=args.mode, epsilon=e).resolved().steps)
-                                       for e in epsilons}))
+    default_steps = " / ".join(str(n) for n in sorted({TranscribeConfig(
+        dataset=dataset, generator=args.generator, noise_mode=args.mode, epsilon=e).resolved().steps
+        for e in epsilons}))
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.fast else None]
     data = load_dataset(dataset, root=args.data_root)
     print(f"budget curve: {dataset}, generator {args.generator}, mode {args.mode}, eps {epsilons}, steps "
