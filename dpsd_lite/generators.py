@@ -115,7 +115,7 @@ class Generator(nn.Module):
         x = self.bn0(x)
         x = self.block1(upsample2(x))
         x = self.block2(upsample2(x))
-        a = self.out(x)
+        a = self.out(x).float()  # under bfloat16 autocast: the ink threshold and edges in full precision
         if self.ink is None:
             return torch.tanh(a)
         # Sparse-ink output: per image, the brightest fraction of pixels are lit

@@ -33,8 +33,8 @@ from .models import Student, for_queries
 from .teacher import augment_images
 from .utils import channels_last, seed_everything
 
-__all__ = ["Players", "setup", "ReplayBuffer", "draw", "warm_start", "pick_uncertain", "student_prior",
-           "private_step", "replay_step", "generator_objective", "generator_step"]
+__all__ = ["Players", "setup", "ReplayBuffer", "draw", "class_weights", "note_release", "warm_start",
+           "pick_uncertain", "student_prior",           "private_step", "replay_step", "generator_objective", "generator_step"]
 
 
 class ReplayBuffer:
@@ -91,6 +91,13 @@ class Players:
     num_classes: int
     buffer: ReplayBuffer | None = None
     anchor: torch.nn.Module | None = None  # strokes: the generator's random initial draw, to stay near
+    # how often each class has been released lately (a moving average of shares; None: classes drawn uniformly)
+    released_share: torch.Tensor | None = None
+
+    def autocast(self):
+        """The forward passes' arithmetic: bfloat16 autocast when the run's precision is bfloat16, else a no-op."""
+        on = self.config.precision == "bfloat16"
+        return torch.autocast(self.device.type if on else "cpu", dtype=torch.bfloat16, enabled=on)
 
     @property
     def replay_steps(self) -> int:
@@ -120,14 +127,49 @@ def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> 
     updates = config.steps * (config.student_steps + (config.replay_steps if buffer is not None else 0))
     # one cycle: warm up to lr_student, then anneal
     sched_s = torch.optim.lr_scheduler.OneCycleLR(opt_s, max_lr=config.lr_student, total_steps=updates)
+    balance = config.class_balance and mech.replayable  # mode data's releases carry no labels to count
     return Players(config, teacher_model, mech, student, generator, opt_s, sched_s, opt_g, rng, device, K,
-                   buffer, anchor)
+                   buffer, anchor, torch.full((K,), 1.0 / K) if balance else None)
+
+
+#: class balancing: the moving average keeps this much of its past at each release batch, and a class's weight
+#: is 1 / (its share + RARE_FLOOR), so a class never released is asked for at most (1 + RARE_FLOOR·K)/(RARE_FLOOR·K)
+#: times as often as one released at the uniform rate.
+SHARE_DECAY, RARE_FLOOR = 0.9, 0.02
+
+
+def class_weights(p: Players) -> torch.Tensor:
+    """The distribution requested classes are drawn from: uniform, or with ``class_balance`` of it in inverse
+    proportion to how often each class has been released lately (from the releases alone: post-processing)."""
+    uniform = torch.full((p.num_classes,), 1.0 / p.num_classes)
+    if p.released_share is None:
+        return uniform
+    inverse = 1.0 / (p.released_share + RARE_FLOOR)
+    u = p.config.class_balance
+    return (1 - u) * uniform + u * inverse / inverse.sum()
+
+
+def note_release(p: Players, release: Release) -> None:
+    """Count the released labels for class balancing. Reads the release only, never the teacher."""
+    if p.released_share is None:
+        return
+    labels = release.hard_labels
+    labels = labels[labels >= 0].cpu()  # the teacher ensemble may decline to answer (-1)
+    if len(labels):
+        share = torch.bincount(labels, minlength=p.num_classes).float() / len(labels)
+        p.released_share.mul_(SHARE_DECAY).add_((1 - SHARE_DECAY) * share)
 
 
 def draw(p: Players, n: int):
-    """n noise vectors z, requested classes c (consecutive pairs share a class) and ink weights."""
+    """n noise vectors z, requested classes c (consecutive pairs share a class) and ink weights.
+
+    The classes are uniform, or drawn from :func:`class_weights` when the run balances classes."""
     z = torch.randn(n, p.config.nz, generator=p.rng).to(p.device)
-    c = torch.randint(0, p.num_classes, ((n + 1) // 2,), generator=p.rng).repeat(2)[:n].to(p.device)
+    if p.released_share is None:
+        c = torch.randint(0, p.num_classes, ((n + 1) // 2,), generator=p.rng)
+    else:
+        c = torch.multinomial(class_weights(p), (n + 1) // 2, replacement=True, generator=p.rng)
+    c = c.repeat(2)[:n].to(p.device)
     return z, c, draw_ink_scale(n, p.rng).to(p.device)
 
 
@@ -176,17 +218,19 @@ def private_step(p: Players, use_prior: bool):
     cfg, B = p.config, p.config.batch_size
     p.student.train()
     z, c, ink = draw(p, B * max(1, cfg.query_pool))
-    with torch.no_grad():
-        x = p.generator(z, c, ink)
+    with torch.no_grad(), p.autocast():
+        x = p.generator(z, c, ink).float()
         if cfg.augment:  # random shifts/rotations widen the queries around each image (no teacher involved)
             x = augment_images(x, p.rng)
         if cfg.query_pool > 1:
             x, c = pick_uncertain(p.student, x, c, B)
-        teacher_logits = p.teacher_model(x)
-    s = p.student(x)
+        teacher_logits = p.teacher_model(x).float()
+    with p.autocast():
+        s = p.student(x).float()
     prior = student_prior(s, cfg.prior_temperature, cfg.prior_smoothing) if use_prior else None
     release = p.mechanism.release(teacher_logits, prior=prior, student_logits=s.detach())
     del teacher_logits  # nothing below may read the raw answers
+    note_release(p, release)
     loss = _student_update(p, s, release)
     if p.buffer is not None:
         p.buffer.add(x, release)
@@ -196,7 +240,9 @@ def private_step(p: Players, use_prior: bool):
 def replay_step(p: Players):
     """One more student step on a batch of earlier (query, release) pairs: no teacher, no privacy cost."""
     x, release = p.buffer.sample(p.config.batch_size, p.rng)
-    return _student_update(p, p.student(x), release)
+    with p.autocast():
+        s = p.student(x).float()
+    return _student_update(p, s, release)
 
 
 def _student_update(p: Players, student_logits, release):
@@ -218,8 +264,10 @@ def generator_objective(p: Players, z, c, ink):
     * discrepancy (mode ``none`` only, ``discrepancy_weight``, off by default): DFAD's L1 between student and
       teacher logits, maximised. It reads the raw teacher, which no private mode may do.
     """
-    cfg, x = p.config, p.generator(z, c, ink)
-    s = p.student(x)
+    cfg = p.config
+    with p.autocast():
+        x = p.generator(z, c, ink).float()
+        s = p.student(x).float()
     terms = {}
     if cfg.generator_objective == "boundary":
         logp = s.log_softmax(1)
@@ -235,7 +283,9 @@ def generator_objective(p: Players, z, c, ink):
             start = p.anchor.raw(z, c)
         terms["anchor"] = cfg.anchor_weight * F.mse_loss(p.generator.raw(z, c), start)
     if cfg.discrepancy_weight and not p.mechanism.private:  # never in a private mode
-        terms["discrepancy"] = -cfg.discrepancy_weight * F.l1_loss(s, p.teacher_model(x))
+        with p.autocast():
+            teacher_logits = p.teacher_model(x).float()
+        terms["discrepancy"] = -cfg.discrepancy_weight * F.l1_loss(s, teacher_logits)
     return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
 
 

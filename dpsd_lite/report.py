@@ -76,6 +76,10 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
         if config.warmup_fraction:
             prior += f"; uniform (k = all classes) for the first {config.warmup_fraction:.0%} of steps"
         report["prior"] = prior
+    if config is not None and config.class_balance and mechanism.replayable:
+        report["requested_classes"] = (
+            f"{config.class_balance:.0%} drawn in inverse proportion to each class's recent share of the released labels "
+            "(post-processing of the releases, no privacy cost), the rest uniform")
     return report
 
 
@@ -173,6 +177,8 @@ def format_report(report: dict) -> str:
     lines.append(f"accountant: {report['accountant']}; composition: {report['composition']}")
     if "prior" in report:
         lines.append(f"prior: {report['prior']}")
+    if "requested_classes" in report:
+        lines.append(f"requested classes: {report['requested_classes']}")
     if "noise_source" in report:
         lines.append(f"noise: {report['noise_source']}")
     lines.append(f"unit of privacy: {report['unit_of_privacy']}")

@@ -121,7 +121,10 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         state.history.append({"step": state.step, "queries": state.queries, "student_accuracy":
                               state.student_accuracy, "agreement": state.agreement, "student_loss":
                               state.student_loss, "generator_loss": state.generator_loss,
-                              "seconds": time.perf_counter() - t0})
+                              "seconds": time.perf_counter() - t0,
+                              # class balancing: each class's recent share of the released labels
+                              **({"released_shares": [round(float(v), 4) for v in p.released_share]}
+                                 if p.released_share is not None else {})})
         callbacks.get("on_eval", lambda s: None)(state)
 
     with flush_denormals():  # CPU speed: see utils.flush_denormals

@@ -48,6 +48,16 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     return dev
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions natively (a CPU with AMX or AVX-512 BF16 units).
+
+    Elsewhere bfloat16 is emulated on CPU and slower than float32; GPUs are not measured, so they say no."""
+    if torch.device(device).type != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 _ALLOCATOR_TUNED = False
 
 

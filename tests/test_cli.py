@@ -48,6 +48,8 @@ def assert_user_error(code, err, match=""):
     (["transcribe", "--set", "lr_student=fast"], "bad value for lr_student"),
     (["transcribe", "--set", "query_pool=0", "--dataset", "digits"], "query_pool must be a positive integer"),
     (["transcribe", "--set", "steps=1.5"], "bad value for steps"),
+    (["transcribe", "--set", "precision=half", "--dataset", "digits"], "unknown precision 'half'"),
+    (["transcribe", "--set", "class_balance=2", "--dataset", "digits"], "class_balance is a share"),
     (["transcribe", "--device", "tpu", "--dataset", "digits"], "unknown device"),
     (["sweep", "--modes", "rr,laplace"], "unknown noise mode 'laplace'"),
     (["sweep", "--epsilons", "1,0"], "epsilon must be a positive"),

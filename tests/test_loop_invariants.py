@@ -174,6 +174,22 @@ def test_soft_modes_do_see_the_softmax(digits, teachers, mode):
 
 
 # --------------------------------------------------------------------------- the release is the only channel
+@pytest.mark.parametrize("mode,precision", [("rr", "float32"), ("label", "float32"), ("rr", "bfloat16")])
+def test_class_balancing_counts_the_release_not_the_teacher(digits, teachers, mode, precision):
+    """With the learned generator's class balancing, what the generator is asked for follows the releases: a
+    teacher change the mechanism hides stays hidden, and a fixed release makes two teachers indistinguishable
+    (in bfloat16 too, the learned generator's arithmetic on CPUs that compute it natively)."""
+    extra = dict(generator="learned", class_balance=1.0, precision=precision)
+    base = run(digits, teachers, mode, **extra)
+    assert "released_shares" in base["history"][-1]
+    if mode == "rr" and precision == "float32":
+        assert identical(base, run(digits, teachers, mode, perturb="argmax-preserving", **extra), "generator")
+    a = run(digits, teachers, mode, teacher="A", fixed_release=True, **extra)
+    b = run(digits, teachers, mode, teacher="B", fixed_release=True, **extra)
+    assert identical(a, b, "student") and identical(a, b, "generator")
+    assert not identical(base, run(digits, teachers, mode, teacher="B", **extra), "generator")  # control
+
+
 @pytest.mark.parametrize("mode", PRIVATE_MODES)
 def test_student_independent_of_teacher_when_release_is_fixed(digits, teachers, mode):
     a = run(digits, teachers, mode, teacher="A", fixed_release=True)

@@ -255,7 +255,8 @@ def test_build_generator_fills_the_learned_generators_own_defaults():
 def test_the_budget_is_the_generators_own_unless_set(generator, mode, epsilon, steps, pool):
     """The learned generator sends every candidate to the teacher (no pick) and spends the time that saves on
     more iterations; a value the user sets is kept."""
-    cfg = TranscribeConfig(dataset="mnist-5k", generator=generator, noise_mode=mode, epsilon=epsilon)
+    cfg = TranscribeConfig(dataset="mnist-5k", generator=generator, noise_mode=mode, epsilon=epsilon,
+                           precision="float32")
     assert cfg.steps is None and cfg.query_pool is None
     assert (cfg.resolved().steps, cfg.resolved().query_pool) == (steps, pool)
     mine = cfg.replace(steps=30, query_pool=3).resolved()
@@ -272,6 +273,7 @@ def test_a_run_takes_the_generators_number_of_steps_and_pool(digits, digits_teac
     real_draw = phases.draw
     monkeypatch.setattr(phases, "draw", lambda p, n: drawn.append(n) or real_draw(p, n))
     r = transcribe(dataset="digits", data=digits, teacher=digits_teacher, generator="learned", noise_mode="rr",
-                   epsilon=1.0, batch_size=16, generator_batch=8, student_steps=1, replay_steps=0, device="cpu")
+                   epsilon=1.0, batch_size=16, generator_batch=8, student_steps=1, replay_steps=0, device="cpu",
+                   precision="float32")
     assert r.config.steps == 3 and r.history[-1]["step"] == 3 and r.queries == 3 * 16
     assert drawn.count(16) == 3 and 32 not in drawn  # pool 1: as many candidates as queries
