@@ -33,8 +33,9 @@ from .models import Student, for_queries
 from .teacher import augment_images
 from .utils import channels_last, seed_everything
 
-__all__ = ["Players", "setup", "ReplayBuffer", "draw", "class_weights", "note_release", "warm_start",
-           "pick_uncertain", "student_prior",           "private_step", "replay_step", "generator_objective", "generator_step"]
+__all__ = ["Players", "setup", "ReplayBuffer", "draw", "balances_classes", "class_weights", "note_release",
+           "warm_start", "pick_uncertain", "student_prior", "private_step", "replay_step", "generator_objective",
+           "generator_step"]
 
 
 class ReplayBuffer:
@@ -127,9 +128,14 @@ def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> 
     updates = config.steps * (config.student_steps + (config.replay_steps if buffer is not None else 0))
     # one cycle: warm up to lr_student, then anneal
     sched_s = torch.optim.lr_scheduler.OneCycleLR(opt_s, max_lr=config.lr_student, total_steps=updates)
-    balance = config.class_balance and mech.replayable  # mode data's releases carry no labels to count
     return Players(config, teacher_model, mech, student, generator, opt_s, sched_s, opt_g, rng, device, K,
-                   buffer, anchor, torch.full((K,), 1.0 / K) if balance else None)
+                   buffer, anchor, torch.full((K,), 1.0 / K) if balances_classes(config, mech) else None)
+
+
+def balances_classes(config, mechanism: Mechanism) -> bool:
+    """Whether a run draws its requested classes by :func:`class_weights`: ``class_balance`` is set and the
+    releases carry labels to count (mode data's, gradients, do not; they are not replayable either)."""
+    return bool(config.class_balance) and mechanism.replayable
 
 
 #: class balancing: the moving average keeps this much of its past at each release batch, and a class's weight

@@ -8,6 +8,7 @@ import torch
 
 from .accounting import rr_keep_probability
 from .mechanisms import Mechanism
+from .phases import balances_classes
 
 UNIT_PER_QUERY = (
     "each answer the teacher gives to one synthetic query (per-query privacy: two neighbouring "
@@ -76,10 +77,10 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
         if config.warmup_fraction:
             prior += f"; uniform (k = all classes) for the first {config.warmup_fraction:.0%} of steps"
         report["prior"] = prior
-    if config is not None and config.class_balance and mechanism.replayable:
+    if config is not None and balances_classes(config, mechanism):
         report["requested_classes"] = (
-            f"{config.class_balance:.0%} drawn in inverse proportion to each class's recent share of the released labels "
-            "(post-processing of the releases, no privacy cost), the rest uniform")
+            f"{config.class_balance:.0%} drawn in inverse proportion to each class's recent share of the "
+            "released labels (post-processing of the releases, no privacy cost), the rest uniform")
     return report
 
 
