@@ -459,6 +459,9 @@ def add_synthesize(sub):
     p.add_argument("--percentile", type=float, default=95.0,
                    help="filter threshold: this percentile of held-out-to-private similarity (default: 95)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--source", choices=("snapshots", "final"), default="snapshots",
+                   help="snapshots (default): equal parts from the generator at 1/4, 1/2 and 3/4 of the run, "
+                        "which teach a fresh classifier more; final: the generator as the run ended")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="teacher cache, used by --filter only")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
@@ -475,7 +478,7 @@ def run_synthesize(args):
     check_percentile(args.percentile)
     device = resolve_device(args.device)
     run = load_run(args.run_dir, device=device)
-    synth = sample_synthetic(run, args.n, seed=args.seed, device=device)
+    synth = sample_synthetic(run, args.n, seed=args.seed, device=device, source=args.source)
     result = data = None
     if args.filter:
         data, teacher = _load_teacher(run.config.replace(device=str(device)), args.cache_dir)
@@ -487,7 +490,8 @@ def run_synthesize(args):
                  else "no privacy guarantee")
     if run.privacy.get("private") and run.privacy.get("reproducible_noise"):
         guarantee += "; reproducible noise: that epsilon does not hold against anyone who knows the run's seed"
-    print(f"{len(synth)} synthetic images from {run.path} ({run.config.noise_mode}, {guarantee})")
+    print(f"{len(synth)} synthetic images from {run.path} ({run.config.noise_mode}, {guarantee}); "
+          f"generator: {synth.meta['generator']}")
     print(f"labels from the run's student (no teacher query); student agrees with the requested class on "
           f"{_pct(synth.agreement)}; label counts {synth.label_counts()}")
     if result is not None:

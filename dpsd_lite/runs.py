@@ -4,6 +4,9 @@ A run directory holds everything needed to reuse or audit a student::
 
     student.pt       student state_dict
     generator.pt     generator state_dict
+    generator_snapshots.pt
+                     the generator part-way through the run, for synthetic data (optional: a run saved
+                     without it loads, and its synthetic data comes from the final generator)
     config.json      the full TranscribeConfig
     meta.json        versions, seed, time, accuracies, queries, architecture, SHA-256 of the weights
     history.json     one dict per held-out evaluation
@@ -47,6 +50,7 @@ SCHEMA_VERSION = 1
 WEIGHT_FILES = ("student.pt", "generator.pt")
 JSON_FILES = ("config.json", "meta.json", "history.json", "privacy.json")
 RUN_FILES = WEIGHT_FILES + JSON_FILES
+SNAPSHOT_FILE = "generator_snapshots.pt"  # optional: {"steps": [...], "states": [state_dict, ...]}
 
 _NONFINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
@@ -193,6 +197,11 @@ def save_run(result, out_dir, force: bool = False) -> str:
         for fname, module in (("student.pt", student), ("generator.pt", generator)):
             state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
             torch.save(state, os.path.join(tmp, fname))
+        snapshots = list(getattr(result, "generator_snapshots", None) or [])
+        if snapshots:
+            torch.save({"steps": [int(step) for step, _ in snapshots],
+                        "states": [{k: v.detach().cpu() for k, v in state.items()} for _, state in snapshots]},
+                       os.path.join(tmp, SNAPSHOT_FILE))
         meta = {
             "schema_version": SCHEMA_VERSION,
             "dpsd_lite_version": __version__,
@@ -225,7 +234,9 @@ def save_run(result, out_dir, force: bool = False) -> str:
                 # every constructor argument, as resolved by the loop (ink, margin from the dataset)
                 "generator": {"class": type(generator).__name__, **generator.architecture},
             },
-            "sha256": {fname: _sha256(os.path.join(tmp, fname)) for fname in WEIGHT_FILES},
+            "sha256": {fname: _sha256(os.path.join(tmp, fname))
+                       for fname in WEIGHT_FILES + ((SNAPSHOT_FILE,) if snapshots else ())},
+            "generator_snapshots": [int(step) for step, _ in snapshots],  # iterations they were taken after
         }
         _write_json(os.path.join(tmp, "config.json"), config)
         _write_json(os.path.join(tmp, "history.json"), list(result.history))
@@ -246,6 +257,8 @@ class LoadedRun:
     history: list
     privacy: dict
     meta: dict = field(repr=False)
+    # [(iteration, state_dict)] of the generator part-way through the run (empty for runs saved without them)
+    generator_snapshots: list = field(repr=False, default_factory=list)
 
     @property
     def student_accuracy(self) -> float:
@@ -409,4 +422,37 @@ def load_run(path, device="cpu") -> LoadedRun:
     # the same memory layout as in the loop, so the loaded student computes exactly what the saved one did
     channels_last(student.to(device)).eval()
     generator.to(device).eval()
-    return LoadedRun(run_dir, config, student, generator, history, privacy, meta)
+    snapshots = _load_snapshots(run_dir, generator, meta, checksums, device)
+    return LoadedRun(run_dir, config, student, generator, history, privacy, meta, snapshots)
+
+
+def _load_snapshots(run_dir: str, generator: torch.nn.Module, meta: dict, checksums: dict, device) -> list:
+    """The generator snapshots a run's meta.json lists, verified like the other weights ([] if it lists none)."""
+    import copy
+
+    steps = meta.get("generator_snapshots") or []
+    if not steps:
+        return []
+    fpath = os.path.join(run_dir, SNAPSHOT_FILE)
+    if not os.path.isfile(fpath):
+        raise RunDirectoryError(f"{run_dir} is not a complete run directory: missing {SNAPSHOT_FILE}")
+    if checksums.get(SNAPSHOT_FILE) != _sha256(fpath):
+        raise RunDirectoryError(f"checksum mismatch for {fpath}: the file was changed or damaged after saving")
+    try:
+        saved = torch.load(fpath, map_location=device, weights_only=True)
+        states = saved["states"]
+        ok = [int(s) for s in saved["steps"]] == [int(s) for s in steps] and len(states) == len(steps)
+    except Exception as exc:  # unpickling errors come in many types
+        raise RunDirectoryError(f"cannot read {fpath} ({exc.__class__.__name__}); the file is corrupt") from None
+    if not ok:
+        raise RunDirectoryError(f"{fpath} does not hold the snapshots meta.json lists; the run directory is corrupt")
+    probe = copy.deepcopy(generator)
+    for state in states:  # each must fit the generator's architecture
+        if not isinstance(state, dict):
+            raise RunDirectoryError(f"{fpath} does not hold state_dicts; the run directory is corrupt")
+        try:
+            probe.load_state_dict(state, strict=True)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise RunDirectoryError(f"the generator snapshots in {fpath} do not fit the generator architecture: "
+                                    f"{str(exc).strip().splitlines()[-1].strip()}") from None
+    return [(int(step), state) for step, state in zip(steps, states)]

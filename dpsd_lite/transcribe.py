@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS, TranscribeConfig  # noqa: F401  (re-exported)
+from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS, SYNTHESIS_SNAPSHOTS, TranscribeConfig  # noqa: F401
 from .data import DataSplits, load_dataset
 from .generators import (GENERATOR_KINDS, MNIST_FORMAT, PUBLIC_INK, PUBLIC_MARGIN, STROKE_FORMAT,  # noqa: F401
                          Generator, build_generator)
@@ -74,6 +74,9 @@ class TranscriptionResult:
     elapsed: float
     privacy: dict
     data: DataSplits = field(repr=False, default=None)
+    # the generator's weights part-way through the run, [(iteration, state_dict)], for synthetic data
+    # (config.SYNTHESIS_SNAPSHOTS); post-processing of the releases like the final generator
+    generator_snapshots: list = field(repr=False, default_factory=list)
 
     @property
     def teacher_accuracy(self) -> float:
@@ -114,6 +117,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     p = setup(config, data, teacher, device, mechanism)
     state, t0 = RunState(config=config, total_steps=config.steps), time.perf_counter()
     set_sizes, agree = [], [0, 0]  # rr's answer-set sizes; released == requested, since the last evaluation
+    snapshot_at, snapshots = snapshot_steps(config.steps), []
 
     def evaluate():
         state.student_accuracy = accuracy(p.student, data.x_heldout, data.y_heldout, device=device)
@@ -147,6 +151,8 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             state.student_loss, state.elapsed = float(loss_s), time.perf_counter() - t0
             state.last_images, state.last_classes = x[:64].cpu(), c[:64].cpu()
             state.last_labels = release.hard_labels[:64].cpu()
+            if step in snapshot_at:
+                snapshots.append((step, {k: v.detach().cpu().clone() for k, v in p.generator.state_dict().items()}))
             if step % config.eval_every == 0 or step == config.steps:
                 evaluate()
             callbacks.get("on_step_end", lambda s: None)(state)
@@ -161,7 +167,14 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     if getattr(teacher, "privacy", None):  # a DP-SGD teacher: the record-level guarantee everything inherits
         report = with_dp_teacher(report, teacher.privacy)
     return TranscriptionResult(config, p.student.eval(), p.generator.eval(), teacher, p.mechanism, state.history,
-                               state.student_accuracy, state.queries, time.perf_counter() - t0, report, data)
+                               state.student_accuracy, state.queries, time.perf_counter() - t0, report, data,
+                               snapshots)
+
+
+def snapshot_steps(steps: int) -> list:
+    """The iterations after which the loop keeps a copy of the generator (``SYNTHESIS_SNAPSHOTS`` of ``steps``),
+    distinct and in order; none for a run too short to have an iteration before its last."""
+    return sorted({max(1, round(f * steps)) for f in SYNTHESIS_SNAPSHOTS} - {steps})
 
 
 def prior_only_student(config: TranscribeConfig | None = None, data: DataSplits | None = None,

@@ -78,11 +78,15 @@ print(f"teacher {result.teacher_accuracy:.1%}, student {result.student_accuracy:
 #
 # `sample_synthetic` asks the class-conditional generator `G(z, c)` for every class equally often and lets
 # the student label each image. Only the generator and the student run; the teacher is never queried.
+# The images come in equal parts from the generator as it was at a quarter, half and three quarters of the
+# run (the loop keeps those copies). Late in a run the generator mostly draws what the student already
+# recognises, which teaches a fresh classifier less; `source="final"` draws from the final generator instead.
 # A red title marks an image whose student label differs from the class the generator was asked for.
 
 # %%
 synth = sample_synthetic(result, N_SYNTHETIC, seed=SEED)
-print(f"{len(synth)} images; student label = requested class for {synth.agreement:.1%}")
+print(f"{len(synth)} images (generator: {synth.meta['generator']}); "
+      f"student label = requested class for {synth.agreement:.1%}")
 print("label counts:", synth.label_counts())
 contact_sheet(synth)
 

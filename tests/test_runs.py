@@ -12,7 +12,7 @@ import dpsd_lite
 from dpsd_lite import runs
 from dpsd_lite.errors import RunDirectoryError
 from dpsd_lite.models import Student
-from dpsd_lite.runs import RUN_FILES, SCHEMA_VERSION, load_run, save_run
+from dpsd_lite.runs import RUN_FILES, SCHEMA_VERSION, SNAPSHOT_FILE, load_run, save_run
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def _siblings(parent):
 
 # ------------------------------------------------------------------ round trip
 def test_round_trip_gives_identical_predictions(run_dir, tiny_run, digits):
-    assert sorted(os.listdir(run_dir)) == sorted(RUN_FILES)
+    assert sorted(os.listdir(run_dir)) == sorted(RUN_FILES + (SNAPSHOT_FILE,))
     loaded = load_run(run_dir)
     assert isinstance(loaded, dpsd_lite.LoadedRun)
     x = digits.x_heldout
@@ -88,7 +88,7 @@ def test_meta_records_versions_checksums_and_results(run_dir, tiny_run):
     assert "private_accuracy" not in json.dumps(meta)  # a statistic of the private split stays out
     gen = tiny_run.generator  # every constructor argument, so load_run rebuilds the same network
     assert meta["architecture"]["generator"] == {"class": type(gen).__name__, **gen.architecture}
-    assert set(meta["sha256"]) == {"student.pt", "generator.pt"}
+    assert set(meta["sha256"]) == {"student.pt", "generator.pt", "generator_snapshots.pt"}
     assert all(len(h) == 64 for h in meta["sha256"].values())
 
 
@@ -127,7 +127,7 @@ def test_force_replaces_and_leaves_no_temporary_siblings(run_dir, tiny_run):
         f.write("from the old run")
     result = dataclasses.replace(tiny_run, queries=12345)
     assert save_run(result, run_dir, force=True) == run_dir
-    assert sorted(os.listdir(run_dir)) == sorted(RUN_FILES)  # old contents gone
+    assert sorted(os.listdir(run_dir)) == sorted(RUN_FILES + (SNAPSHOT_FILE,))  # old contents gone
     assert load_run(run_dir).meta["queries"] == 12345
     assert _siblings(parent) == ["run"]
 
@@ -186,7 +186,7 @@ def test_truncated_json_is_refused(run_dir, fname):
     _refused(run_dir, f"{fname} is not valid JSON")
 
 
-@pytest.mark.parametrize("fname", ["student.pt", "generator.pt"])
+@pytest.mark.parametrize("fname", ["student.pt", "generator.pt", SNAPSHOT_FILE])
 def test_checksum_mismatch_is_refused(run_dir, fname):
     path = os.path.join(run_dir, fname)
     with open(path, "r+b") as f:
@@ -287,3 +287,55 @@ def test_teacher_cache_records_the_threads_it_was_trained_with(digits, tmp_path)
     old = get_teacher(digits, epochs=1, seed=3, device="cpu", cache_dir=str(tmp_path))
     assert old.cached and old.threads is None
     assert all(torch.equal(a, b) for a, b in zip(old.model.state_dict().values(), fresh.model.state_dict().values()))
+
+
+# ------------------------------------------------------------------ generator snapshots (for synthetic data)
+def test_generator_snapshots_round_trip(run_dir, tiny_run):
+    run = load_run(run_dir)
+    assert [step for step, _ in run.generator_snapshots] == [step for step, _ in tiny_run.generator_snapshots]
+    assert run.meta["generator_snapshots"] == [3, 6, 9] and SNAPSHOT_FILE in run.meta["sha256"]
+    for (_, saved), (_, kept) in zip(run.generator_snapshots, tiny_run.generator_snapshots):
+        assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in kept)
+
+
+def test_missing_snapshot_file_is_refused(run_dir):
+    os.remove(os.path.join(run_dir, SNAPSHOT_FILE))
+    _refused(run_dir, f"missing {SNAPSHOT_FILE}")
+
+
+def test_corrupt_snapshot_file_is_refused(run_dir):
+    with open(os.path.join(run_dir, SNAPSHOT_FILE), "wb") as f:
+        f.write(b"this is not a torch file")
+    _rechecksum(run_dir, SNAPSHOT_FILE)
+    _refused(run_dir, f"cannot read .*{SNAPSHOT_FILE}")
+
+
+def test_snapshots_other_than_meta_lists_are_refused(run_dir):
+    _edit_meta(run_dir, generator_snapshots=[3, 6, 10])
+    _refused(run_dir, "does not hold the snapshots meta.json lists")
+
+
+def test_snapshots_of_another_architecture_are_refused(run_dir):
+    path = os.path.join(run_dir, SNAPSHOT_FILE)
+    saved = torch.load(path, weights_only=True)
+    saved["states"][1] = Student((1, 8, 8), 10).state_dict()
+    torch.save(saved, path)
+    _rechecksum(run_dir, SNAPSHOT_FILE)
+    _refused(run_dir, "generator snapshots .* do not fit the generator architecture")
+
+
+def test_run_saved_without_snapshots_loads_and_draws_from_its_final_generator(run_dir):
+    from dpsd_lite.synthetic import sample_synthetic
+
+    os.remove(os.path.join(run_dir, SNAPSHOT_FILE))
+    path = os.path.join(run_dir, "meta.json")
+    with open(path) as f:
+        meta = json.load(f)
+    del meta["generator_snapshots"], meta["sha256"][SNAPSHOT_FILE]  # as runs were saved before snapshots
+    with open(path, "w") as f:
+        json.dump(meta, f)
+    run = load_run(run_dir)
+    assert run.generator_snapshots == []
+    synth = sample_synthetic(run, 20, seed=0)
+    assert synth.meta["generator"] == "final"
+    assert torch.equal(synth.images, sample_synthetic(run, 20, seed=0, source="final").images)

@@ -102,6 +102,43 @@ def test_sample_is_balanced_deterministic_and_labelled_by_the_student(tiny_run, 
         sample_synthetic(tiny_run, 0)
 
 
+def test_snapshots_are_copies_taken_part_way_through_the_run(tiny_run):
+    from dpsd_lite.transcribe import snapshot_steps
+
+    assert snapshot_steps(12) == [3, 6, 9] and snapshot_steps(340) == [85, 170, 255]
+    assert snapshot_steps(2) == [1] and snapshot_steps(1) == []  # never the last iteration twice
+    assert [step for step, _ in tiny_run.generator_snapshots] == [3, 6, 9]
+    final = tiny_run.generator.state_dict()
+    for _, state in tiny_run.generator_snapshots:  # copies, not views of the weights that kept training
+        assert state.keys() == final.keys()
+        assert any(not torch.equal(state[k], final[k]) for k in final if state[k].is_floating_point())
+
+
+def test_sample_draws_equal_parts_from_the_snapshots_or_the_final_generator(tiny_run, synth):
+    from dpsd_lite.synthetic import source_generators
+
+    before = {k: v.clone() for k, v in tiny_run.generator.state_dict().items()}
+    gens = source_generators(tiny_run)
+    assert [step for step, _ in gens] == [3, 6, 9]
+    for (_, g), (_, state) in zip(gens, tiny_run.generator_snapshots):
+        assert all(torch.equal(g.state_dict()[k], state[k]) for k in state)
+    assert synth.meta["generator"] == "snapshots after iterations [3, 6, 9] of 12"
+    final = sample_synthetic(tiny_run, 60, seed=3, device="cpu", source="final")
+    assert final.meta["generator"] == "final" and torch.equal(final.classes, synth.classes)
+    assert not torch.equal(final.images, synth.images)
+    with torch.no_grad():  # every part labelled by the run's final student
+        assert torch.equal(final.labels, tiny_run.student(final.images).argmax(1))
+    # the first third comes from the first snapshot: its images are what that generator draws for those classes
+    g = torch.Generator().manual_seed(3)
+    torch.randperm(60, generator=g)
+    gen0 = gens[0][1].eval()
+    x0, _ = gen0.sample(20, generator=g, classes=synth.classes[:20])
+    assert torch.equal(x0, synth.images[:20])
+    assert all(torch.equal(v, before[k]) for k, v in tiny_run.generator.state_dict().items())  # run untouched
+    with pytest.raises(DpsdError, match="unknown synthetic-data source"):
+        sample_synthetic(tiny_run, 10, source="latest")
+
+
 def test_synthesize_never_queries_the_teacher(tiny_run, tmp_path, count_teacher_calls, monkeypatch):
     import dpsd_lite.teacher
 
@@ -127,6 +164,10 @@ def test_archive_round_trips_exactly_with_contact_sheet_and_privacy(tiny_run, sy
     assert doc["run_privacy"]["epsilon"] == tiny_run.privacy["epsilon"]
     assert "student" in doc["labels"] and "post-processing" in doc["labels"] and "No teacher" in doc["labels"]
     assert "reid_filter" not in doc
+    assert doc["synthetic"]["generator"].startswith("snapshots") and "no epsilon" in doc["chosen_on_private_split"]
+    final = save_synthetic(sample_synthetic(tiny_run, 20, seed=0, source="final"), tmp_path / "final")
+    with open(os.path.join(final, "privacy.json")) as f:
+        assert "chosen_on_private_split" not in json.load(f)  # the final generator involves no such choice
 
 
 def test_mode_none_is_declared_not_private_and_infinity_round_trips(synth, tmp_path):
@@ -212,8 +253,13 @@ def test_cli_synthesize_writes_the_release_and_never_loads_the_teacher(run_dir, 
     monkeypatch.setattr(dpsd_lite.teacher, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
     out = str(tmp_path / "syn")
     assert main(["synthesize", run_dir, "--n", "30", "--out", out, "--device", "cpu"]) == 0
-    assert "no teacher query" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no teacher query" in printed and "generator: snapshots after iterations [3, 6, 9] of 12" in printed
     assert len(load_synthetic(out)) == 30
+    assert main(["synthesize", run_dir, "--n", "30", "--out", str(tmp_path / "final"), "--source", "final",
+                 "--device", "cpu"]) == 0
+    assert "generator: final" in capsys.readouterr().out
+    assert load_synthetic(str(tmp_path / "final")).meta["generator"] == "final"
     assert main(["synthesize", run_dir, "--n", "30", "--out", out]) == 2  # exists, no --force
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--force" in err
