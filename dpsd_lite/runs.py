@@ -302,11 +302,20 @@ def _read_json(path: str, run_dir: str):
         raise RunDirectoryError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
-def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, device) -> None:
+def _read_torch(fpath: str, device):
+    """``torch.load`` of a run's weight file, tensors only; any failure is one corrupt-file line."""
     try:
-        state = torch.load(fpath, map_location=device, weights_only=True)
+        return torch.load(fpath, map_location=device, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         raise RunDirectoryError(f"cannot read {fpath} ({exc.__class__.__name__}); the file is corrupt") from None
+
+
+def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, device) -> None:
+    _fit_state(module, _read_torch(fpath, device), fpath, f"{what} weights", what, meta)
+
+
+def _fit_state(module: torch.nn.Module, state, fpath: str, what: str, architecture: str, meta: dict) -> None:
+    """Load ``state`` into ``module`` strictly, or refuse in one line naming ``what`` and the ``architecture``."""
     if not isinstance(state, dict):
         raise RunDirectoryError(f"{fpath} does not hold a state_dict; the run directory is corrupt")
     try:
@@ -317,7 +326,7 @@ def _load_weights(module: torch.nn.Module, fpath: str, what: str, meta: dict, de
         details = lines[1:] or lines or [exc.__class__.__name__]
         first = details[0].rstrip(".") + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
         raise RunDirectoryError(
-            f"the {what} weights in {fpath} do not fit the {what} architecture of dpsd_lite {__version__} "
+            f"the {what} in {fpath} do not fit the {architecture} architecture of dpsd_lite {__version__} "
             f"(saved by {meta.get('dpsd_lite_version')}): {first}"
         ) from None
 
@@ -376,7 +385,11 @@ def load_run(path, device="cpu") -> LoadedRun:
     except (KeyError, TypeError, ValueError):
         raise RunDirectoryError(f"{run_dir}/meta.json lacks the architecture or checksums; the run directory is corrupt") from None
 
-    for fname in WEIGHT_FILES:
+    snapshot_files = (SNAPSHOT_FILE,) if meta.get("generator_snapshots") else ()  # listed by meta.json: required
+    for fname in snapshot_files:
+        if not os.path.isfile(os.path.join(run_dir, fname)):
+            raise RunDirectoryError(f"{run_dir} is not a complete run directory: missing {fname}")
+    for fname in WEIGHT_FILES + snapshot_files:
         expected = checksums.get(fname) if isinstance(checksums, dict) else None
         actual = _sha256(os.path.join(run_dir, fname))
         if expected != actual:
@@ -422,37 +435,27 @@ def load_run(path, device="cpu") -> LoadedRun:
     # the same memory layout as in the loop, so the loaded student computes exactly what the saved one did
     channels_last(student.to(device)).eval()
     generator.to(device).eval()
-    snapshots = _load_snapshots(run_dir, generator, meta, checksums, device)
+    snapshots = _load_snapshots(run_dir, generator, meta, device)
     return LoadedRun(run_dir, config, student, generator, history, privacy, meta, snapshots)
 
 
-def _load_snapshots(run_dir: str, generator: torch.nn.Module, meta: dict, checksums: dict, device) -> list:
-    """The generator snapshots a run's meta.json lists, verified like the other weights ([] if it lists none)."""
+def _load_snapshots(run_dir: str, generator: torch.nn.Module, meta: dict, device) -> list:
+    """The generator snapshots meta.json lists ([] if none), each fitted to the generator's architecture.
+    (load_run has already checked that the file is there and matches its checksum.)"""
     import copy
 
-    steps = meta.get("generator_snapshots") or []
-    if not steps:
+    if not meta.get("generator_snapshots"):
         return []
     fpath = os.path.join(run_dir, SNAPSHOT_FILE)
-    if not os.path.isfile(fpath):
-        raise RunDirectoryError(f"{run_dir} is not a complete run directory: missing {SNAPSHOT_FILE}")
-    if checksums.get(SNAPSHOT_FILE) != _sha256(fpath):
-        raise RunDirectoryError(f"checksum mismatch for {fpath}: the file was changed or damaged after saving")
+    saved = _read_torch(fpath, device)
     try:
-        saved = torch.load(fpath, map_location=device, weights_only=True)
-        states = saved["states"]
-        ok = [int(s) for s in saved["steps"]] == [int(s) for s in steps] and len(states) == len(steps)
-    except Exception as exc:  # unpickling errors come in many types
-        raise RunDirectoryError(f"cannot read {fpath} ({exc.__class__.__name__}); the file is corrupt") from None
+        steps, states = [int(s) for s in meta["generator_snapshots"]], list(saved["states"])
+        ok = [int(s) for s in saved["steps"]] == steps and len(states) == len(steps)
+    except (KeyError, TypeError, ValueError):
+        ok = False
     if not ok:
         raise RunDirectoryError(f"{fpath} does not hold the snapshots meta.json lists; the run directory is corrupt")
     probe = copy.deepcopy(generator)
-    for state in states:  # each must fit the generator's architecture
-        if not isinstance(state, dict):
-            raise RunDirectoryError(f"{fpath} does not hold state_dicts; the run directory is corrupt")
-        try:
-            probe.load_state_dict(state, strict=True)
-        except (RuntimeError, KeyError, TypeError) as exc:
-            raise RunDirectoryError(f"the generator snapshots in {fpath} do not fit the generator architecture: "
-                                    f"{str(exc).strip().splitlines()[-1].strip()}") from None
-    return [(int(step), state) for step, state in zip(steps, states)]
+    for state in states:
+        _fit_state(probe, state, fpath, "generator snapshots", "generator", meta)
+    return list(zip(steps, states))
