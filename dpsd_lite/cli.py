@@ -492,7 +492,8 @@ def run_synthesize(args):
         guarantee += "; reproducible noise: that epsilon does not hold against anyone who knows the run's seed"
     print(f"{len(synth)} synthetic images from {run.path} ({run.config.noise_mode}, {guarantee}); "
           f"generator: {synth.meta['generator']}")
-    print(f"labels from the run's student (no teacher query); student agrees with the requested class on "
+    print(f"labels from the run's student (no teacher query): its argmax and its probabilities at temperature "
+          f"{synth.meta['label_temperature']:g}; student agrees with the requested class on "
           f"{_pct(synth.agreement)}; label counts {synth.label_counts()}")
     if result is not None:
         print(result.format())

@@ -5,17 +5,19 @@ A run's generator is itself a product: it can release a synthetic data set.
 * :func:`sample_synthetic` draws ``n`` images from a run's generator (by default
   in equal parts from the generator at a quarter, half and three quarters of
   the run), asking for every class equally often, and labels them with the
-  run's **student**.
+  run's **student**: its argmax label and its class probabilities (softened
+  at ``config.SYNTHESIS_TEMPERATURE``), which teach a fresh classifier more.
   The teacher is not queried again: in the private modes the student and the
   generator are post-processing of the mechanism's releases, so the synthetic
   set costs no privacy beyond the run's ε (with the run's unit of privacy).
 * :func:`save_synthetic` writes a directory: ``synthetic.npz`` (a compressed
   NumPy archive: ``images`` N×C×H×W float32 in [-1, 1], ``labels`` and
-  ``classes`` int64, ``class_names``), ``contact_sheet.png`` and
+  ``classes`` int64, ``probabilities`` N×K float32, ``class_names``), ``contact_sheet.png`` and
   ``privacy.json`` (the run's privacy report, plus where the labels come
   from). :func:`load_synthetic` reads it back exactly.
 * :func:`train_classifier` / :func:`downstream_comparison` train a fresh
-  :class:`~dpsd_lite.models.Student` on a synthetic set only and report its
+  :class:`~dpsd_lite.models.Student` on a synthetic set only (its probabilities
+  when it has them, else its labels) and report its
   accuracy on the real held-out split, beside one trained on the real
   private split (the non-private reference).
 
@@ -43,7 +45,8 @@ PRIVACY_JSON = "privacy.json"
 AUDIT_DIR = "filter_audit"  # closest pairs with private images: for the data owner, never for release
 
 LABEL_NOTE = (
-    "Labels are the run's student's predictions (argmax) on the generator's images. No teacher was queried "
+    "Labels are the run's student's predictions on the generator's images: `labels` its argmax, `probabilities` "
+    "its softmax at the temperature in synthetic.label_temperature. No teacher was queried "
     "to make this set: in the private modes the student and the generator are post-processing of the "
     "mechanism's releases, so the set carries the run's epsilon, with the run's unit of privacy, and no more."
 )
@@ -51,6 +54,10 @@ SNAPSHOTS_CHOSEN_NOTE = (
     "Where in the run the generator's snapshots are taken (a quarter, half and three quarters of its iterations) "
     "was chosen by comparing synthetic sets on the private splits of mnist-5k and Fashion-MNIST; that choice is "
     "a release no epsilon covers. `dpsd-lite synthesize --source final` draws from the final generator instead."
+)
+TEMPERATURE_CHOSEN_NOTE = (
+    "The temperature of the stored probabilities was chosen by comparing fresh classifiers trained on them, on the "
+    "private splits of mnist-5k and Fashion-MNIST; that choice is a release no epsilon covers."
 )
 NOT_PRIVATE_NOTE = (
     "The run used noise mode 'none': its generator and student saw the teacher's raw outputs, so this "
@@ -68,6 +75,9 @@ class SyntheticSet:
     class_names: list
     privacy: dict = field(default_factory=dict)  # the run's privacy report
     meta: dict = field(default_factory=dict)
+    #: N×K float32: the student's softmax at ``meta["label_temperature"]`` (None in archives written before
+    #: probabilities were stored); what :func:`downstream_comparison` trains on when present
+    probabilities: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -75,8 +85,16 @@ class SyntheticSet:
     def subset(self, keep) -> "SyntheticSet":
         """The samples selected by ``keep`` (bool mask, indices or a slice); privacy and meta are shared."""
         keep = keep if isinstance(keep, slice) else torch.as_tensor(keep)
+        probabilities = None if self.probabilities is None else self.probabilities[keep]
         return SyntheticSet(self.images[keep], self.labels[keep], self.classes[keep], list(self.class_names),
-                            self.privacy, dict(self.meta))
+                            self.privacy, dict(self.meta), probabilities)
+
+    def targets(self, labels: str = "soft") -> torch.Tensor:
+        """What a classifier learns from: ``soft`` the probabilities (the labels if the set has none), ``hard``
+        the labels."""
+        if labels not in ("soft", "hard"):
+            raise DpsdError(f"unknown kind of synthetic labels {labels!r}; choose soft or hard")
+        return self.probabilities if labels == "soft" and self.probabilities is not None else self.labels
 
     def label_counts(self) -> list:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
@@ -115,7 +133,7 @@ def source_generators(run, source: str = "snapshots", device="cpu") -> list:
 
 
 def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int = 1000,
-                     class_names=None, source: str = "snapshots") -> SyntheticSet:
+                     class_names=None, source: str = "snapshots", temperature: float | None = None) -> SyntheticSet:
     """Draw ``n`` images from the run's generator, classes balanced, labelled by ``run.student``.
 
     ``run`` is a :class:`~dpsd_lite.transcribe.TranscriptionResult` or a loaded
@@ -123,11 +141,18 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
     ``source="snapshots"`` (the default) draws equal parts from the generator as it was at a quarter, half and
     three quarters of the run (:func:`source_generators`): those images teach a fresh classifier more than the
     final generator's (``config.SYNTHESIS_SNAPSHOTS``); ``source="final"`` draws from the final generator.
-    Only generators and the final student are used; the teacher is never touched.
+    Each image gets the student's argmax label and its softmax at ``temperature`` (default
+    ``config.SYNTHESIS_TEMPERATURE``). Only generators and the final student are used; the teacher is never
+    touched.
     """
+    from .config import SYNTHESIS_TEMPERATURE
+
     n = int(n)
     if n < 1:
         raise DpsdError(f"the number of synthetic images must be a positive integer, got {n}")
+    temperature = SYNTHESIS_TEMPERATURE if temperature is None else float(temperature)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise DpsdError(f"the label temperature must be a positive number, got {temperature}")
     device = resolve_device(device)
     generators = source_generators(run, source, device)
     student = run.student.to(device)
@@ -142,7 +167,7 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
     bounds = [round(i * n / len(generators)) for i in range(len(generators) + 1)]
     was_training = [g.training for _, g in generators], student.training
     student.eval()
-    images, labels = [], []
+    images, labels, probabilities = [], [], []
     try:
         # Generator.sample draws every random choice from `gen`
         with torch.no_grad():
@@ -151,8 +176,10 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
                 for i in range(lo, hi, batch_size):
                     c = classes[i : min(i + batch_size, hi)].to(device)
                     x, _ = generator.sample(len(c), generator=gen, device=device, classes=c)
+                    logits = student(x).float()
                     images.append(x.float().cpu())
-                    labels.append(student(x).argmax(1).cpu())
+                    labels.append(logits.argmax(1).cpu())
+                    probabilities.append((logits / temperature).softmax(1).cpu())
     finally:
         for (_, generator), training in zip(generators, was_training[0]):
             generator.train(training)
@@ -166,12 +193,14 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
         "noise_mode": run.config.noise_mode,
         "epsilon": privacy.get("epsilon", run.config.epsilon),
         "label_source": "student",
+        "label_temperature": temperature,
         "requested_classes": "balanced",
         # which generator drew the images: the iterations of the snapshots, in equal parts, or the final one
         "generator": "final" if steps == [None] else f"snapshots after iterations {steps} of {run.config.steps}",
+        "snapshot_steps": [] if steps == [None] else steps,
     }
     return SyntheticSet(torch.cat(images), torch.cat(labels).long(), classes.long(), list(class_names),
-                        privacy, meta)
+                        privacy, meta, torch.cat(probabilities))
 
 
 # --------------------------------------------------------------------------- files
@@ -185,8 +214,13 @@ def privacy_document(synth: SyntheticSet, filter_summary: dict | None = None) ->
         "labels": LABEL_NOTE if private else NOT_PRIVATE_NOTE,
         "synthetic": synth.meta,
     }
-    if str(synth.meta.get("generator", "final")).startswith("snapshots"):
-        doc["chosen_on_private_split"] = SNAPSHOTS_CHOSEN_NOTE
+    # archives written before "snapshot_steps" was recorded say it only in the "generator" text
+    snapshots = synth.meta.get("snapshot_steps", str(synth.meta.get("generator", "final")).startswith("snapshots"))
+    chosen = [SNAPSHOTS_CHOSEN_NOTE] if snapshots else []
+    if synth.probabilities is not None:
+        chosen.append(TEMPERATURE_CHOSEN_NOTE)
+    if chosen:
+        doc["chosen_on_private_split"] = " ".join(chosen)
     if filter_summary is not None:
         doc["reid_filter"] = filter_summary
     return doc
@@ -219,6 +253,8 @@ def save_synthetic(synth: SyntheticSet, out_dir: str, force: bool = False, filte
             labels=release.labels.numpy().astype(np.int64),
             classes=release.classes.numpy().astype(np.int64),
             class_names=np.array(release.class_names, dtype=str),
+            **({} if release.probabilities is None else
+               {"probabilities": release.probabilities.numpy().astype(np.float32)}),
         )
         fig = contact_sheet(release, max_images=contact_sheet_images)
         fig.savefig(os.path.join(tmp, CONTACT_SHEET), dpi=100)
@@ -245,12 +281,18 @@ def load_synthetic(path: str) -> SyntheticSet:
         with np.load(archive, allow_pickle=False) as z:
             images, labels, classes = z["images"], z["labels"], z["classes"]
             class_names = [str(s) for s in z["class_names"]]
+            # archives written before probabilities were stored have none
+            probabilities = z["probabilities"] if "probabilities" in z.files else None
     except (KeyError, ValueError, OSError) as exc:
         raise RunDirectoryError(f"{archive} is not a readable synthetic archive ({exc})") from exc
+    if probabilities is not None and probabilities.shape != (len(labels), len(class_names)):
+        raise RunDirectoryError(f"{archive} is not a readable synthetic archive (probabilities of shape "
+                                f"{probabilities.shape} for {len(labels)} images and {len(class_names)} classes)")
     privacy_path = os.path.join(os.path.dirname(archive), PRIVACY_JSON)
     doc = _read_json(privacy_path, os.path.dirname(archive)) if os.path.isfile(privacy_path) else {}
     return SyntheticSet(torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(classes), class_names,
-                        doc.get("run_privacy", {}), doc.get("synthetic", {}))
+                        doc.get("run_privacy", {}), doc.get("synthetic", {}),
+                        None if probabilities is None else torch.from_numpy(probabilities))
 
 
 def contact_sheet(synth: SyntheticSet, max_images: int = 100, columns: int = 10):
@@ -274,9 +316,19 @@ def contact_sheet(synth: SyntheticSet, max_images: int = 100, columns: int = 10)
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int = 500, batch_size: int = 128,
                      lr: float = 2e-3, seed: int = 0, device="cpu") -> Student:
-    """Train a fresh :class:`Student` on (x, y) for a fixed number of steps (same compute for any set size)."""
+    """Train a fresh :class:`Student` on (x, y) for a fixed number of steps (same compute for any set size).
+
+    ``y`` is either N class indices or N×``num_classes`` class probabilities (soft labels, rows summing to 1);
+    the loss is the cross-entropy with either.
+    """
     if len(y) == 0:
         raise DpsdError("cannot train a classifier on an empty set")
+    if len(y) != len(x) or not (y.dim() == 1 or (y.dim() == 2 and y.shape[1] == num_classes)):
+        raise DpsdError(f"targets of shape {tuple(y.shape)} do not fit {len(x)} images and {num_classes} classes: "
+                        f"give class indices (N) or class probabilities (N×{num_classes})")
+    if y.dim() == 2 and not (y.is_floating_point() and bool((y >= 0).all())
+                             and torch.allclose(y.sum(1), torch.ones_like(y[:, 0]), atol=1e-3)):
+        raise DpsdError("soft labels must be class probabilities: non-negative floats whose rows sum to 1")
     device = resolve_device(device)
     gen = seed_everything(seed)
     model = Student(tuple(x.shape[1:]), num_classes).to(device)
@@ -302,24 +354,26 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: 
 
 def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered: SyntheticSet | None = None,
                           steps: int = 500, batch_size: int = 128, seed: int = 0, device="cpu",
-                          include_real: bool = True) -> list:
+                          include_real: bool = True, labels: str = "soft") -> list:
     """Held-out accuracy of fresh students trained on each training set, one dict per row.
 
     Rows: ``real private`` (non-private reference: trained on ``data.x_private``),
     ``synthetic`` and ``synthetic, filtered`` (whichever are given). Every
     student gets the same architecture, steps and seed; all are evaluated on
-    ``data.x_heldout``, which none of them trained on.
+    ``data.x_heldout``, which none of them trained on. ``labels="soft"`` (the
+    default) trains on a synthetic set's probabilities when it has them,
+    ``"hard"`` on its argmax labels; each row says which (``labels``).
     """
     sets = []
     if include_real:
         sets.append(("real private", data.x_private, data.y_private, "none (trained on private data)"))
     for name, s in (("synthetic", synthetic), ("synthetic, filtered", filtered)):
         if s is not None:
-            sets.append((name, s.images, s.labels, "run's epsilon" if name == "synthetic" else
+            sets.append((name, s.images, s.targets(labels), "run's epsilon" if name == "synthetic" else
                          "run's epsilon, then a non-DP filter that read private data (no epsilon for that step)"))
     rows = []
     for name, x, y, privacy in sets:
         model = train_classifier(x, y, data.num_classes, steps=steps, batch_size=batch_size, seed=seed, device=device)
-        rows.append({"training set": name, "size": int(len(y)),
+        rows.append({"training set": name, "size": int(len(y)), "labels": "soft" if y.dim() == 2 else "hard",
                      "heldout_accuracy": accuracy(model, data.x_heldout, data.y_heldout), "privacy": privacy})
     return rows

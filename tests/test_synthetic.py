@@ -102,6 +102,29 @@ def test_sample_is_balanced_deterministic_and_labelled_by_the_student(tiny_run, 
         sample_synthetic(tiny_run, 0)
 
 
+def test_probabilities_are_the_students_softmax_at_the_stored_temperature(tiny_run, synth):
+    from dpsd_lite.config import SYNTHESIS_TEMPERATURE
+
+    p = synth.probabilities
+    assert p.shape == (60, 10) and p.dtype == torch.float32 and (p >= 0).all()
+    assert torch.allclose(p.sum(1), torch.ones(60), atol=1e-5)
+    assert torch.equal(p.argmax(1), synth.labels)  # a temperature never changes the argmax
+    assert synth.meta["label_temperature"] == SYNTHESIS_TEMPERATURE == 2.0
+    with torch.no_grad():
+        assert torch.allclose(p, (tiny_run.student(synth.images) / 2.0).softmax(1), atol=1e-6)
+    sharp = sample_synthetic(tiny_run, 60, seed=3, temperature=0.5)
+    assert torch.equal(sharp.images, synth.images) and torch.equal(sharp.labels, synth.labels)
+    assert (sharp.probabilities.max(1).values >= p.max(1).values - 1e-6).all()  # colder: more confident
+    assert sharp.meta["label_temperature"] == 0.5
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(DpsdError, match="temperature"):
+            sample_synthetic(tiny_run, 10, temperature=bad)
+    assert torch.equal(synth.targets("soft"), p) and torch.equal(synth.targets("hard"), synth.labels)
+    assert torch.equal(synth.subset(slice(5, 9)).probabilities, p[5:9])
+    with pytest.raises(DpsdError, match="soft or hard"):
+        synth.targets("fuzzy")
+
+
 def test_snapshots_are_copies_taken_part_way_through_the_run(tiny_run):
     from dpsd_lite.transcribe import snapshot_steps
 
@@ -152,7 +175,7 @@ def test_archive_round_trips_exactly_with_contact_sheet_and_privacy(tiny_run, sy
     path = save_synthetic(synth, tmp_path / "out")
     assert sorted(os.listdir(path)) == ["contact_sheet.png", "privacy.json", "synthetic.npz"]
     back = load_synthetic(path)
-    for name in ("images", "labels", "classes"):
+    for name in ("images", "labels", "classes", "probabilities"):
         a, b = getattr(back, name), getattr(synth, name)
         assert a.dtype == b.dtype and torch.equal(a, b), name
     assert back.class_names == synth.class_names == [str(d) for d in range(10)]
@@ -164,10 +187,38 @@ def test_archive_round_trips_exactly_with_contact_sheet_and_privacy(tiny_run, sy
     assert doc["run_privacy"]["epsilon"] == tiny_run.privacy["epsilon"]
     assert "student" in doc["labels"] and "post-processing" in doc["labels"] and "No teacher" in doc["labels"]
     assert "reid_filter" not in doc
-    assert doc["synthetic"]["generator"].startswith("snapshots") and "no epsilon" in doc["chosen_on_private_split"]
+    assert "probabilities" in doc["labels"] and doc["synthetic"]["label_temperature"] == 2.0
+    assert doc["synthetic"]["snapshot_steps"] == [3, 6, 9]
+    chosen = doc["chosen_on_private_split"]
+    assert "no epsilon" in chosen and "quarter" in chosen and "temperature" in chosen
     final = save_synthetic(sample_synthetic(tiny_run, 20, seed=0, source="final"), tmp_path / "final")
     with open(os.path.join(final, "privacy.json")) as f:
-        assert "chosen_on_private_split" not in json.load(f)  # the final generator involves no such choice
+        chosen = json.load(f)["chosen_on_private_split"]  # the final generator involves no choice of snapshots
+    assert "temperature" in chosen and "quarter" not in chosen
+
+
+def test_archives_without_probabilities_still_load_and_train_on_labels(synth, digits, tmp_path):
+    """Archives written before probabilities were stored: hard labels, and the old disclosure from the text."""
+    import numpy as np
+
+    old = synth.subset(slice(None))
+    old.probabilities = None
+    old.meta = {k: v for k, v in synth.meta.items() if k not in ("snapshot_steps", "label_temperature")}
+    path = save_synthetic(old, tmp_path / "old")
+    with np.load(os.path.join(path, "synthetic.npz")) as z:
+        assert "probabilities" not in z.files
+    with open(os.path.join(path, "privacy.json")) as f:
+        chosen = json.load(f)["chosen_on_private_split"]
+    assert "quarter" in chosen and "temperature" not in chosen  # the snapshots, read from the "generator" text
+    back = load_synthetic(path)
+    assert back.probabilities is None and torch.equal(back.targets("soft"), synth.labels)
+    row = downstream_comparison(digits, back, steps=2, include_real=False)[0]
+    assert row["labels"] == "hard"
+    # an archive whose probabilities do not fit its labels is refused, not half-read
+    arrays = dict(np.load(os.path.join(path, "synthetic.npz")))
+    np.savez_compressed(tmp_path / "bad.npz", **arrays, probabilities=np.ones((3, 10), np.float32) / 10)
+    with pytest.raises(RunDirectoryError, match="probabilities of shape"):
+        load_synthetic(str(tmp_path / "bad.npz"))
 
 
 def test_mode_none_is_declared_not_private_and_infinity_round_trips(synth, tmp_path):
@@ -231,11 +282,38 @@ def test_train_classifier_learns_a_tiny_task(digits):
         train_classifier(digits.x_private[:0], digits.y_private[:0], 10)
 
 
+def test_train_classifier_learns_from_soft_labels(digits):
+    """Probabilities as targets: one-hot rows learn exactly what the labels do; softened rows still learn."""
+    from dpsd_lite.utils import accuracy
+
+    x, y = digits.x_private, digits.y_private
+    onehot = torch.nn.functional.one_hot(y, 10).float()
+    hard = train_classifier(x, y, 10, steps=30, batch_size=64, seed=0)
+    soft = train_classifier(x, onehot, 10, steps=30, batch_size=64, seed=0)
+    with torch.no_grad():
+        assert torch.allclose(hard(digits.x_heldout), soft(digits.x_heldout), atol=1e-4)
+    smoothed = 0.6 * onehot + 0.4 / 10  # the true class keeps 0.64, every other 0.04
+    model = train_classifier(x, smoothed, 10, steps=30, batch_size=64, seed=0)
+    assert accuracy(model, digits.x_heldout, digits.y_heldout) > 0.6
+    for bad, why in ((onehot[:, :9], "do not fit"), (onehot[:-1], "do not fit"), (2 * onehot, "sum to 1"),
+                     (onehot.long(), "sum to 1"), (onehot * 2 - 0.5 * onehot, "sum to 1")):
+        with pytest.raises(DpsdError, match=why):
+            train_classifier(x, bad, 10, steps=1)
+    negative = onehot.clone()
+    negative[:, 0] -= 0.5
+    negative[:, 1] += 0.5
+    with pytest.raises(DpsdError, match="non-negative"):
+        train_classifier(x, negative, 10, steps=1)
+
+
 def test_downstream_comparison_rows(digits, synth):
     rows = downstream_comparison(digits, synth, synth.subset(slice(0, 30)), steps=5, batch_size=32)
     assert [r["training set"] for r in rows] == ["real private", "synthetic", "synthetic, filtered"]
     assert [r["size"] for r in rows] == [len(digits.y_private), 60, 30]
+    assert [r["labels"] for r in rows] == ["hard", "soft", "soft"]
     assert all(0 <= r["heldout_accuracy"] <= 1 for r in rows)
+    hard = downstream_comparison(digits, synth, steps=5, batch_size=32, include_real=False, labels="hard")
+    assert [r["labels"] for r in hard] == ["hard"]
 
 
 # ------------------------------------------------------------------ the command line
@@ -255,6 +333,7 @@ def test_cli_synthesize_writes_the_release_and_never_loads_the_teacher(run_dir, 
     assert main(["synthesize", run_dir, "--n", "30", "--out", out, "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "no teacher query" in printed and "generator: snapshots after iterations [3, 6, 9] of 12" in printed
+    assert "probabilities at temperature 2;" in printed
     assert len(load_synthetic(out)) == 30
     assert main(["synthesize", run_dir, "--n", "30", "--out", str(tmp_path / "final"), "--source", "final",
                  "--device", "cpu"]) == 0
