@@ -4,8 +4,9 @@ For each ε (rr mode, one shared teacher): transcribe, draw N synthetic images
 labelled by the student (from the generator's snapshots, as ``synthesize`` does, and
 from the final generator for comparison), run the filter (teacher's penultimate features,
 threshold = 95th percentile of held-out → nearest private similarity), then
-train fresh students on the synthetic set, on the filtered set, and on the
-real private split, and report their accuracy on the real held-out split.
+train fresh students on the synthetic set (on the student's class probabilities
+at config.SYNTHESIS_TEMPERATURE, and again on its argmax labels), on the filtered
+set, and on the real private split, and report their accuracy on the real held-out split.
 
     python benchmarks/synthetic_benchmark.py                  # mnist-5k, ε ∈ {1, 10}, full size
     python benchmarks/synthetic_benchmark.py --fast           # a smoke run of the same path (minutes → seconds)
@@ -24,6 +25,7 @@ import time
 
 import torch
 
+from dpsd_lite import config
 from dpsd_lite.data import load_dataset
 from dpsd_lite.reid_filter import reid_filter
 from dpsd_lite.synthetic import downstream_comparison, sample_synthetic
@@ -73,10 +75,13 @@ def main(argv=None):
         filt = reid_filter(synth.images, data.x_private, data.x_heldout, teacher, percentile=args.percentile)
         syn, fil = downstream_comparison(data, synth, synth.subset(filt.keep), steps=args.downstream_steps,
                                          seed=args.seed, include_real=False)
+        hard = downstream_comparison(data, synth, steps=args.downstream_steps, seed=args.seed,
+                                     include_real=False, labels="hard")[0]
         final = downstream_comparison(data, sample_synthetic(result, args.n, seed=args.seed, source="final"),
                                       steps=args.downstream_steps, seed=args.seed, include_real=False)[0]
         rows.append({"generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": result.config.steps,
                      "dpsd_student": result.student_accuracy, "synthetic": syn["heldout_accuracy"],
+                     "synthetic_labels": syn["labels"], "synthetic_hard_labels": hard["heldout_accuracy"],
                      "synthetic_final_generator": final["heldout_accuracy"],
                      "synthetic_filtered": fil["heldout_accuracy"], "real": real["heldout_accuracy"],
                      "n_synthetic": len(synth), "n_kept": filt.n_kept, "fraction_filtered": filt.fraction_dropped,
@@ -89,18 +94,19 @@ def main(argv=None):
     print(f"downstream accuracy on the real held-out split ({len(data.y_heldout)} images); "
           f"{args.mode} mode, {steps} transcription steps, {args.downstream_steps} downstream steps, "
           f"filter at the {args.percentile:g}th percentile")
-    head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'final G':>7} | " \
+    head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'hard':>6} | {'final G':>7} | " \
            f"{'filtered':>8} | " \
            f"{'real':>6} | {'filtered out':>12} | {'threshold':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['generator']:<9} | {r['epsilon']:>5g} | {r['dpsd_student']:>12.2%} | {r['synthetic']:>9.2%} | "
-              f"{r['synthetic_final_generator']:>7.2%} | "
+              f"{r['synthetic_hard_labels']:>6.2%} | {r['synthetic_final_generator']:>7.2%} | "
               f"{r['synthetic_filtered']:>8.2%} | {r['real']:>6.2%} | "
               f"{r['fraction_filtered']:>6.1%} ({r['n_synthetic'] - r['n_kept']:>4}) | {r['threshold']:>9.4f}")
     print("synthetic: a fresh student trained on N synthetic images labelled by the run's student "
-          "(covered by the run's epsilon per teacher answer),\ndrawn in equal parts from the generator at 1/4, 1/2 "
+          "(covered by the run's epsilon per teacher answer),\ntrained on its class probabilities at the "
+          f"temperature T={config.SYNTHESIS_TEMPERATURE:g} (chosen on the private splits); hard: the same images on their argmax labels;\ndrawn in equal parts from the generator at 1/4, 1/2 "
           "and 3/4 of the run (the default); final G: the same from the final generator;\nfiltered: the same after the re-identification "
           "filter, which reads private data and is NOT a DP mechanism; real: trained on the private split, no privacy.")
     print(f"total {time.perf_counter() - t0:.0f} s")
@@ -115,10 +121,14 @@ def main(argv=None):
                 + "The synthetic images are drawn in equal parts from the generator at a quarter, half and three "
                   "quarters of the run (what `synthesize` does by default); *final generator* is the same from "
                   "the generator as the run ended.\n\n"
-                + table(("generator", "ε", "DPSD student", "synthetic only", "ratio to real", "final generator",
-                         "filtered", "real"),
+                + f"*Synthetic only* trains on the student's class probabilities at temperature "
+                  f"T = {config.SYNTHESIS_TEMPERATURE:g} (a setting chosen on the private splits, disclosed in "
+                  f"each run's privacy.json); *hard labels* trains on the same images with the argmax labels.\n\n"
+                + table(("generator", "ε", "DPSD student", "synthetic only", "ratio to real", "hard labels",
+                         "final generator", "filtered", "real"),
                         [(r["generator"], f"{r['epsilon']:g}", f"{100 * r['dpsd_student']:.1f}%",
                           f"{100 * r['synthetic']:.1f}%", f"{r['synthetic'] / r['real']:.3f}",
+                          f"{100 * r['synthetic_hard_labels']:.1f}%",
                           f"{100 * r['synthetic_final_generator']:.1f}%",
                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
         write_section(f"synthetic-{args.dataset}", f"Synthetic data downstream ({args.dataset})",

@@ -364,6 +364,8 @@ def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered:
     default) trains on a synthetic set's probabilities when it has them,
     ``"hard"`` on its argmax labels; each row says which (``labels``).
     """
+    if labels not in ("soft", "hard"):
+        raise DpsdError(f"unknown kind of synthetic labels {labels!r}; choose soft or hard")
     sets = []
     if include_real:
         sets.append(("real private", data.x_private, data.y_private, "none (trained on private data)"))

@@ -104,12 +104,21 @@ print(format_report(synth.privacy))
 # one trained on the **real private** images (no privacy at all: the reference), one on the **synthetic**
 # set. All are tested on the real held-out split, which none of them has seen. (The filtered row comes in
 # section 5.)
+#
+# The synthetic student learns from more than the student's top label: `synth.probabilities` holds the
+# student's class probabilities at temperature T = 2 (`config.SYNTHESIS_TEMPERATURE`), so an ambiguous image
+# teaches "mostly a 4, a bit of a 9". Both come from the same student, under the same ε. The last line
+# trains on the argmax labels instead (`labels="hard"`), for comparison. T = 2 was chosen by measuring on the
+# private splits; `privacy.json` says so.
 
 # %%
 rows = downstream_comparison(data, synth, steps=DOWNSTREAM_STEPS, seed=SEED)
 for r in rows:
     print(f"{r['training set']:<22} {r['size']:>5} images  held-out accuracy {r['heldout_accuracy']:.1%}"
-          f"   privacy: {r['privacy']}")
+          f"   labels: {r['labels']}   privacy: {r['privacy']}")
+hard = downstream_comparison(data, synth, steps=DOWNSTREAM_STEPS, seed=SEED, include_real=False, labels="hard")[0]
+print(f"{'synthetic, argmax':<22} {hard['size']:>5} images  held-out accuracy {hard['heldout_accuracy']:.1%}"
+      f"   labels: {hard['labels']}")
 
 # %% [markdown]
 # ## 4. The re-identification filter
@@ -172,8 +181,8 @@ fig
 # %% [markdown]
 # ## 6. Release
 #
-# `save_synthetic` writes the release atomically: `synthetic.npz` (images in [-1, 1], student labels,
-# requested classes, class names), `contact_sheet.png` and `privacy.json` (the run's report, where the labels
+# `save_synthetic` writes the release atomically: `synthetic.npz` (images in [-1, 1], student labels and
+# class probabilities, requested classes, class names), `contact_sheet.png` and `privacy.json` (the run's report, where the labels
 # come from, and — when filtered — that the filter is not DP). The filter's audit, with its pictures of
 # private images, goes into `filter_audit/`: keep that folder inside. From the shell:
 # `dpsd-lite synthesize RUN --n 4000 --out DIR --filter`.
@@ -206,3 +215,5 @@ assert len(load_synthetic(out)) == filt.n_kept
 #    accuracy and the fraction filtered change?
 # 5. The embedding comes from a teacher trained on the private data. Would raw pixels (`"pixels"`) catch the
 #    same near-copies? Which would catch a shifted or slightly rotated copy?
+# 6. Compare the soft-label and argmax rows of section 3. Why would probabilities teach a fresh classifier
+#    more than labels drawn from the very same student? Does releasing them cost any extra ε?

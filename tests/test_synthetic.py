@@ -314,6 +314,9 @@ def test_downstream_comparison_rows(digits, synth):
     assert all(0 <= r["heldout_accuracy"] <= 1 for r in rows)
     hard = downstream_comparison(digits, synth, steps=5, batch_size=32, include_real=False, labels="hard")
     assert [r["labels"] for r in hard] == ["hard"]
+    for bad in ("Soft", "argmax", None):  # refused before any training, even with only the real row
+        with pytest.raises(DpsdError, match="soft or hard"):
+            downstream_comparison(digits, steps=1, labels=bad)
 
 
 # ------------------------------------------------------------------ the command line
