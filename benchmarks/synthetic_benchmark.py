@@ -131,7 +131,10 @@ def main(argv=None):
                           f"{100 * r['synthetic_hard_labels']:.1f}%",
                           f"{100 * r['synthetic_final_generator']:.1f}%",
                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
-        write_section(f"synthetic-{args.dataset}", f"Synthetic data downstream ({args.dataset})",
+        sized = "" if (args.n, args.downstream_steps) == (4000, 600) else \
+            f", {args.n:,} images, {args.downstream_steps} downstream steps"  # its own section: keeps the default's
+        write_section(f"synthetic-{args.dataset}" + sized.replace(", ", "-").replace(" ", "_").replace(",", ""),
+                      f"Synthetic data downstream ({args.dataset}{sized})",
                       command_line("synthetic_benchmark.py", argv), body)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
