@@ -48,6 +48,8 @@ def main(argv=None):
     p.add_argument("--percentile", type=float, default=95.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--freeze-generator", action="store_true",
+                   help="ablation: the generator keeps its random initialisation (no generator steps)")
     p.add_argument("--fast", action="store_true", help="tiny sizes: checks the path works, numbers mean nothing")
     p.add_argument("--json", default=None, metavar="FILE", help="write the rows as JSON")
     args = p.parse_args(argv)
@@ -70,7 +72,8 @@ def main(argv=None):
     for gen, eps in ((g, e) for g in gens for e in args.epsilons):
         t = time.perf_counter()
         result = transcribe(dataset=args.dataset, data=data, teacher=teacher, noise_mode=args.mode, epsilon=eps,
-                            steps=args.steps, seed=args.seed, device="cpu", generator=gen)
+                            steps=args.steps, seed=args.seed, device="cpu", generator=gen,
+                            freeze_generator=args.freeze_generator)
         synth = sample_synthetic(result, args.n, seed=args.seed)  # the generator's snapshots (the default)
         filt = reid_filter(synth.images, data.x_private, data.x_heldout, teacher, percentile=args.percentile)
         syn, fil = downstream_comparison(data, synth, synth.subset(filt.keep), steps=args.downstream_steps,
@@ -133,7 +136,9 @@ def main(argv=None):
                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
         sized = "" if (args.n, args.downstream_steps) == (4000, 600) else \
             f", {args.n:,} images, {args.downstream_steps} downstream steps"  # its own section: keeps the default's
-        write_section(f"synthetic-{args.dataset}" + sized.replace(", ", "-").replace(" ", "_").replace(",", ""),
+        sized += ", generator frozen (ablation)" if args.freeze_generator else ""
+        slug = "".join(c for c in sized.replace(", ", "-").replace(" ", "_") if c not in ",()")
+        write_section(f"synthetic-{args.dataset}{slug}",
                       f"Synthetic data downstream ({args.dataset}{sized})",
                       command_line("synthetic_benchmark.py", argv), body)
     if args.json:
