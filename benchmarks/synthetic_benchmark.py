@@ -97,8 +97,8 @@ def main(argv=None):
     print(f"downstream accuracy on the real held-out split ({len(data.y_heldout)} images); "
           f"{args.mode} mode, {steps} transcription steps, {args.downstream_steps} downstream steps, "
           f"filter at the {args.percentile:g}th percentile")
-    head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'hard':>6} | {'final G':>7} | " \
-           f"{'filtered':>8} | " \
+    head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'hard':>6} | " \
+           f"{'final G':>7} | {'filtered':>8} | " \
            f"{'real':>6} | {'filtered out':>12} | {'threshold':>9}"
     print(head)
     print("-" * len(head))
@@ -109,8 +109,11 @@ def main(argv=None):
               f"{r['fraction_filtered']:>6.1%} ({r['n_synthetic'] - r['n_kept']:>4}) | {r['threshold']:>9.4f}")
     print("synthetic: a fresh student trained on N synthetic images labelled by the run's student "
           "(covered by the run's epsilon per teacher answer),\ntrained on its class probabilities at the "
-          f"temperature T={config.SYNTHESIS_TEMPERATURE:g} (chosen on the private splits); hard: the same images on their argmax labels;\ndrawn in equal parts from the generator at 1/4, 1/2 "
-          "and 3/4 of the run (the default); final G: the same from the final generator;\nfiltered: the same after the re-identification "
+          f"temperature T={config.SYNTHESIS_TEMPERATURE:g} (chosen on the private splits); "
+          "hard: the same images on their argmax labels;\n"
+          "drawn in equal parts from the generator at 1/4, 1/2 "
+          "and 3/4 of the run (the default); final G: the same from the final generator;\n"
+          "filtered: the same after the re-identification "
           "filter, which reads private data and is NOT a DP mechanism; real: trained on the private split, no privacy.")
     print(f"total {time.perf_counter() - t0:.0f} s")
     if not args.fast:
@@ -134,8 +137,10 @@ def main(argv=None):
                           f"{100 * r['synthetic_hard_labels']:.1f}%",
                           f"{100 * r['synthetic_final_generator']:.1f}%",
                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
-        sized = "" if (args.n, args.downstream_steps) == (4000, 600) else \
-            f", {args.n:,} images, {args.downstream_steps} downstream steps"  # its own section: keeps the default's
+        # a non-default size or the ablation gets a section of its own, so the default's section is kept
+        default_size = (p.get_default("n"), p.get_default("downstream_steps"))
+        sized = "" if (args.n, args.downstream_steps) == default_size else \
+            f", {args.n:,} images, {args.downstream_steps} downstream steps"
         sized += ", generator frozen (ablation)" if args.freeze_generator else ""
         slug = "".join(c for c in sized.replace(", ", "-").replace(" ", "_") if c not in ",()")
         write_section(f"synthetic-{args.dataset}{slug}",

@@ -65,6 +65,11 @@ NOT_PRIVATE_NOTE = (
 )
 
 
+def _check_label_kind(labels) -> None:
+    if labels not in ("soft", "hard"):
+        raise DpsdError(f"unknown kind of synthetic labels {labels!r}; choose soft or hard")
+
+
 @dataclass
 class SyntheticSet:
     """N synthetic images with the student's labels and the classes the generator was asked for."""
@@ -92,8 +97,7 @@ class SyntheticSet:
     def targets(self, labels: str = "soft") -> torch.Tensor:
         """What a classifier learns from: ``soft`` the probabilities (the labels if the set has none), ``hard``
         the labels."""
-        if labels not in ("soft", "hard"):
-            raise DpsdError(f"unknown kind of synthetic labels {labels!r}; choose soft or hard")
+        _check_label_kind(labels)
         return self.probabilities if labels == "soft" and self.probabilities is not None else self.labels
 
     def label_counts(self) -> list:
@@ -364,8 +368,7 @@ def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered:
     default) trains on a synthetic set's probabilities when it has them,
     ``"hard"`` on its argmax labels; each row says which (``labels``).
     """
-    if labels not in ("soft", "hard"):
-        raise DpsdError(f"unknown kind of synthetic labels {labels!r}; choose soft or hard")
+    _check_label_kind(labels)  # before any training, even when only the real row is trained
     sets = []
     if include_real:
         sets.append(("real private", data.x_private, data.y_private, "none (trained on private data)"))
