@@ -156,14 +156,15 @@ print(f"replay buffer holds {p.buffer.size if p.buffer is not None else 0:,} rel
 #   \; - \; \lambda_{\mathrm{div}}\,
 #   \underbrace{\frac{\lVert G_\theta(z_1, c) - G_\theta(z_2, c)\rVert_1}{\lVert z_1 - z_2\rVert_1}}_{\text{diversity}}
 #   \; \big[+\ \lambda_{\mathrm{anchor}}\lVert \phi_\theta(z, c) - \phi_{\theta_0}(z, c)\rVert^2\big]
-#   \; \big[-\ \lVert S(x) - T(x)\rVert_1\big]_{\text{mode none only}}$$
+#   \; \big[-\ \lambda_{\mathrm{disc}}\lVert S(x) - T(x)\rVert_1\big]_{\text{mode none only}}$$
 #
 # with the student $S$ frozen: the student should recognise the requested
 # class (the student as auxiliary classifier), and two images asked for the
 # same class should differ, so a class does not collapse to one image. The
 # anchor keeps a stroke generator's strokes near their random first draw. The
 # last term, DFAD's teacher–student discrepancy, reads the raw teacher: only
-# mode `none` may use it. One line per term:
+# mode `none` may use it (the learned generator's default weight there is
+# $\lambda_{\mathrm{disc}} = 0.1$). One line per term:
 
 # %%
 print(inspect.getsource(phases.generator_objective))

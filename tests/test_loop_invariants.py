@@ -159,10 +159,21 @@ def test_mode_none_learns_the_teachers_softmax(digits, teachers):
 
 
 def test_mode_nones_discrepancy_term_reads_the_raw_logits(digits, teachers):
-    """DFAD's discrepancy (mode none only, off by default) compares logits: a softmax-preserving shift shows."""
+    """DFAD's discrepancy (mode none only) compares logits: a softmax-preserving shift shows."""
     base = run(digits, teachers, "none", discrepancy_weight=1.0)
     pert = run(digits, teachers, "none", perturb="softmax-preserving", discrepancy_weight=1.0)
     assert not identical(base, pert, "generator")
+
+
+def test_the_learned_generator_uses_the_discrepancy_in_mode_none_by_default(digits, teachers):
+    """Its default weight (0.1) is on in mode none: the generator reads the raw logits, which a
+    softmax-preserving shift reveals; at weight 0 the same shift changes nothing (the control)."""
+    learned = dict(generator="learned", precision="float32")
+    base = run(digits, teachers, "none", **learned)
+    assert not identical(base, run(digits, teachers, "none", perturb="softmax-preserving", **learned), "generator")
+    off = run(digits, teachers, "none", discrepancy_weight=0.0, **learned)
+    assert identical(off, run(digits, teachers, "none", perturb="softmax-preserving", discrepancy_weight=0.0,
+                              **learned), "generator")
 
 
 @pytest.mark.parametrize("mode", ["label", "data"])
