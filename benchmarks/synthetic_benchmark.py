@@ -82,7 +82,9 @@ def main(argv=None):
                                      include_real=False, labels="hard")[0]
         final = downstream_comparison(data, sample_synthetic(result, args.n, seed=args.seed, source="final"),
                                       steps=args.downstream_steps, seed=args.seed, include_real=False)[0]
-        rows.append({"generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": result.config.steps,
+        rows.append({"dataset": args.dataset, "seed": args.seed, "n": args.n,
+                     "downstream_steps": args.downstream_steps, "freeze_generator": args.freeze_generator,
+                     "generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": result.config.steps,
                      "dpsd_student": result.student_accuracy, "synthetic": syn["heldout_accuracy"],
                      "synthetic_labels": syn["labels"], "synthetic_hard_labels": hard["heldout_accuracy"],
                      "synthetic_final_generator": final["heldout_accuracy"],
