@@ -267,9 +267,9 @@ def generator_objective(p: Players, z, c, ink):
       or, with ``generator_objective="boundary"``, images the student is unsure about (minus its entropy);
     * diversity: two images asked for the same class should differ (mode seeking, per unit of z distance);
     * anchor (strokes): the stroke parameters stay near the generator's random initial draw;
-    * discrepancy (mode ``none`` only, ``discrepancy_weight``: 0.1 for the learned generator, 0 for the
-      strokes): DFAD's L1 between student and teacher logits, maximised. It reads the raw teacher, which no
-      private mode may do.
+    * discrepancy (mode ``none`` only, ``discrepancy_weight``; by default
+      ``config.LEARNED_DISCREPANCY_WEIGHT`` for the learned generator, 0 for the strokes): DFAD's L1 between
+      student and teacher logits, maximised. It reads the raw teacher, which no private mode may do.
     """
     cfg = p.config
     with p.autocast():
