@@ -150,7 +150,7 @@ class Dash:
         return float(self.eps_handle.get_attribute("aria-valuenow"))
 
     def eps_shown(self) -> float:
-        return float(self.eps_readout.inner_text().strip())
+        return read_number(self.eps_readout)
 
     def mode_shown(self) -> str:
         return self.mode.evaluate("s => s.options[s.selectedIndex].textContent").replace("\xa0", " ")
@@ -503,7 +503,17 @@ def test_05_stop_during_a_run_with_the_restored_widgets(browser_page, artifacts)
     assert re.match(rf"{steps_done}\b", row[4]), f"the stopped run's row shows {row[4]!r} steps, {steps_done} ran"
 
 
+def read_number(readout) -> float:
+    """The number a slider's readout shows, read from the DOM's text once it has some: JupyterLab skips
+    rendering cells outside the window (inner_text() reads as empty there), and after a page reload the
+    restored view fills its readout a moment after it appears."""
+    readout.scroll_into_view_if_needed()
+    _wait_until(readout.page, "el => el.textContent.trim() !== ''", arg=readout.element_handle(), timeout=30,
+                what="the slider's readout stayed empty")
+    return float(readout.text_content().strip())
+
+
 def expect_text(readout, epsilon: float) -> None:
     """The slider's readout shows ``epsilon`` (to its 3 significant digits)."""
-    shown = float(readout.inner_text().strip())
+    shown = read_number(readout)
     assert shown == pytest.approx(epsilon, rel=0.01), f"the ε readout shows {shown}, expected {epsilon}"
