@@ -147,8 +147,8 @@ class TranscribeConfig:
     generator_sharpness: float | None = None  # learned: ink edges, tanh(sharpness·…) (None: per dataset)
     generator_objective: str = "class"  # class: the student must see the requested class; boundary: its entropy
     # mode none only: DFAD's teacher–student discrepancy, maximised by the generator (it reads the raw teacher,
-    # which no private mode may; there it is ignored). None: LEARNED_DISCREPANCY_WEIGHT for the learned generator
-    # in mode none, 0 otherwise
+    # which no private mode may: there it resolves to 0, whatever is set, and the saved config says so).
+    # None: LEARNED_DISCREPANCY_WEIGHT for the learned generator in mode none, 0 otherwise
     discrepancy_weight: float | None = None
     diversity_weight: float = 1.0  # mode seeking: two images asked for the same class should differ
     anchor_weight: float = 10.0  # strokes: pull the stroke parameters toward the generator's random initial draw
@@ -223,9 +223,11 @@ class TranscribeConfig:
         if precision == "auto":
             precision = "bfloat16" if kind.startswith("learned") and _native_bfloat16(self.device) else "float32"
         fill = {k: v for k, v in GENERATOR_DEFAULTS[kind].items() if getattr(self, k) is None}
-        if self.discrepancy_weight is None:  # it reads the teacher: never in a private mode
-            fill["discrepancy_weight"] = (LEARNED_DISCREPANCY_WEIGHT if kind == "learned" and self.noise_mode == "none"
-                                          else 0.0)
+        if self.noise_mode != "none":  # it reads the raw teacher: never in a private mode, even when set
+            if self.discrepancy_weight != 0.0:
+                fill["discrepancy_weight"] = 0.0
+        elif self.discrepancy_weight is None:
+            fill["discrepancy_weight"] = LEARNED_DISCREPANCY_WEIGHT if kind == "learned" else 0.0
         if precision != self.precision:
             fill["precision"] = precision
         if "steps" in fill and precision == "bfloat16" and kind.startswith("learned"):
