@@ -48,7 +48,8 @@ LEARNED_CALM_EPSILON = 5.0
 #: In mode none, and only there (it reads the raw teacher), the learned generator's objective also seeks the
 #: images where student and teacher disagree (DFAD's discrepancy, ``discrepancy_weight``): seeds 0–3, private
 #: splits, mnist-5k 0.970 → 0.976 (better on 4 of 4 seeds), Fashion-MNIST 0.931 → 0.933 (3 of 4); weights 0.5
-#: and 1 swung by ±2 points on clothing. Every other run resolves the weight to 0.
+#: and 1 swung by ±2 points on clothing. The default is 0 for every other run, and ``resolved()`` sets any weight
+#: to 0 in a private mode.
 LEARNED_DISCREPANCY_WEIGHT = 0.1
 #: The learned generator's iterations when the loop runs in bfloat16 (``precision``): they take a little less
 #: time than its 200 float32 iterations on a CPU with native bfloat16 units (AMX / AVX-512 BF16), and reach as
