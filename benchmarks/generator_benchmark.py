@@ -37,13 +37,17 @@ GOALS = {  # (dataset, mode, ε) -> ratio the learned generator's 3-seed mean sh
     ("fashion-mnist", "rr", 10.0): 0.95, ("fashion-mnist", "rr", 1.0): 0.85, ("fashion-mnist", "none", None): 0.97,
 }
 
+# a mode of the benchmark that is rr releasing something else than its default (the top class)
+RR_ANSWER = {"rr-top2": {"rr_answer": "top2"}}
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist-5k")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--generators", default=None, help="default: learned,strokes for digits, learned otherwise")
-    ap.add_argument("--modes", default="none,label,rr,data")
+    ap.add_argument("--modes", default="none,label,rr,data",
+                    help="noise modes; rr-top2 is rr releasing the teacher's ordered top two (rr_answer top2)")
     ap.add_argument("--epsilons", default="1,10")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--frozen-modes", default="none,label,rr,data", help="modes run again with the generator frozen")
@@ -79,9 +83,9 @@ def main(argv=None) -> int:
                 for mode in modes:
                     for eps in ([None] if mode == "none" else epsilons):
                         for frozen in ([False, True] if mode in frozen_modes else [False]):
-                            cfg = dict(dataset=dataset, data_root=args.data_root, generator=gen, noise_mode=mode,
-                                       epsilon=eps or 10.0, seed=seed, device="cpu", freeze_generator=frozen,
-                                       **overrides)
+                            cfg = dict(dataset=dataset, data_root=args.data_root, generator=gen,
+                                       noise_mode=mode.split("-")[0], epsilon=eps or 10.0, seed=seed, device="cpu",
+                                       freeze_generator=frozen, **RR_ANSWER.get(mode, {}), **overrides)
                             r = transcribe(data=data, teacher=teacher, **cfg)
                             agree = [h["agreement"] for h in r.history]
                             row = {"dataset": dataset, "generator": gen, "mode": mode, "epsilon": eps,
@@ -90,7 +94,7 @@ def main(argv=None) -> int:
                                    "ratio": r.student_accuracy / teacher.heldout_accuracy,
                                    "agreement_first": agree[0], "agreement_last": agree[-1], "seconds": r.elapsed}
                             rows.append(row)
-                            print(f"  seed {seed} {gen:<8} {mode:<5} eps={eps if eps else 'inf':<5} "
+                            print(f"  seed {seed} {gen:<8} {mode:<7} eps={eps if eps else 'inf':<5} "
                                   f"{'frozen ' if frozen else 'trained'} ratio {row['ratio']:.3f} "
                                   f"(student {100 * r.student_accuracy:.1f}%, teacher "
                                   f"{100 * teacher.heldout_accuracy:.1f}%), released=requested "
@@ -124,23 +128,23 @@ def main(argv=None) -> int:
     teacher_mean = statistics.mean({r["seed"]: r["teacher"] for r in rows}.values())
     print(f"\n{dataset}: teacher {100 * teacher_mean:.1f}% (mean over seeds); ratios = student / teacher, "
           f"held-out; {time.perf_counter() - t_all:.0f} s in all")
-    print(f"{'generator':<9} {'mode':<5} {'eps':>4} {'mean':>6} {'per seed':>20} {'frozen':>7} "
+    print(f"{'generator':<9} {'mode':<7} {'eps':>4} {'mean':>6} {'per seed':>20} {'frozen':>7} "
           f"{'rel=req':>11} {'s/run':>6}")
     for s in summary:
         frozen = "—" if s["frozen_mean"] is None else f"{s['frozen_mean']:.3f}"
-        print(f"{s['generator']:<9} {s['mode']:<5} {s['epsilon'] or 'inf':>4} {s['mean']:>6.3f} "
+        print(f"{s['generator']:<9} {s['mode']:<7} {s['epsilon'] or 'inf':>4} {s['mean']:>6.3f} "
               f"{' / '.join(f'{v:.3f}' for v in s['ratios']):>20} {frozen:>7} "
               f"{s['agreement'][0]:>5.2f}->{s['agreement'][1]:.2f} {s['seconds']:>6.0f}")
     verdicts = []
     for (ds, mode, eps), goal in GOALS.items():
         if ds != dataset or "learned" not in gens:
             continue
-        match = [s for s in summary if s["generator"] == "learned" and s["mode"] == mode and s["epsilon"] == eps]
-        if match:
-            m = match[0]["mean"]
-            verdicts.append((mode, eps, goal, m, m >= goal))
-            print(f"goal, learned {mode} eps={eps or 'inf'}: >= {goal:.2f} of the teacher: {m:.3f} -> "
-                  f"{'met' if m >= goal else 'NOT met'}")
+        for s in summary:  # rr's goals are judged for each thing rr may release (rr, rr-top2)
+            if s["generator"] == "learned" and s["mode"].split("-")[0] == mode and s["epsilon"] == eps:
+                m = s["mean"]
+                verdicts.append((s["mode"], eps, goal, m, m >= goal))
+                print(f"goal, learned {s['mode']} eps={eps or 'inf'}: >= {goal:.2f} of the teacher: {m:.3f} -> "
+                      f"{'met' if m >= goal else 'NOT met'}")
     beats = [(s["mode"], s["epsilon"], s["mean"] > s["frozen_mean"]) for s in summary
              if s["generator"] == "learned" and s["frozen_mean"] is not None]
     if beats:

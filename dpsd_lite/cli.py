@@ -266,7 +266,7 @@ def run_teacher(args):
 
 
 def add_transcribe(sub):
-    from .names import NOISE_MODES
+    from .names import NOISE_MODES, RR_ANSWERS
 
     p = sub.add_parser("transcribe", help="transcribe the teacher into a private student and save the run",
                        description="Transcribe the teacher into a student through a noise mode; print the "
@@ -277,6 +277,10 @@ def add_transcribe(sub):
     p.add_argument("--mode", default="rr", choices=NOISE_MODES + ("ensemble",),
                    help="noise mode: none (no privacy), label, rr (default) or data (epsilon per teacher answer); "
                         "ensemble: a teacher ensemble's noisy votes (PATE GNMax; epsilon per private training record)")
+    p.add_argument("--rr-answer", default=None, choices=RR_ANSWERS,
+                   help="--mode rr: release each teacher answer's top class (top1, the default: selective RR with "
+                        "the student's prior) or its ordered top two classes (top2: RR over all 90 ordered pairs, "
+                        "no prior), at the same epsilon per teacher answer")
     p.add_argument("--teachers", type=positive_int, default=None,
                    help="--mode ensemble: number of teachers on disjoint partitions of the private split (default: 50)")
     p.add_argument("--queries", type=positive_int, default=None,
@@ -299,8 +303,11 @@ def run_transcribe(args):
         raise DpsdError("--teachers and --queries belong to --mode ensemble")
     if ensemble and args.teacher_dp_epsilon:
         raise DpsdError("--mode ensemble trains its own teachers; it cannot use --teacher-dp-epsilon")
+    if args.rr_answer is not None and args.mode != "rr":
+        raise DpsdError("--rr-answer belongs to --mode rr")
     config = _config_from_args(args, noise_mode="rr" if ensemble else args.mode, epsilon=args.epsilon,
-                               teacher_dp_epsilon=args.teacher_dp_epsilon).validate()
+                               teacher_dp_epsilon=args.teacher_dp_epsilon,
+                               **({"rr_answer": args.rr_answer} if args.rr_answer else {})).validate()
     mode = args.mode
     eps_name = "inf" if mode == "none" else _eps_name(config.epsilon)
     tag = f"-dpteacher{_eps_name(config.teacher_dp_epsilon)}" if config.teacher_dp_epsilon else ""

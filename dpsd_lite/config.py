@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .accounting import check_delta, check_epsilon
 from .errors import DpsdError
-from .names import DATASETS, GENERATOR_KINDS, GENERATOR_OBJECTIVES, NOISE_MODES
+from .names import DATASETS, GENERATOR_KINDS, GENERATOR_OBJECTIVES, NOISE_MODES, RR_ANSWERS
 
 #: Epochs of the (non-private) teacher on the private split.
 TEACHER_EPOCHS = 8
@@ -134,6 +134,10 @@ class TranscribeConfig:
 
     # --- the mechanism's options -----------------------------------------------------------------------------
     k_min: int = 2  # rr: smallest answer set (k = 1 would return the prior's own guess)
+    # rr: what each teacher answer releases, its top class (top1: selective RR with the prior, the mode as the
+    # papers define it) or its ordered top two classes (top2: RR over the K(K-1) pairs, no prior; an extension
+    # measured beside it in benchmarks/RESULTS.md); the same ε per teacher answer either way
+    rr_answer: str = "top1"
     top_k: int | None = None  # label: classes of the prior kept (None: the generator's default)
     clip_norm: float = 1.0  # data: C, the norm each query's gradient is normalised to
     prior_temperature: float = 4.0  # rr, label: the prior is softmax(student logits / T); T > 1 tempers it
@@ -208,6 +212,8 @@ class TranscribeConfig:
             raise DpsdError(f"class_balance is a share of the requested classes, in [0, 1]; got {self.class_balance}")
         if self.discrepancy_weight is not None and not self.discrepancy_weight >= 0:
             raise DpsdError(f"discrepancy_weight must be non-negative, got {self.discrepancy_weight}")
+        if self.rr_answer not in RR_ANSWERS:
+            raise DpsdError(f"unknown rr answer {self.rr_answer!r}; choose one of {', '.join(RR_ANSWERS)}")
         if not 0 <= self.warmup_fraction <= 1:
             raise DpsdError(f"warmup_fraction must lie in [0, 1], got {self.warmup_fraction}")
         return self

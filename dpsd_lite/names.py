@@ -6,6 +6,8 @@ its arguments, and prints ``--help``, in a fraction of a second.
 
 DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
 NOISE_MODES = ("none", "label", "rr", "data")
+# what rr releases of each teacher answer: its top class, or its ordered top two (mechanisms.TopTwoRR)
+RR_ANSWERS = ("top1", "top2")
 # sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the
 # private split (from random or public initial weights) and the teacher ensemble's noisy votes (PATE GNMax)
 BASELINES = ("dpsgd", "dpsgd-public", "ensemble")

@@ -114,7 +114,8 @@ def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> 
     rng = seed_everything(config.seed)
     mech = mechanism if mechanism is not None else make_mechanism(
         config.noise_mode, config.epsilon, config.delta, top_k=config.top_k, k_min=config.k_min,
-        clip_norm=config.clip_norm, noise_seed=config.seed if config.reproducible_noise else None)
+        clip_norm=config.clip_norm, answer=config.rr_answer, num_classes=data.num_classes,
+        noise_seed=config.seed if config.reproducible_noise else None)
     K = data.num_classes
     student = channels_last(Student(data.image_shape, K).to(device))
     generator = build_generator(config, data.image_shape, K).to(device)

@@ -66,7 +66,7 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
     if config is not None:
         outside += settings_selection(config.dataset, config.generator)
     report["not_covered_by_epsilon"] = outside
-    if config is not None and desc["mode"] in ("rr", "label"):
+    if config is not None and mechanism.uses_prior:
         prior = "the student's own prediction"
         if config.prior_temperature != 1:
             prior += f" at temperature {config.prior_temperature:g}"
@@ -168,6 +168,10 @@ def format_report(report: dict) -> str:
         keep = report["keep_probability_at_k"]
         shown = ", ".join(f"k={k}: {float(v):.4f}" for k, v in list(keep.items())[:4])
         lines.append(f"keep probability e^eps/(e^eps+k-1): {shown}, ... (k >= {report['k_min']})")
+    if "answer_pairs" in report:
+        lines.append(f"answers: the teacher's ordered top two classes, one of {report['answer_pairs']} pairs, kept "
+                     f"with probability e^eps/(e^eps+{report['answer_pairs'] - 1}) = {report['keep_probability']:.4f}, "
+                     f"else a uniform other pair")
     if "k_used" in report:
         total = sum(report["k_used"].values())
         shares = ", ".join(f"k={k}: {n / total:.0%}" if n / total >= 0.005 else f"k={k}: <1%"

@@ -324,3 +324,28 @@ def test_generator_option_and_the_line_that_names_it(capsys, tmp_path):
     assert run.config.generator == "learned" and run.config.lr_generator is not None  # the defaults it used
     code, _, err = run_cli(capsys, "transcribe", *FAST, "--generator", "pen", "--out", tmp_path / "c")
     assert_user_error(code, err, "invalid choice")
+
+
+# ------------------------------------------------------- what rr releases
+def test_rr_answer_top2_runs_reports_and_saves_what_it_released(capsys, tmp_path, digits_teacher):
+    out_dir = tmp_path / "top2"
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "3", "--rr-answer", "top2", "--steps", "3",
+                             "--out", out_dir)
+    assert code == 0, err
+    assert "ordered top two classes, one of 90 pairs" in out
+    assert f"= {math.exp(3) / (math.exp(3) + 89):.4f}" in out  # the keep probability, e^3/(e^3+89)
+    assert "prior:" not in out and "answer sets used" not in out  # no prior, no answer sets
+    run = load_run(out_dir)
+    assert run.config.rr_answer == "top2" and run.privacy["answer"] == "top2"
+    # control: the default releases the top class, through answer sets chosen from the prior
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "3", "--steps", "2", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert load_run(tmp_path / "a").config.rr_answer == "top1" and "answer sets used" in out and "prior:" in out
+
+
+def test_rr_answer_errors_are_one_line_and_write_nothing(capsys, tmp_path):
+    for argv, message in ((["--mode", "label", "--rr-answer", "top2"], "--rr-answer belongs to --mode rr"),
+                          (["--set", "rr_answer=top3"], "unknown rr answer 'top3'; choose one of top1, top2")):
+        code, _, err = run_cli(capsys, "transcribe", *FAST, *argv, "--out", tmp_path / "x")
+        assert_user_error(code, err, message)
+    assert os.listdir(tmp_path) == []

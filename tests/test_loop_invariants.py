@@ -60,6 +60,13 @@ class Perturbed(torch.nn.Module):
             # increasing affine map with a different offset per row: hard labels unchanged, softmax changed
             rows = torch.arange(len(logits), dtype=logits.dtype).view(-1, 1)
             return 3.0 * logits + 7.0 * torch.sin(rows) + 20.0
+        if self.kind == "second-swapping":
+            # each row's second and third class trade places: the argmax stays, the second choice changes
+            top = logits.topk(3, dim=1)
+            rows = torch.arange(len(logits))
+            out = logits.clone()
+            out[rows, top.indices[:, 1]], out[rows, top.indices[:, 2]] = top.values[:, 2], top.values[:, 1]
+            return out
         raise ValueError(self.kind)
 
 
@@ -175,6 +182,28 @@ def test_the_learned_generator_uses_the_discrepancy_in_mode_none_by_default(digi
     assert identical(off, run(digits, teachers, "none", perturb="softmax-preserving", discrepancy_weight=0.0,
                               **learned), "generator")
 
+
+TOP2 = dict(rr_answer="top2")
+
+
+def test_top_two_rr_sees_the_second_choice_and_nothing_more(digits, teachers):
+    """rr over the ordered top two: an order-preserving change of the logits changes nothing, student or
+    generator (replay included); a swap of each row's second and third class shows, while the top-1 release
+    stays blind to it (the control that makes the first check able to fail)."""
+    base = run(digits, teachers, "rr", **TOP2)
+    assert base["privacy"]["answer"] == "top2" and "k_used" not in base["privacy"] and "prior" not in base["privacy"]
+    pert = run(digits, teachers, "rr", perturb="argmax-preserving", **TOP2)
+    assert identical(base, pert, "student") and identical(base, pert, "generator")
+    assert not identical(base, run(digits, teachers, "rr", perturb="second-swapping", **TOP2), "student")
+    assert identical(run(digits, teachers, "rr"), run(digits, teachers, "rr", perturb="second-swapping"), "student")
+
+
+def test_top_two_rr_with_a_fixed_release_makes_two_teachers_indistinguishable(digits, teachers):
+    a = run(digits, teachers, "rr", teacher="A", fixed_release=True, **TOP2)
+    b = run(digits, teachers, "rr", teacher="B", fixed_release=True, **TOP2)
+    assert identical(a, b, "student") and identical(a, b, "generator")
+    assert not identical(run(digits, teachers, "rr", teacher="A", **TOP2),
+                         run(digits, teachers, "rr", teacher="B", **TOP2), "student")
 
 @pytest.mark.parametrize("mode", ["label", "data"])
 def test_soft_modes_do_see_the_softmax(digits, teachers, mode):

@@ -21,7 +21,11 @@ from dpsd_lite.mechanisms import (
     NoNoise,
     Release,
     SelectiveRR,
+    TopTwoRR,
     make_mechanism,
+    pair_from_index,
+    pair_index,
+    pair_rr_output_distribution,
     rr_output_distribution,
     select_rr_classes,
     top_k_mask,
@@ -246,6 +250,107 @@ def test_selective_rr_student_loss_is_forward_corrected_likelihood():
     assert got == pytest.approx(total / B, rel=1e-6)
 
 
+# --------------------------------------------------------------------------- top-two RR
+def _all_pairs():
+    a, b = torch.arange(K).repeat_interleave(K), torch.arange(K).repeat(K)
+    keep = a != b
+    return a[keep], b[keep]
+
+
+def test_pair_index_is_a_bijection_onto_the_ordered_pairs():
+    a, b = _all_pairs()
+    idx = pair_index(a, b, K)
+    assert sorted(idx.tolist()) == list(range(K * (K - 1)))
+    first, second = pair_from_index(idx, K)
+    assert torch.equal(first, a) and torch.equal(second, b)
+
+
+@pytest.mark.parametrize("eps", [0.05, 1.0, 5.0, 10.0, 30.0])
+def test_top_two_rr_is_eps_dp_for_every_pair_of_teacher_answers(eps):
+    """P(output | true pair) for all 90 × 90 cases: every ratio between two true pairs is at most e^ε, and the
+    largest is e^ε (the calibration is tight), to float64 precision."""
+    N = K * (K - 1)
+    P = pair_rr_output_distribution(torch.arange(N), N, eps)  # P[i, j] = P(release j | true pair i)
+    assert torch.allclose(P.sum(1), torch.ones(N, dtype=torch.float64), atol=1e-12)
+    assert (P > 0).all()
+    ratio = (P.max(0).values / P.min(0).values).max().item()
+    assert ratio <= math.exp(eps) * (1 + 1e-9)
+    assert ratio == pytest.approx(math.exp(eps), rel=1e-9)
+    assert P[0, 0].item() == pytest.approx(math.exp(eps) / (math.exp(eps) + N - 1), rel=1e-12)
+
+
+@pytest.mark.parametrize("true_pair", [(0, 1), (7, 3), (9, 8)])
+def test_top_two_rr_empirical_distribution_matches_closed_form(true_pair):
+    """The sampler draws from the closed form: the true pair at e^ε/(e^ε+89), each other pair uniformly."""
+    eps, n, N = 5.0, 90_000, K * (K - 1)
+    a, b = true_pair
+    logits = torch.randn(n, K, generator=gen(7))
+    logits[:, a], logits[:, b] = 30.0, 20.0  # the teacher's top two, in this order
+    rel = seeded(TopTwoRR(eps), 8).release(logits)
+    assert (rel.labels != rel.extra["second"]).all()
+    counts = np.bincount(pair_index(rel.labels, rel.extra["second"], K).numpy(), minlength=N)
+    true = pair_index(torch.tensor(a), torch.tensor(b), K).item()
+    expected = pair_rr_output_distribution(torch.tensor([true]), N, eps)[0].numpy()
+    assert chisquare(counts, expected * n).pvalue > 1e-4
+    assert counts[true] / n == pytest.approx(0.6251, abs=0.006)  # e^5 / (e^5 + 89)
+
+
+def test_top_two_rr_reads_only_the_order_of_the_top_two():
+    """Any change to the logits that keeps each row's first and second class keeps the release (same noise)."""
+    logits = torch.randn(2000, K, generator=gen(9)) * 3
+    top = logits.topk(3, dim=1)
+    moved = logits.clone()
+    rows = torch.arange(len(logits))
+    moved[rows, top.indices[:, 2]] = top.values[:, 2] - 5.0  # the third class and below may change freely
+    moved = 0.5 * moved + torch.randn(len(logits), 1, generator=gen(10))  # and the scale and offset of each row
+    a = seeded(TopTwoRR(3.0), 1).release(logits)
+    b = seeded(TopTwoRR(3.0), 1).release(moved)
+    assert torch.equal(a.labels, b.labels) and torch.equal(a.extra["second"], b.extra["second"])
+    swapped = logits.clone()
+    swapped[rows, top.indices[:, 1]], swapped[rows, top.indices[:, 2]] = top.values[:, 2], top.values[:, 1]
+    c = seeded(TopTwoRR(30.0), 1).release(swapped)  # control: another second class shows (ε = 30 keeps it)
+    assert (c.extra["second"] == top.indices[:, 2]).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("eps", [0.5, 5.0, 12.0])
+def test_top_two_rr_student_loss_is_the_pairs_forward_corrected_likelihood(eps):
+    """−log P(release) with the student's chance of each ordered pair p_a·p_b/(1−p_a), summed over all 90."""
+    B, N = 16, K * (K - 1)
+    mech = TopTwoRR(eps)
+    rel = seeded(mech, 4).release(torch.randn(B, K, generator=gen(2)) * 3)
+    student = torch.randn(B, K, generator=gen(5), dtype=torch.float64) * 2
+    p = student.softmax(1).numpy()
+    channel = pair_rr_output_distribution(torch.arange(N), N, eps).numpy()  # [true pair, released pair]
+    a_all, b_all = (t.numpy() for t in _all_pairs())
+    pair_prob = p[:, a_all] * p[:, b_all] / (1 - p[:, a_all])  # B × 90, index order of pair_index
+    assert np.allclose(pair_prob.sum(1), 1.0)
+    released = pair_index(rel.labels, rel.extra["second"], K).numpy()
+    expected = -np.mean(np.log((pair_prob * channel[:, released].T).sum(1)))
+    assert mech.student_loss(student, rel).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_top_two_rr_student_loss_trains_the_students_second_choice():
+    """At large ε a student trained on the releases ranks the teacher's first and second class first and second."""
+    torch.manual_seed(0)
+    teacher = torch.randn(256, K, generator=gen(11)) * 3
+    mech = seeded(TopTwoRR(12.0), 3)
+    student = torch.zeros(256, K, requires_grad=True)
+    opt = torch.optim.Adam([student], lr=0.1)
+    for _ in range(300):
+        loss = mech.student_loss(student, mech.release(teacher))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.equal(student.topk(2, 1).indices, teacher.topk(2, 1).indices)
+
+
+def test_top_two_rr_rejects_a_teacher_of_another_width():
+    with pytest.raises(DpsdError, match="10 classes"):
+        TopTwoRR(1.0).release(torch.randn(4, 3))
+    with pytest.raises(DpsdError, match="2 classes"):
+        TopTwoRR(1.0, num_classes=1)
+
+
 # --------------------------------------------------------------------------- label noise
 def test_label_noise_std_is_analytic_sigma_times_sqrt2():
     for eps, delta in [(1.0, 1e-5), (10.0, 1e-5), (0.3, 1e-6)]:
@@ -391,7 +496,7 @@ def test_no_noise_releases_raw_logits_and_the_student_learns_their_softmax():
 
 
 def test_private_modes_are_flagged_private():
-    assert all(m.private for m in (LabelNoise(1, 1e-5), SelectiveRR(1), GradientNoise(1, 1e-5)))
+    assert all(m.private for m in (LabelNoise(1, 1e-5), SelectiveRR(1), TopTwoRR(1), GradientNoise(1, 1e-5)))
 
 
 # --------------------------------------------------------------------------- factory
@@ -401,6 +506,11 @@ def test_make_mechanism_builds_each_mode_with_options():
     assert isinstance(lab, LabelNoise) and lab.top_k == 4 and lab.epsilon == 2.0
     rr = make_mechanism("rr", 2.0, 1e-5, k_min=3)
     assert isinstance(rr, SelectiveRR) and rr.k_min == 3
+    two = make_mechanism("rr", 2.0, 1e-5, answer="top2", num_classes=4)
+    assert isinstance(two, TopTwoRR) and two.num_pairs == 12 and two.describe()["delta"] == 0.0
+    assert two.keep_probability == pytest.approx(math.exp(2) / (math.exp(2) + 11))
+    with pytest.raises(DpsdError, match="unknown rr answer"):
+        make_mechanism("rr", 2.0, 1e-5, answer="top3")
     assert rr.describe()["delta"] == 0.0  # pure ε-DP
     dat = make_mechanism("data", 2.0, 1e-5, clip_norm=0.5)
     assert isinstance(dat, GradientNoise) and dat.clip_norm == 0.5 and dat.sensitivity == 1.0
