@@ -37,9 +37,6 @@ GOALS = {  # (dataset, mode, ε) -> ratio the learned generator's 3-seed mean sh
     ("fashion-mnist", "rr", 10.0): 0.95, ("fashion-mnist", "rr", 1.0): 0.85, ("fashion-mnist", "none", None): 0.97,
 }
 
-# a mode of the benchmark that is rr releasing something else than its default (the top class)
-RR_ANSWER = {"rr-top2": {"rr_answer": "top2"}}
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,6 +57,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from dpsd_lite.data import load_dataset
     from dpsd_lite.generators import STROKE_FORMAT
+    from dpsd_lite.names import mode_settings
     from dpsd_lite.teacher import get_teacher
     from dpsd_lite.transcribe import prior_only_student, transcribe
 
@@ -84,8 +82,8 @@ def main(argv=None) -> int:
                     for eps in ([None] if mode == "none" else epsilons):
                         for frozen in ([False, True] if mode in frozen_modes else [False]):
                             cfg = dict(dataset=dataset, data_root=args.data_root, generator=gen,
-                                       noise_mode=mode.split("-")[0], epsilon=eps or 10.0, seed=seed, device="cpu",
-                                       freeze_generator=frozen, **RR_ANSWER.get(mode, {}), **overrides)
+                                       epsilon=eps or 10.0, seed=seed, device="cpu", freeze_generator=frozen,
+                                       **mode_settings(mode), **overrides)
                             r = transcribe(data=data, teacher=teacher, **cfg)
                             agree = [h["agreement"] for h in r.history]
                             row = {"dataset": dataset, "generator": gen, "mode": mode, "epsilon": eps,

@@ -79,13 +79,13 @@ def epsilon_list(text):
 
 
 def mode_list(text):
-    from .names import BASELINES, NOISE_MODES
+    from .names import BASELINES, MODE_VARIANTS, NOISE_MODES
 
+    known = NOISE_MODES + tuple(MODE_VARIANTS) + BASELINES
     items = [t for t in text.replace(",", " ").split() if t]
     for m in items:
-        if m not in NOISE_MODES + BASELINES:
-            raise argparse.ArgumentTypeError(
-                f"unknown noise mode {m!r}; choose from {', '.join(NOISE_MODES + BASELINES)}")
+        if m not in known:
+            raise argparse.ArgumentTypeError(f"unknown noise mode {m!r}; choose from {', '.join(known)}")
     return items
 
 

@@ -8,6 +8,19 @@ DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
 NOISE_MODES = ("none", "label", "rr", "data")
 # what rr releases of each teacher answer: its top class, or its ordered top two (mechanisms.TopTwoRR)
 RR_ANSWERS = ("top1", "top2")
+# a sweep row (and a choice of the dashboard) that is a noise mode releasing something other than its default:
+# rr over the teacher's ordered top two
+MODE_VARIANTS = {"rr-top2": {"noise_mode": "rr", "rr_answer": "top2"}}
+
+
+def mode_name(noise_mode: str, rr_answer: str = "top1") -> str:
+    """What a run's noise mode is called in tables and plots: ``rr-top2`` for rr releasing the top two."""
+    return "rr-top2" if noise_mode == "rr" and rr_answer == "top2" else noise_mode
+
+
+def mode_settings(name: str) -> dict:
+    """The config settings a mode name stands for (the inverse of :func:`mode_name`)."""
+    return dict(MODE_VARIANTS.get(name, {"noise_mode": name, "rr_answer": "top1"}))
 # sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the
 # private split (from random or public initial weights) and the teacher ensemble's noisy votes (PATE GNMax)
 BASELINES = ("dpsgd", "dpsgd-public", "ensemble")

@@ -34,7 +34,7 @@ __all__ = [
     "plot_noise_calibration",
 ]
 
-MODE_COLOURS = {"none": "tab:gray", "label": "tab:blue", "rr": "tab:orange", "data": "tab:green"}
+MODE_COLOURS = {"none": "tab:gray", "label": "tab:blue", "rr": "tab:orange", "rr-top2": "tab:red", "data": "tab:green"}
 
 
 def new_figure(width: float = 6.4, height: float = 4.0, nrows: int = 1, ncols: int = 1):

@@ -51,9 +51,10 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     modes = list(dict.fromkeys(modes))  # unique, in order
     if not modes:
         raise DpsdError("a sweep needs at least one noise mode")
+    known = NOISE_MODES + tuple(MODE_VARIANTS) + BASELINES
     for mode in modes:
-        if mode not in NOISE_MODES + BASELINES:
-            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(NOISE_MODES + BASELINES)}")
+        if mode not in known:
+            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(known)}")
     epsilons = [check_epsilon(e) for e in dict.fromkeys(epsilons)]
     if not epsilons and any(m != "none" for m in modes):
         raise DpsdError("a sweep over private modes needs at least one epsilon")
@@ -75,13 +76,13 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
             rows.extend(_ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callbacks))
             continue
         for eps in ([config.epsilon] if mode == "none" else epsilons):
-            result = transcribe(config.replace(noise_mode=mode, epsilon=eps), data=data, teacher=teacher,
+            result = transcribe(config.replace(**mode_settings(mode), epsilon=eps), data=data, teacher=teacher,
                                 callbacks=callbacks)
             summary = result.summary()
             row = {
                 "dataset": config.dataset,
                 "generator": generator_kind(config.generator, config.dataset),
-                "noise_mode": mode,
+                "noise_mode": mode_name(result.config.noise_mode, result.config.rr_answer),
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
                 "privacy_unit": "per teacher answer" if result.privacy.get("private") else "none (not private)",
@@ -100,7 +101,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     return rows
 
 
-from .names import BASELINES  # noqa: E402,F401
+from .names import BASELINES, MODE_VARIANTS, mode_name, mode_settings  # noqa: E402,F401
 
 
 def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
@@ -222,7 +223,8 @@ def plot_sweep(rows, path=None):
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     private = [r for r in rows if r["noise_mode"] != "none"]
-    markers = dict(zip(("label", "rr", "data", "dpsgd", "dpsgd-public", "ensemble"), ("o", "s", "^", "D", "P", "X")))
+    markers = dict(zip(("label", "rr", "rr-top2", "data", "dpsgd", "dpsgd-public", "ensemble"),
+                       ("o", "s", "v", "^", "D", "P", "X")))
     record = {"dpsgd": "DP-SGD", "dpsgd-public": "DP-SGD from public init", "ensemble": "teacher ensemble"}
     for mode in dict.fromkeys(r["noise_mode"] for r in private):
         by_eps = {}  # repeated (mode, ε) runs, e.g. from a dashboard: plot their mean

@@ -39,6 +39,7 @@ import ipywidgets as W
 
 from . import plots
 from .mechanisms import NOISE_MODES
+from .names import mode_name, mode_settings
 
 __all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS"]
 
@@ -46,8 +47,12 @@ MODE_LABELS = {
     "none": "none: no privacy (reference)",
     "label": "label: Gaussian noise on top-k softmax",
     "rr": "rr: selective randomized response",
+    "rr-top2": "rr, top two: randomized response on the ordered top two",
     "data": "data: noisy normalised gradients (DPDFD)",
 }
+
+#: The dropdowns' choices, in order: the four noise modes, with rr's top-two release after rr.
+DROPDOWN_MODES = ("none", "label", "rr", "rr-top2", "data")
 
 
 def show_figure(output: W.Output, fig, dpi: int = 90) -> None:
@@ -213,8 +218,9 @@ class Dashboard:
                                                description="ε per answer", readout_format=".3g",
                                                continuous_update=False, style={"description_width": "initial"},
                                                layout=W.Layout(width="360px"))
-        self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in NOISE_MODES],
-                                        value=self.config.noise_mode, description="noise mode",
+        self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in DROPDOWN_MODES],
+                                        value=mode_name(self.config.noise_mode, self.config.rr_answer),
+                                        description="noise mode",
                                         style={"description_width": "initial"}, layout=W.Layout(width="440px"))
         # up to four times the library's default run: the default sits a quarter of the way along, not at the
         # far left of a long range
@@ -269,7 +275,7 @@ class Dashboard:
 
     def current_config(self):
         """The TranscribeConfig the controls describe now."""
-        return self.config.replace(epsilon=float(self.epsilon_slider.value), noise_mode=self.mode_dropdown.value,
+        return self.config.replace(epsilon=float(self.epsilon_slider.value), **mode_settings(self.mode_dropdown.value),
                                    steps=int(self.steps_slider.value),
                                    eval_every=max(1, min(self.config.eval_every, int(self.steps_slider.value) // 4 or 1)))
 
@@ -355,7 +361,7 @@ class Dashboard:
 
         try:
             self._ensure_teacher()
-            run_sweep([config.epsilon], [config.noise_mode], config=config, data=self.data, teacher=self.teacher,
+            run_sweep([config.epsilon], [mode_name(config.noise_mode, config.rr_answer)], config=config, data=self.data, teacher=self.teacher,
                       cache_dir=self.cache_dir, on_result=on_result,
                       callbacks={"on_step_end": on_step_end, "on_eval": self.monitor.on_eval})
             self._after_run()
@@ -432,7 +438,7 @@ class MechanismExplorer:
                                                description="ε per answer", readout_format=".3g",
                                                continuous_update=False, style={"description_width": "initial"},
                                                layout=W.Layout(width="360px"))
-        self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in NOISE_MODES if m != "none"],
+        self.mode_dropdown = W.Dropdown(options=[(MODE_LABELS[m], m) for m in DROPDOWN_MODES if m != "none"],
                                         value=noise_mode, description="noise mode",
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
         self.plot_output = W.Output()
@@ -455,11 +461,20 @@ class MechanismExplorer:
         from .report import format_report, privacy_report
 
         eps, mode = float(self.epsilon_slider.value), self.mode_dropdown.value
-        mech = make_mechanism(mode, eps, self.delta, noise_seed=self.seed if self.reproducible_noise else None)
+        settings = mode_settings(mode)
+        mech = make_mechanism(settings["noise_mode"], eps, self.delta, answer=settings["rr_answer"],
+                              num_classes=self.teacher_logits.shape[1],
+                              noise_seed=self.seed if self.reproducible_noise else None)
         rel = mech.release(self.teacher_logits, prior=None, student_logits=self.student_logits)
         self.release = rel
         teacher_labels = self.teacher_logits.argmax(1)
-        if mode == "rr":
+        if mode == "rr-top2":
+            top = self.teacher_logits.topk(2, dim=1).indices
+            kept = (rel.labels == top[:, 0]) & (rel.extra["second"] == top[:, 1])
+            fig = plots.plot_label_confusion(teacher_labels, rel.labels, class_names=self.class_names,
+                                             title=f"rr, top two at ε = {eps:.3g}: "
+                                                   f"{100 * float(kept.float().mean()):.1f}% of pairs kept")
+        elif mode == "rr":
             fig = plots.plot_label_confusion(teacher_labels, rel.labels, class_names=self.class_names,
                                              title=f"rr at ε = {eps:.3g}: "
                                                    f"{100 * float((rel.labels == teacher_labels).float().mean()):.1f}% "

@@ -197,6 +197,17 @@ def test_sweep_writes_table_csv_and_plot(capsys, tmp_path, digits_teacher):
     assert_user_error(code, err, "already exists")
 
 
+def test_a_sweep_sets_rr_top2_beside_rr(capsys, tmp_path, digits_teacher):
+    out_dir = tmp_path / "sweep"
+    code, out, err = run_cli(capsys, "sweep", *FAST, "--epsilons", "10", "--modes", "rr,rr-top2", "--steps", "2",
+                             "--out", out_dir)
+    assert code == 0, err
+    with open(out_dir / "sweep.csv", newline="") as f:
+        assert [r["noise_mode"] for r in csv.DictReader(f)] == ["rr", "rr-top2"]
+    code, _, err = run_cli(capsys, "sweep", *FAST, "--modes", "rr-top3", "--out", tmp_path / "x")
+    assert_user_error(code, err, "unknown noise mode 'rr-top3'; choose from none, label, rr, data, rr-top2")
+
+
 def test_plot_sweep_axes(tmp_path):
     from dpsd_lite.sweep import format_table, plot_sweep
 

@@ -48,7 +48,7 @@ def test_controls_start_from_the_config(dashboard):
     assert isinstance(dashboard.epsilon_slider.value, float)
     assert dashboard.epsilon_slider.base == 10  # log scale: 10^min .. 10^max
     assert 10 ** dashboard.epsilon_slider.min <= 0.1 and 10 ** dashboard.epsilon_slider.max >= 100
-    assert set(dict(dashboard.mode_dropdown.options).values()) == {"none", "label", "rr", "data"}
+    assert set(dict(dashboard.mode_dropdown.options).values()) == {"none", "label", "rr", "rr-top2", "data"}
     assert dashboard.steps_slider.value == STEPS
     assert dashboard.runs == [] and "no runs yet" in dashboard.table.value
     assert not dashboard.run_button.disabled and dashboard.stop_button.disabled
@@ -99,6 +99,20 @@ def test_a_second_run_at_another_mode_grows_the_table(dashboard):
     assert "NOT private" in dashboard.report_output.outputs[0]["text"]
     dashboard.mode_dropdown.value = "label"
     assert not dashboard.epsilon_slider.disabled
+
+
+def test_the_top_two_choice_runs_rr_releasing_the_ordered_top_two(dashboard):
+    dashboard.mode_dropdown.value = "rr-top2"
+    assert not dashboard.epsilon_slider.disabled
+    cfg = dashboard.current_config()
+    assert (cfg.noise_mode, cfg.rr_answer) == ("rr", "top2")
+    result = dashboard.run(wait=True)
+    assert result.config.rr_answer == "top2" and result.privacy["answer"] == "top2"
+    assert dashboard.runs[-1]["noise_mode"] == "rr-top2" and "rr-top2" in dashboard.table.value
+    report = dashboard.report_output.outputs[0]["text"]
+    assert "ordered top two classes, one of 90 pairs" in report and "answer sets used" not in report
+    dashboard.mode_dropdown.value = "rr"
+    assert dashboard.current_config().rr_answer == "top1"  # back to the papers' rr
 
 
 def test_stop_ends_the_run_early(digits, digits_teacher):
@@ -155,7 +169,7 @@ def test_live_monitor_records_snapshots(digits, digits_teacher):
     assert isinstance(plots.plot_image_evolution(live.snapshots, class_names=digits.class_names), Figure)
 
 
-@pytest.mark.parametrize("mode", ["label", "rr", "data"])
+@pytest.mark.parametrize("mode", ["label", "rr", "rr-top2", "data"])
 def test_mechanism_explorer_follows_the_slider(digits, digits_teacher, mode):
     with torch.no_grad():
         logits = digits_teacher.model(digits.x_heldout[:200])
@@ -171,6 +185,11 @@ def test_mechanism_explorer_follows_the_slider(digits, digits_teacher, mode):
     if mode == "rr":  # more of the teacher's labels survive at larger ε
         kept = (explorer.release.labels == logits.argmax(1)).float().mean()
         assert kept > 0.9
+    if mode == "rr-top2":  # its pairs: kept with probability e^10/(e^10+89) = 0.996
+        top = logits.topk(2, dim=1).indices
+        kept = ((explorer.release.labels == top[:, 0]) & (explorer.release.extra["second"] == top[:, 1]))
+        assert kept.float().mean() > 0.95
+        assert "= 0.9960, else a uniform other pair" in explorer.report_output.outputs[0]["text"]
 
 
 # ------------------------------------------------------------------ figures
