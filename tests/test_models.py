@@ -72,3 +72,16 @@ def test_pooling_before_relu_is_the_same_teacher_and_loads_weights_saved_in_the_
     x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert torch.equal(loaded(x), old(x))
+
+
+def test_the_ink_threshold_is_the_sorted_rows_value_at_the_inks_rank():
+    """The learned generator's threshold from topk equals the value sorting each row would give, ties included."""
+    from dpsd_lite.generators import draw_ink_scale, ink_threshold
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randn(300, 784, generator=g)
+    flat[:100] = flat[:100].round()  # many ties
+    for ink in (0.01, 0.1307, 0.5, 1.0):
+        frac = (ink * draw_ink_scale(300, g)).clamp(1 / 784, 1.0)
+        idx = ((1 - frac) * 783).round().long()
+        assert torch.equal(ink_threshold(flat, frac), flat.sort(dim=1).values.gather(1, idx))
