@@ -38,7 +38,6 @@ import time
 import ipywidgets as W
 
 from . import plots
-from .mechanisms import NOISE_MODES
 from .names import mode_name, mode_settings
 
 __all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS"]

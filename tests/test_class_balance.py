@@ -113,21 +113,3 @@ def test_balancing_changes_the_requests_and_can_be_switched_off(digits, digits_t
 def test_class_balance_outside_0_1_is_refused(bad):
     with pytest.raises(DpsdError, match="class_balance"):
         TranscribeConfig(class_balance=bad).validate()
-
-
-@pytest.mark.parametrize("generator,mode,epsilon,weight", [("learned", "none", 10.0, 0.1), ("learned", "rr", 10.0, 0.0),
-                                                          ("learned", "rr", 1.0, 0.0), ("strokes", "none", 10.0, 0.0)])
-def test_discrepancy_weight_defaults_to_the_learned_generators_in_mode_none_only(generator, mode, epsilon, weight):
-    """DFAD's discrepancy reads the raw teacher: only mode none may use it, so every private mode resolves to 0."""
-    cfg = TranscribeConfig(dataset="digits", generator=generator, noise_mode=mode, epsilon=epsilon,
-                           precision="float32").resolved()
-    assert cfg.discrepancy_weight == weight
-    # a setting stays in mode none; in a private mode the run never reads the teacher, and its config says so
-    assert TranscribeConfig(generator=generator, noise_mode=mode, discrepancy_weight=0.3,
-                            precision="float32").resolved().discrepancy_weight == (0.3 if mode == "none" else 0.0)
-
-
-@pytest.mark.parametrize("bad", [-0.1, float("nan")])
-def test_discrepancy_weight_must_be_non_negative(bad):
-    with pytest.raises(DpsdError, match="discrepancy_weight"):
-        TranscribeConfig(discrepancy_weight=bad).validate()

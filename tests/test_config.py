@@ -1,4 +1,4 @@
-"""TranscribeConfig: what rr releases (``rr_answer``), and its checks."""
+"""TranscribeConfig: what ``resolved()`` fills in for settings left to the run, and the checks of ``validate()``."""
 
 from __future__ import annotations
 
@@ -31,3 +31,22 @@ def test_the_run_builds_the_mechanism_the_config_names(digits, digits_teacher):
 def test_an_unknown_rr_answer_is_a_clear_error(bad):
     with pytest.raises(DpsdError, match="unknown rr answer .*; choose one of top1, top2"):
         TranscribeConfig(rr_answer=bad).validate()
+
+
+# ----------------------------------------------------------------- DFAD's discrepancy (mode none only)
+@pytest.mark.parametrize("generator,mode,epsilon,weight", [("learned", "none", 10.0, 0.1), ("learned", "rr", 10.0, 0.0),
+                                                          ("learned", "rr", 1.0, 0.0), ("strokes", "none", 10.0, 0.0)])
+def test_discrepancy_weight_defaults_to_the_learned_generators_in_mode_none_only(generator, mode, epsilon, weight):
+    """DFAD's discrepancy reads the raw teacher: only mode none may use it, so every private mode resolves to 0."""
+    cfg = TranscribeConfig(dataset="digits", generator=generator, noise_mode=mode, epsilon=epsilon,
+                           precision="float32").resolved()
+    assert cfg.discrepancy_weight == weight
+    # a setting stays in mode none; in a private mode the run never reads the teacher, and its config says so
+    assert TranscribeConfig(generator=generator, noise_mode=mode, discrepancy_weight=0.3,
+                            precision="float32").resolved().discrepancy_weight == (0.3 if mode == "none" else 0.0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan")])
+def test_discrepancy_weight_must_be_non_negative(bad):
+    with pytest.raises(DpsdError, match="discrepancy_weight"):
+        TranscribeConfig(discrepancy_weight=bad).validate()
