@@ -46,7 +46,7 @@ from dpsd_lite.utils import ProgressBar
 FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
 EPSILONS = [1.0, 10.0] if FAST else [0.5, 2.0, 10.0]  # per teacher answer
-MODES = ["none", "rr", "label"]  # add "data" for the gradient-noise mode
+MODES = ["none", "rr", "label"]  # add "data" for the gradient-noise mode, "rr-top2" for rr releasing the top two
 STEPS = 15 if FAST else TranscribeConfig().resolved().steps // 2
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
@@ -164,3 +164,7 @@ for mode in [m for m in MODES if m != "none"]:
 #    How many seeds would you need before believing a 1-point difference?
 # 4. A colleague claims "97% at ε = 1" for their method. What is the first
 #    question you ask them?
+# 5. Add `"rr-top2"` to `MODES` (rr releasing the teacher's ordered top two,
+#    notebook 4). At which ε does it beat `rr`, and at which does it lose?
+#    Relate the answer to the keep probabilities e^ε/(e^ε+89) and
+#    e^ε/(e^ε+k−1). Would one seed convince you?
