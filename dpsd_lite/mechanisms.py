@@ -310,7 +310,6 @@ class TopTwoRR(Mechanism):
     """
 
     mode = "rr"
-    answer = "top2"
 
     def __init__(self, epsilon: float, num_classes: int = 10, noise: NoiseSource | None = None):
         super().__init__(noise)
