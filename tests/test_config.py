@@ -50,3 +50,18 @@ def test_discrepancy_weight_defaults_to_the_learned_generators_in_mode_none_only
 def test_discrepancy_weight_must_be_non_negative(bad):
     with pytest.raises(DpsdError, match="discrepancy_weight"):
         TranscribeConfig(discrepancy_weight=bad).validate()
+
+
+# ----------------------------------------------------------------- replay per generator and noise level
+@pytest.mark.parametrize("generator,mode,epsilon,replay", [("learned", "rr", 10.0, 7), ("learned", "none", 10.0, 7),
+                                                           ("learned", "rr", 5.0, 7), ("learned", "rr", 1.0, 3),
+                                                           ("learned", "label", 2.0, 3), ("strokes", "rr", 10.0, 3)])
+def test_replay_steps_follow_the_generator_and_the_noise_level(generator, mode, epsilon, replay):
+    cfg = TranscribeConfig(generator=generator, noise_mode=mode, epsilon=epsilon, precision="float32")
+    assert cfg.replay_steps is None and cfg.validate().resolved().replay_steps == replay
+    assert cfg.replace(replay_steps=0).validate().resolved().replay_steps == 0  # a setting is kept
+
+
+def test_replay_steps_must_be_a_non_negative_integer():
+    with pytest.raises(DpsdError, match="replay_steps must be a non-negative integer, got -1"):
+        TranscribeConfig(replay_steps=-1).validate()
