@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         if ds != dataset or "learned" not in gens:
             continue
         for s in summary:  # rr's goals are judged for each thing rr may release (rr, rr-top2)
-            if s["generator"] == "learned" and s["mode"].split("-")[0] == mode and s["epsilon"] == eps:
+            if s["generator"] == "learned" and mode_settings(s["mode"])["noise_mode"] == mode and s["epsilon"] == eps:
                 m = s["mean"]
                 verdicts.append((s["mode"], eps, goal, m, m >= goal))
                 print(f"goal, learned {s['mode']} eps={eps or 'inf'}: >= {goal:.2f} of the teacher: {m:.3f} -> "

@@ -79,13 +79,12 @@ def epsilon_list(text):
 
 
 def mode_list(text):
-    from .names import BASELINES, MODE_VARIANTS, NOISE_MODES
+    from .names import SWEEP_MODES
 
-    known = NOISE_MODES + tuple(MODE_VARIANTS) + BASELINES
     items = [t for t in text.replace(",", " ").split() if t]
     for m in items:
-        if m not in known:
-            raise argparse.ArgumentTypeError(f"unknown noise mode {m!r}; choose from {', '.join(known)}")
+        if m not in SWEEP_MODES:
+            raise argparse.ArgumentTypeError(f"unknown noise mode {m!r}; choose from {', '.join(SWEEP_MODES)}")
     return items
 
 

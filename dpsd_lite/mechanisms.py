@@ -318,7 +318,7 @@ class TopTwoRR(Mechanism):
         if self.num_classes < 2:
             raise DpsdError(f"the top-two release needs at least 2 classes, got {num_classes}")
         self.num_pairs = self.num_classes * (self.num_classes - 1)
-        self.keep_probability = rr_keep_probability(self.epsilon, self.num_pairs)
+        self.keep_probability, self.other_probability = pair_rr_channel(self.epsilon, self.num_pairs)
 
     def release(self, teacher_logits, prior=None, student_logits=None):
         B, K = teacher_logits.shape
@@ -337,7 +337,7 @@ class TopTwoRR(Mechanism):
         # student's chance that (a, b) is the teacher's top two is p_a · p_b / (1 − p_a) (drawn in order
         # without replacement, Plackett–Luce).
         B, K = student_logits.shape
-        keep, other = pair_rr_channel(self.epsilon, self.num_pairs)
+        keep, other = self.keep_probability, self.other_probability
         logp = student_logits.log_softmax(1)
         rows = torch.arange(B, device=logp.device)
         a, b = rel.labels, rel.extra["second"]
@@ -385,9 +385,10 @@ def pair_rr_sample(true_index: torch.Tensor, u: torch.Tensor, j: torch.Tensor, k
 
 
 def pair_rr_channel(epsilon: float, num_pairs: int):
-    """(keep, other): the probability of releasing the true pair, and of each other pair, without cancellation."""
-    e = math.exp(-check_epsilon(epsilon))
-    return 1.0 / (1.0 + (num_pairs - 1) * e), e / (1.0 + (num_pairs - 1) * e)
+    """(keep, other): the probability of releasing the true pair, and of each other pair (:func:`rr_channel`
+    over the N pairs, as floats)."""
+    keep, other = rr_channel(torch.tensor([num_pairs]), check_epsilon(epsilon))
+    return keep.item(), other.item()
 
 
 def pair_rr_output_distribution(true_index: torch.Tensor, num_pairs: int, epsilon: float) -> torch.Tensor:

@@ -8,21 +8,24 @@ DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
 NOISE_MODES = ("none", "label", "rr", "data")
 # what rr releases of each teacher answer: its top class, or its ordered top two (mechanisms.TopTwoRR)
 RR_ANSWERS = ("top1", "top2")
+# sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the
+# private split (from random or public initial weights) and the teacher ensemble's noisy votes (PATE GNMax)
+BASELINES = ("dpsgd", "dpsgd-public", "ensemble")
 # a sweep row (and a choice of the dashboard) that is a noise mode releasing something other than its default:
 # rr over the teacher's ordered top two
 MODE_VARIANTS = {"rr-top2": {"noise_mode": "rr", "rr_answer": "top2"}}
-
-
-def mode_name(noise_mode: str, rr_answer: str = "top1") -> str:
-    """What a run's noise mode is called in tables and plots: ``rr-top2`` for rr releasing the top two."""
-    return "rr-top2" if noise_mode == "rr" and rr_answer == "top2" else noise_mode
+# every row a sweep (dpsd-lite sweep --modes) can run
+SWEEP_MODES = NOISE_MODES + tuple(MODE_VARIANTS) + BASELINES
 
 
 def mode_settings(name: str) -> dict:
     """The config settings a mode name stands for (the inverse of :func:`mode_name`)."""
     return dict(MODE_VARIANTS.get(name, {"noise_mode": name, "rr_answer": "top1"}))
-# sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the
-# private split (from random or public initial weights) and the teacher ensemble's noisy votes (PATE GNMax)
-BASELINES = ("dpsgd", "dpsgd-public", "ensemble")
+
+
+def mode_name(noise_mode: str, rr_answer: str = "top1") -> str:
+    """What a run's noise mode is called in tables and plots: its variant's name (``rr-top2``) or the mode."""
+    settings = {"noise_mode": noise_mode, "rr_answer": rr_answer}
+    return next((name for name, s in MODE_VARIANTS.items() if s == settings), noise_mode)
 GENERATOR_KINDS = ("auto", "learned", "strokes")  # see generators.build_generator
 GENERATOR_OBJECTIVES = ("class", "boundary")

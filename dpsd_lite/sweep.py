@@ -51,10 +51,9 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     modes = list(dict.fromkeys(modes))  # unique, in order
     if not modes:
         raise DpsdError("a sweep needs at least one noise mode")
-    known = NOISE_MODES + tuple(MODE_VARIANTS) + BASELINES
     for mode in modes:
-        if mode not in known:
-            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(known)}")
+        if mode not in SWEEP_MODES:
+            raise DpsdError(f"unknown noise mode {mode!r}; choose one of {', '.join(SWEEP_MODES)}")
     epsilons = [check_epsilon(e) for e in dict.fromkeys(epsilons)]
     if not epsilons and any(m != "none" for m in modes):
         raise DpsdError("a sweep over private modes needs at least one epsilon")
@@ -101,7 +100,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     return rows
 
 
-from .names import BASELINES, MODE_VARIANTS, mode_name, mode_settings  # noqa: E402,F401
+from .names import BASELINES, SWEEP_MODES, mode_name, mode_settings  # noqa: E402,F401
 
 
 def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):

@@ -360,8 +360,8 @@ class Dashboard:
 
         try:
             self._ensure_teacher()
-            run_sweep([config.epsilon], [mode_name(config.noise_mode, config.rr_answer)], config=config, data=self.data, teacher=self.teacher,
-                      cache_dir=self.cache_dir, on_result=on_result,
+            run_sweep([config.epsilon], [mode_name(config.noise_mode, config.rr_answer)], config=config,
+                      data=self.data, teacher=self.teacher, cache_dir=self.cache_dir, on_result=on_result,
                       callbacks={"on_step_end": on_step_end, "on_eval": self.monitor.on_eval})
             self._after_run()
         except BaseException as exc:  # shown in the dashboard and re-raised by wait()
