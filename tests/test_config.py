@@ -62,6 +62,17 @@ def test_replay_steps_follow_the_generator_and_the_noise_level(generator, mode, 
     assert cfg.replace(replay_steps=0).validate().resolved().replay_steps == 0  # a setting is kept
 
 
+@pytest.mark.parametrize("generator", ["learned", "strokes"])
+def test_mode_data_resolves_replay_and_class_balance_to_off(generator):
+    """Mode data releases gradients, spent at once: the saved config must not claim replay or class balancing."""
+    cfg = TranscribeConfig(dataset="mnist-5k", generator=generator, noise_mode="data", replay_steps=5,
+                           class_balance=0.5, precision="float32").validate().resolved()
+    assert (cfg.replay_steps, cfg.class_balance) == (0, 0.0)
+    rr = TranscribeConfig(dataset="mnist-5k", generator=generator, noise_mode="rr", replay_steps=5,
+                          class_balance=0.5, precision="float32").validate().resolved()
+    assert (rr.replay_steps, rr.class_balance) == (5, 0.5)  # the other modes keep what is set
+
+
 def test_replay_steps_must_be_a_non_negative_integer():
     with pytest.raises(DpsdError, match="replay_steps must be a non-negative integer, got -1"):
         TranscribeConfig(replay_steps=-1).validate()
