@@ -11,6 +11,7 @@ set, and on the real private split, and report their accuracy on the real held-o
     python benchmarks/synthetic_benchmark.py                  # mnist-5k, ε ∈ {1, 10}, full size
     python benchmarks/synthetic_benchmark.py --fast           # a smoke run of the same path (minutes → seconds)
     python benchmarks/synthetic_benchmark.py --json out.json  # also write the rows
+    python benchmarks/synthetic_benchmark.py --epsilons 10 --generators learned --seeds 0,1,2  # the spread
 
 The filter reads private data and is not DP; the run's ε covers the unfiltered set only.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -47,6 +49,9 @@ def main(argv=None):
     p.add_argument("--downstream-steps", type=int, default=600, help="training steps of every downstream student")
     p.add_argument("--percentile", type=float, default=95.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, metavar="S,S,...",
+                   help="several seeds, each with its own teacher, run and real-data reference; writes a table of "
+                        "the ratios per seed and their mean (instead of --seed)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--freeze-generator", action="store_true",
                    help="ablation: the generator keeps its random initialisation (no generator steps)")
@@ -59,53 +64,20 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     data = load_dataset(args.dataset, root=args.data_root)
-    teacher = get_teacher(data, seed=args.seed, device="cpu")
-    real = downstream_comparison(data, steps=args.downstream_steps, seed=args.seed)[0]
-    print(f"{args.dataset}: teacher held-out accuracy {teacher.heldout_accuracy:.2%}; "
-          f"student trained on the real private split ({real['size']} images, no privacy): "
-          f"{real['heldout_accuracy']:.2%}", flush=True)
-
-    from dpsd_lite.generators import STROKE_FORMAT
-
-    gens = [g for g in args.generators.split(",") if g != "strokes" or args.dataset in STROKE_FORMAT]
-    rows = []
-    for gen, eps in ((g, e) for g in gens for e in args.epsilons):
-        t = time.perf_counter()
-        result = transcribe(dataset=args.dataset, data=data, teacher=teacher, noise_mode=args.mode, epsilon=eps,
-                            steps=args.steps, seed=args.seed, device="cpu", generator=gen,
-                            freeze_generator=args.freeze_generator)
-        synth = sample_synthetic(result, args.n, seed=args.seed)  # the generator's snapshots (the default)
-        filt = reid_filter(synth.images, data.x_private, data.x_heldout, teacher, percentile=args.percentile)
-        syn, fil = downstream_comparison(data, synth, synth.subset(filt.keep), steps=args.downstream_steps,
-                                         seed=args.seed, include_real=False)
-        hard = downstream_comparison(data, synth, steps=args.downstream_steps, seed=args.seed,
-                                     include_real=False, labels="hard")[0]
-        final = downstream_comparison(data, sample_synthetic(result, args.n, seed=args.seed, source="final"),
-                                      steps=args.downstream_steps, seed=args.seed, include_real=False)[0]
-        rows.append({"dataset": args.dataset, "seed": args.seed, "n": args.n,
-                     "downstream_steps": args.downstream_steps, "freeze_generator": args.freeze_generator,
-                     "generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": result.config.steps,
-                     "dpsd_student": result.student_accuracy, "synthetic": syn["heldout_accuracy"],
-                     "synthetic_labels": syn["labels"], "synthetic_hard_labels": hard["heldout_accuracy"],
-                     "synthetic_final_generator": final["heldout_accuracy"],
-                     "synthetic_filtered": fil["heldout_accuracy"], "real": real["heldout_accuracy"],
-                     "n_synthetic": len(synth), "n_kept": filt.n_kept, "fraction_filtered": filt.fraction_dropped,
-                     "threshold": filt.threshold, "label_agreement": synth.agreement,
-                     "seconds": time.perf_counter() - t})
-        print(f"  eps={eps:g} done in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
-
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    rows = [row for seed in seeds for row in run_seed(args, data, seed)]
     print()
     steps = "–".join(str(n) for n in sorted({r["steps"] for r in rows}))  # each generator's own, unless set
     print(f"downstream accuracy on the real held-out split ({len(data.y_heldout)} images); "
           f"{args.mode} mode, {steps} transcription steps, {args.downstream_steps} downstream steps, "
           f"filter at the {args.percentile:g}th percentile")
-    head = f"{'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'hard':>6} | " \
+    head = f"{'seed':>4} | {'generator':<9} | {'eps':>5} | {'DPSD student':>12} | {'synthetic':>9} | {'hard':>6} | " \
            f"{'final G':>7} | {'filtered':>8} | " \
            f"{'real':>6} | {'filtered out':>12} | {'threshold':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['generator']:<9} | {r['epsilon']:>5g} | {r['dpsd_student']:>12.2%} | {r['synthetic']:>9.2%} | "
+        print(f"{r['seed']:>4} | {r['generator']:<9} | {r['epsilon']:>5g} | {r['dpsd_student']:>12.2%} | {r['synthetic']:>9.2%} | "
               f"{r['synthetic_hard_labels']:>6.2%} | {r['synthetic_final_generator']:>7.2%} | "
               f"{r['synthetic_filtered']:>8.2%} | {r['real']:>6.2%} | "
               f"{r['fraction_filtered']:>6.1%} ({r['n_synthetic'] - r['n_kept']:>4}) | {r['threshold']:>9.4f}")
@@ -122,28 +94,35 @@ def main(argv=None):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from results_file import command_line, table, write_section
 
+        seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
         body = (f"A fresh student trained only on {args.n:,} synthetic images from each run (labelled by the run's "
                 f"student: no new teacher query), against the same student trained on the real private split "
-                f"(no privacy): held-out accuracy on {args.dataset}, {args.mode} mode, seed {args.seed}. The "
-                f"re-identification filter reads private data and is not a DP mechanism.\n\n"
+                f"(no privacy): held-out accuracy on {args.dataset}, {args.mode} mode, {seed_text}"
+                + ("" if len(seeds) == 1 else " (each seed with its own teacher, run and real-data student; the DP "
+                   "noise is secret, so a rerun of a seed differs)")
+                + ". The re-identification filter reads private data and is not a DP mechanism.\n\n"
                 + "The synthetic images are drawn in equal parts from the generator at a quarter, half and three "
                   "quarters of the run (what `synthesize` does by default); *final generator* is the same from "
                   "the generator as the run ended.\n\n"
                 + f"*Synthetic only* trains on the student's class probabilities at temperature "
                   f"T = {config.SYNTHESIS_TEMPERATURE:g} (a setting chosen on the private splits, disclosed in "
                   f"each run's privacy.json); *hard labels* trains on the same images with the argmax labels.\n\n"
-                + table(("generator", "ε", "DPSD student", "synthetic only", "ratio to real", "hard labels",
-                         "final generator", "filtered", "real"),
-                        [(r["generator"], f"{r['epsilon']:g}", f"{100 * r['dpsd_student']:.1f}%",
-                          f"{100 * r['synthetic']:.1f}%", f"{r['synthetic'] / r['real']:.3f}",
-                          f"{100 * r['synthetic_hard_labels']:.1f}%",
-                          f"{100 * r['synthetic_final_generator']:.1f}%",
-                          f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows]))
+                + (table(("generator", "ε", "DPSD student", "synthetic only", "ratio to real", "hard labels",
+                          "final generator", "filtered", "real"),
+                         [(r["generator"], f"{r['epsilon']:g}", f"{100 * r['dpsd_student']:.1f}%",
+                           f"{100 * r['synthetic']:.1f}%", f"{r['synthetic'] / r['real']:.3f}",
+                           f"{100 * r['synthetic_hard_labels']:.1f}%",
+                           f"{100 * r['synthetic_final_generator']:.1f}%",
+                           f"{100 * r['synthetic_filtered']:.1f}%", f"{100 * r['real']:.1f}%") for r in rows])
+                   if len(seeds) == 1 else seeds_table(rows)))
         # a non-default size or the ablation gets a section of its own, so the default's section is kept
         default_size = (p.get_default("n"), p.get_default("downstream_steps"))
         sized = "" if (args.n, args.downstream_steps) == default_size else \
             f", {args.n:,} images, {args.downstream_steps} downstream steps"
         sized += ", generator frozen (ablation)" if args.freeze_generator else ""
+        # another seed, or several, get a section of their own too
+        sized += "" if seeds == [0] else f", seed {seeds[0]}" if len(seeds) == 1 else \
+            ", seeds " + " ".join(map(str, seeds))
         slug = "".join(c for c in sized.replace(", ", "-").replace(" ", "_") if c not in ",()")
         write_section(f"synthetic-{args.dataset}{slug}",
                       f"Synthetic data downstream ({args.dataset}{sized})",
@@ -153,6 +132,69 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
     return rows
+
+
+def run_seed(args, data, seed):
+    """One seed: its teacher, the real-data reference, and per generator and ε a transcription, its synthetic
+    set and the fresh students trained on it. Returns the rows."""
+    teacher = get_teacher(data, seed=seed, device="cpu")
+    real = downstream_comparison(data, steps=args.downstream_steps, seed=seed)[0]
+    print(f"{args.dataset}, seed {seed}: teacher held-out accuracy {teacher.heldout_accuracy:.2%}; "
+          f"student trained on the real private split ({real['size']} images, no privacy): "
+          f"{real['heldout_accuracy']:.2%}", flush=True)
+
+    from dpsd_lite.generators import STROKE_FORMAT
+
+    gens = [g for g in args.generators.split(",") if g != "strokes" or args.dataset in STROKE_FORMAT]
+    rows = []
+    for gen, eps in ((g, e) for g in gens for e in args.epsilons):
+        t = time.perf_counter()
+        result = transcribe(dataset=args.dataset, data=data, teacher=teacher, noise_mode=args.mode, epsilon=eps,
+                            steps=args.steps, seed=seed, device="cpu", generator=gen,
+                            freeze_generator=args.freeze_generator)
+        synth = sample_synthetic(result, args.n, seed=seed)  # the generator's snapshots (the default)
+        filt = reid_filter(synth.images, data.x_private, data.x_heldout, teacher, percentile=args.percentile)
+        syn, fil = downstream_comparison(data, synth, synth.subset(filt.keep), steps=args.downstream_steps,
+                                         seed=seed, include_real=False)
+        hard = downstream_comparison(data, synth, steps=args.downstream_steps, seed=seed,
+                                     include_real=False, labels="hard")[0]
+        final = downstream_comparison(data, sample_synthetic(result, args.n, seed=seed, source="final"),
+                                      steps=args.downstream_steps, seed=seed, include_real=False)[0]
+        rows.append({"dataset": args.dataset, "seed": seed, "n": args.n,
+                     "downstream_steps": args.downstream_steps, "freeze_generator": args.freeze_generator,
+                     "generator": gen, "epsilon": eps, "noise_mode": args.mode, "steps": result.config.steps,
+                     "dpsd_student": result.student_accuracy, "synthetic": syn["heldout_accuracy"],
+                     "synthetic_labels": syn["labels"], "synthetic_hard_labels": hard["heldout_accuracy"],
+                     "synthetic_final_generator": final["heldout_accuracy"],
+                     "synthetic_filtered": fil["heldout_accuracy"], "real": real["heldout_accuracy"],
+                     "n_synthetic": len(synth), "n_kept": filt.n_kept, "fraction_filtered": filt.fraction_dropped,
+                     "threshold": filt.threshold, "label_agreement": synth.agreement,
+                     "seconds": time.perf_counter() - t})
+        print(f"  seed {seed}, {gen}, eps={eps:g} done in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def seeds_table(rows) -> str:
+    """Per generator and ε: each seed's ratio of the synthetic-only student to the real-data one, and the mean."""
+    from results_file import table
+
+    keys = sorted({(r["generator"], r["epsilon"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    seeds = sorted({r["seed"] for r in rows})
+    out = []
+    for gen, eps in keys:
+        mine = {r["seed"]: r for r in rows if (r["generator"], r["epsilon"]) == (gen, eps)}
+        for label, field in (("synthetic only / real (soft labels)", "synthetic"),
+                             ("synthetic only / real (argmax labels)", "synthetic_hard_labels"),
+                             ("synthetic only / real (final generator)", "synthetic_final_generator")):
+            ratios = [mine[s][field] / mine[s]["real"] for s in seeds if s in mine]
+            out.append((gen, f"{eps:g}", label, *(f"{v:.3f}" for v in ratios), f"{statistics.mean(ratios):.3f}"))
+        out.append((gen, f"{eps:g}", "DPSD student", *(f"{100 * mine[s]['dpsd_student']:.1f}%" for s in seeds
+                                                       if s in mine),
+                    f"{100 * statistics.mean(mine[s]['dpsd_student'] for s in seeds if s in mine):.1f}%"))
+        out.append((gen, f"{eps:g}", "real-data student", *(f"{100 * mine[s]['real']:.1f}%" for s in seeds
+                                                            if s in mine),
+                    f"{100 * statistics.mean(mine[s]['real'] for s in seeds if s in mine):.1f}%"))
+    return table(("generator", "ε", "measure", *(f"seed {s}" for s in seeds), "mean"), out)
 
 
 if __name__ == "__main__":
