@@ -178,24 +178,21 @@ def seeds_table(rows) -> str:
     """Per generator and ε: each seed's ratio of the synthetic-only student to the real-data one, and the mean."""
     from results_file import table
 
-    keys = sorted({(r["generator"], r["epsilon"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    ratio, percent = "{:.3f}".format, lambda v: f"{100 * v:.1f}%"
+    measures = (("synthetic only / real (soft labels)", lambda r: r["synthetic"] / r["real"], ratio),
+                ("synthetic only / real (argmax labels)", lambda r: r["synthetic_hard_labels"] / r["real"], ratio),
+                ("synthetic only / real (final generator)", lambda r: r["synthetic_final_generator"] / r["real"],
+                 ratio),
+                ("DPSD student", lambda r: r["dpsd_student"], percent),
+                ("real-data student", lambda r: r["real"], percent))
     seeds = sorted({r["seed"] for r in rows})
     out = []
-    for gen, eps in keys:
-        mine = {r["seed"]: r for r in rows if (r["generator"], r["epsilon"]) == (gen, eps)}
-        for label, field in (("synthetic only / real (soft labels)", "synthetic"),
-                             ("synthetic only / real (argmax labels)", "synthetic_hard_labels"),
-                             ("synthetic only / real (final generator)", "synthetic_final_generator")):
-            ratios = [mine[s][field] / mine[s]["real"] for s in seeds if s in mine]
-            out.append((gen, f"{eps:g}", label, *(f"{v:.3f}" for v in ratios), f"{statistics.mean(ratios):.3f}"))
-        out.append((gen, f"{eps:g}", "DPSD student", *(f"{100 * mine[s]['dpsd_student']:.1f}%" for s in seeds
-                                                       if s in mine),
-                    f"{100 * statistics.mean(mine[s]['dpsd_student'] for s in seeds if s in mine):.1f}%"))
-        out.append((gen, f"{eps:g}", "real-data student", *(f"{100 * mine[s]['real']:.1f}%" for s in seeds
-                                                            if s in mine),
-                    f"{100 * statistics.mean(mine[s]['real'] for s in seeds if s in mine):.1f}%"))
+    for gen, eps in sorted({(r["generator"], r["epsilon"]) for r in rows}):
+        mine = sorted((r for r in rows if (r["generator"], r["epsilon"]) == (gen, eps)), key=lambda r: r["seed"])
+        for label, value, show in measures:
+            values = [value(r) for r in mine]
+            out.append((gen, f"{eps:g}", label, *map(show, values), show(statistics.mean(values))))
     return table(("generator", "ε", "measure", *(f"seed {s}" for s in seeds), "mean"), out)
-
 
 if __name__ == "__main__":
     main()
