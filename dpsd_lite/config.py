@@ -203,17 +203,15 @@ class TranscribeConfig:
         if self.teacher_dp_epsilon is not None:
             check_epsilon(self.teacher_dp_epsilon)
             check_delta(self.delta)
-        for name in ("steps", "query_pool", "student_steps", "batch_size", "generator_batch", "eval_every",
-                     "teacher_epochs"):
-            if name in ("steps", "query_pool") and getattr(self, name) is None:  # the generator's default
+        counts = [(n, 1, "positive") for n in ("steps", "query_pool", "student_steps", "batch_size",
+                                               "generator_batch", "eval_every", "teacher_epochs")]
+        counts += [(n, 0, "non-negative") for n in ("replay_steps", "replay_buffer", "warm_start_steps")]
+        for name, least, kind in counts:
+            value = getattr(self, name)
+            if value is None and name in GENERATOR_DEFAULTS["learned"]:  # None: the generator's default
                 continue
-            if int(getattr(self, name)) < 1:
-                raise DpsdError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("replay_steps", "replay_buffer", "warm_start_steps"):
-            if name == "replay_steps" and self.replay_steps is None:  # the generator's default
-                continue
-            if int(getattr(self, name)) < 0:
-                raise DpsdError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+            if int(value) < least:
+                raise DpsdError(f"{name} must be a {kind} integer, got {value!r}")
         if not 0 <= self.skeletons <= 1:
             raise DpsdError(f"skeletons is a share of the images, in [0, 1]; got {self.skeletons}")
         if self.precision not in PRECISIONS:
