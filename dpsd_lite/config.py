@@ -164,6 +164,10 @@ class TranscribeConfig:
     # None: LEARNED_DISCREPANCY_WEIGHT for the learned generator in mode none, 0 otherwise
     discrepancy_weight: float | None = None
     diversity_weight: float = 1.0  # mode seeking: two images asked for the same class should differ
+    # contrastive diversity (after CMI): in the student's hidden features each generated image must pick out its
+    # own shifted copy among the batch's and the last ``contrastive_memory`` images' (InfoNCE). 0: off
+    contrastive_weight: float = 0.0
+    contrastive_memory: int = 2048  # how many earlier images' features the contrastive term compares against
     anchor_weight: float = 10.0  # strokes: pull the stroke parameters toward the generator's random initial draw
     skeletons: float = 0.5  # strokes: share of images drawn as bent digit skeletons (the rest free strokes)
     augment: bool | None = None  # random shifts/rotations of the queries (no privacy cost); None: per generator
@@ -205,7 +209,8 @@ class TranscribeConfig:
             check_delta(self.delta)
         counts = [(n, 1, "positive") for n in ("steps", "query_pool", "student_steps", "batch_size",
                                                "generator_batch", "eval_every", "teacher_epochs")]
-        counts += [(n, 0, "non-negative") for n in ("replay_steps", "replay_buffer", "warm_start_steps")]
+        counts += [(n, 0, "non-negative") for n in ("replay_steps", "replay_buffer", "warm_start_steps",
+                                                    "contrastive_memory")]
         for name, least, kind in counts:
             value = getattr(self, name)
             if value is None and name in GENERATOR_DEFAULTS["learned"]:  # None: the generator's default
@@ -218,8 +223,10 @@ class TranscribeConfig:
             raise DpsdError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.class_balance is not None and not 0 <= self.class_balance <= 1:
             raise DpsdError(f"class_balance is a share of the requested classes, in [0, 1]; got {self.class_balance}")
-        if self.discrepancy_weight is not None and not self.discrepancy_weight >= 0:
-            raise DpsdError(f"discrepancy_weight must be non-negative, got {self.discrepancy_weight}")
+        for name in ("discrepancy_weight", "contrastive_weight", "diversity_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise DpsdError(f"{name} must be non-negative, got {value}")
         if self.rr_answer not in RR_ANSWERS:
             raise DpsdError(f"unknown rr answer {self.rr_answer!r}; choose one of {', '.join(RR_ANSWERS)}")
         if not 0 <= self.warmup_fraction <= 1:

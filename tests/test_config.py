@@ -52,6 +52,13 @@ def test_discrepancy_weight_must_be_non_negative(bad):
         TranscribeConfig(discrepancy_weight=bad).validate()
 
 
+@pytest.mark.parametrize("name,bad", [("contrastive_weight", -0.1), ("contrastive_weight", float("nan")),
+                                      ("diversity_weight", -1.0), ("contrastive_memory", -1)])
+def test_the_generators_diversity_settings_must_be_non_negative(name, bad):
+    with pytest.raises(DpsdError, match=name):
+        TranscribeConfig(**{name: bad}).validate()
+
+
 # ----------------------------------------------------------------- replay per generator and noise level
 @pytest.mark.parametrize("generator,mode,epsilon,replay", [("learned", "rr", 10.0, 7), ("learned", "none", 10.0, 7),
                                                            ("learned", "rr", 5.0, 7), ("learned", "rr", 1.0, 3),

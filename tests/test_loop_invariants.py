@@ -230,6 +230,21 @@ def test_class_balancing_counts_the_release_not_the_teacher(digits, teachers, mo
     assert not identical(base, run(digits, teachers, mode, teacher="B", **extra), "generator")  # control
 
 
+@pytest.mark.parametrize("mode", ["rr", "label"])
+def test_the_contrastive_term_reads_the_student_not_the_teacher(digits, teachers, mode):
+    """The contrastive diversity term compares the student's features of generated images: with it on, a teacher
+    change the mechanism hides stays hidden, and a fixed release makes two teachers indistinguishable; it does
+    change the generator (the control that lets the first checks fail)."""
+    extra = dict(generator="learned", contrastive_weight=1.0, precision="float32")
+    base = run(digits, teachers, mode, **extra)
+    assert identical(base, run(digits, teachers, mode, perturb="softmax-preserving", **extra), "generator")
+    a = run(digits, teachers, mode, teacher="A", fixed_release=True, **extra)
+    b = run(digits, teachers, mode, teacher="B", fixed_release=True, **extra)
+    assert identical(a, b, "student") and identical(a, b, "generator")
+    off = run(digits, teachers, mode, **{**extra, "contrastive_weight": 0.0})
+    assert not identical(base, off, "generator")
+
+
 @pytest.mark.parametrize("mode", PRIVATE_MODES)
 def test_student_independent_of_teacher_when_release_is_fixed(digits, teachers, mode):
     a = run(digits, teachers, mode, teacher="A", fixed_release=True)
