@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .accounting import check_delta, check_epsilon
 from .errors import DpsdError
-from .names import DATASETS, GENERATOR_KINDS, GENERATOR_OBJECTIVES, NOISE_MODES, RR_ANSWERS
+from .names import DATASETS, GENERATOR_KINDS, GENERATOR_OBJECTIVES, NOISE_MODES, RR_ANSWERS, SPENT_AT_ONCE
 
 #: Epochs of the (non-private) teacher on the private split.
 TEACHER_EPOCHS = 8
@@ -49,9 +49,10 @@ GENERATOR_DEFAULTS = {
                       "class_balance": 0.5, "replay_steps": 3},
 }
 LEARNED_CALM_EPSILON = 5.0
-#: Mode data's releases are noisy gradients, spent at once: nothing to replay and no labels to balance classes
-#: by. A run in that mode resolves these to off, whatever is set, so its saved config says what it did.
-UNUSED_IN_DATA_MODE = {"replay_steps": 0, "class_balance": 0.0}
+#: Mode data's releases are noisy gradients, spent at once (``names.SPENT_AT_ONCE``): nothing to replay and no
+#: labels to balance classes by. A run in such a mode resolves these to off, whatever is set, so its saved config
+#: says what it did.
+UNUSED_WHEN_SPENT_AT_ONCE = {"replay_steps": 0, "class_balance": 0.0}
 #: In mode none, and only there (it reads the raw teacher), the learned generator's objective also seeks the
 #: images where student and teacher disagree (DFAD's discrepancy, ``discrepancy_weight``): seeds 0–3, private
 #: splits, mnist-5k 0.970 → 0.976 (better on 4 of 4 seeds), Fashion-MNIST 0.931 → 0.933 (3 of 4); weights 0.5
@@ -250,8 +251,8 @@ class TranscribeConfig:
                 fill["discrepancy_weight"] = 0.0
         elif self.discrepancy_weight is None:
             fill["discrepancy_weight"] = LEARNED_DISCREPANCY_WEIGHT if kind == "learned" else 0.0
-        if self.noise_mode == "data":  # its releases are gradients of their moment: no replay, no labels to count
-            fill.update({k: v for k, v in UNUSED_IN_DATA_MODE.items() if getattr(self, k) != v})
+        if self.noise_mode in SPENT_AT_ONCE:  # releases are gradients of their moment: no replay, no labels
+            fill.update({k: v for k, v in UNUSED_WHEN_SPENT_AT_ONCE.items() if getattr(self, k) != v})
         if precision != self.precision:
             fill["precision"] = precision
         if "steps" in fill and precision == "bfloat16" and kind.startswith("learned"):

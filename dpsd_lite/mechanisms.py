@@ -53,7 +53,7 @@ from .accounting import check_delta, check_epsilon, gaussian_noise_multiplier, r
 from .errors import DpsdError
 from .noise import NoiseSource
 
-from .names import NOISE_MODES, RR_ANSWERS  # noqa: E402,F401  (re-exported: mechanisms.NOISE_MODES)
+from .names import NOISE_MODES, RR_ANSWERS, SPENT_AT_ONCE  # noqa: E402,F401  (re-exported: mechanisms.NOISE_MODES)
 
 __all__ = [
     "NOISE_MODES",
@@ -137,10 +137,11 @@ class Mechanism:
     mode = "base"
     private = True
     uses_prior = False
-    # Can the student learn from a release again later (post-processing, no new
-    # query)? Not in ``data`` mode: its release is a gradient at the student's
-    # parameters of that moment.
-    replayable = True
+    @property
+    def replayable(self) -> bool:
+        """Can the student learn from a release again later (post-processing, no new query)? Not in the modes
+        whose release is a gradient at the student's parameters of that moment (``names.SPENT_AT_ONCE``)."""
+        return self.mode not in SPENT_AT_ONCE
 
     def __init__(self, noise: NoiseSource | None = None):
         self.noise = noise if noise is not None else NoiseSource.secret()
@@ -439,7 +440,6 @@ class GradientNoise(Mechanism):
     """DPDFD: normalised per-query output gradient plus Gaussian noise."""
 
     mode = "data"
-    replayable = False
 
     def __init__(self, epsilon: float, delta: float, clip_norm: float = 1.0, noise: NoiseSource | None = None):
         super().__init__(noise)

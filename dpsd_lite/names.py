@@ -6,6 +6,9 @@ its arguments, and prints ``--help``, in a fraction of a second.
 
 DATASETS = ("mnist-5k", "digits", "mnist", "fashion-mnist")
 NOISE_MODES = ("none", "label", "rr", "data")
+# the noise modes whose releases are gradients at the student's parameters of their moment: spent at once, so
+# nothing to replay later and no labels to count (mechanisms.Mechanism.replayable, config's resolved settings)
+SPENT_AT_ONCE = ("data",)
 # what rr releases of each teacher answer: its top class, or its ordered top two (mechanisms.TopTwoRR)
 RR_ANSWERS = ("top1", "top2")
 # sweep rows that are not a noise mode of the loop, each with epsilon per private training record: DP-SGD on the

@@ -80,6 +80,20 @@ def test_mode_data_resolves_replay_and_class_balance_to_off(generator):
     assert (rr.replay_steps, rr.class_balance) == (5, 0.5)  # the other modes keep what is set
 
 
+@pytest.mark.parametrize("mode", ["none", "label", "rr", "data"])
+def test_the_config_and_the_mechanism_agree_on_which_modes_replay(mode):
+    """One fact, read in two places: a mode whose mechanism cannot be replayed resolves replay and class
+    balancing to off, and every other mode keeps them."""
+    from dpsd_lite.mechanisms import make_mechanism
+    from dpsd_lite.names import SPENT_AT_ONCE
+
+    replayable = make_mechanism(mode, 2.0, 1e-5).replayable
+    assert replayable == (mode not in SPENT_AT_ONCE) and (mode == "data") != replayable
+    cfg = TranscribeConfig(dataset="mnist-5k", generator="learned", noise_mode=mode, replay_steps=5,
+                           class_balance=0.5, precision="float32").validate().resolved()
+    assert (cfg.replay_steps, cfg.class_balance) == ((5, 0.5) if replayable else (0, 0.0))
+
+
 def test_replay_steps_must_be_a_non_negative_integer():
     with pytest.raises(DpsdError, match="replay_steps must be a non-negative integer, got -1"):
         TranscribeConfig(replay_steps=-1).validate()
