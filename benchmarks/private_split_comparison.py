@@ -119,7 +119,8 @@ def main(argv=None) -> int:
         summary.append(s)
     print(f"\n{'arm':<40} {'mean':>6} {'sd':>6} {'se':>6} {'vs first':>9} {'± se':>6}")
     for s in summary:
-        print(f"{s['arm']:<40} {s['mean']:>6.3f} {s['sd']:>6.3f} {s['se']:>6.3f} {s['diff']:>+9.3f} {s['diff_se']:>6.3f}")
+        versus = f"{s['diff']:>+9.3f} {s['diff_se']:>6.3f}" if s is not summary[0] else f"{'—':>9} {'':>6}"
+        print(f"{s['arm']:<40} {s['mean']:>6.3f} {s['sd']:>6.3f} {s['se']:>6.3f} {versus}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"dataset": dataset, "mode": args.mode, "epsilon": args.epsilon, "rows": rows,
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
                 f"difference of the means from the first arm's, with its unpaired standard error.\n\n"
                 + table(("arm", "mean", "sd", "se", "vs first", "per seed"),
                         [(s["arm"], f"{s['mean']:.3f}", f"{s['sd']:.3f}", f"{s['se']:.3f}",
-                          f"{s['diff']:+.3f} ± {s['diff_se']:.3f}", " / ".join(f"{v:.3f}" for v in s["ratios"]))
+                          f"{s['diff']:+.3f} ± {s['diff_se']:.3f}" if s is not summary[0] else "—", " / ".join(f"{v:.3f}" for v in s["ratios"]))
                          for s in summary]))
         write_section(name, f"Private-split comparison ({dataset}, {args.mode} ε = {args.epsilon:g})",
                       command_line("private_split_comparison.py", argv), body)
