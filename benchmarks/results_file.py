@@ -15,6 +15,7 @@ import platform
 import re
 import shlex
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATH = os.path.join(HERE, "RESULTS.md")
@@ -38,6 +39,14 @@ def machine() -> str:
 def command_line(script: str, argv=None) -> str:
     """The command that ran ``script`` (a file in benchmarks/) with ``argv`` (default: this process's arguments)."""
     return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run_timed(main) -> None:
+    """Run a script's ``main()``, print its total wall time, and exit with its return code."""
+    t0 = time.perf_counter()
+    code = main()
+    print(f"{time.perf_counter() - t0:.0f} s in all")
+    sys.exit(code)
 
 
 def write_section(name: str, title: str, command: str, body: str, path: str = PATH) -> None:
