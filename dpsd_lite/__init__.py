@@ -7,7 +7,7 @@ One path from data to report::
     report (report.py, ε computed in accounting.py) → run directory (runs.py)
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["LoadedRun", "load_run", "save_run", "__version__"]
 

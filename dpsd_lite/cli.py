@@ -143,6 +143,8 @@ def _add_data_args(p):
 
 def _add_run_args(p):
     """Settings shared by transcribe and sweep."""
+    from .names import GENERATOR_KINDS
+
     p.add_argument("--delta", type=delta_arg, default=1e-5, help="delta for the Gaussian modes (default: 1e-5)")
     p.add_argument("--steps", type=positive_int, default=None, help="generator iterations (default: the library's)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="synthetic queries per student step")
@@ -150,10 +152,10 @@ def _add_run_args(p):
                    help="epochs of the teacher (part of its cache key)")
     p.add_argument("--set", dest="settings", type=setting_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="any other TranscribeConfig setting, e.g. --set lr_student=1e-3 (repeatable)")
-    p.add_argument("--generator", default=None, choices=("auto", "learned", "strokes"),
-                   help="where the queries come from: learned (DPSD's own, trained with the student as "
-                        "discriminator), strokes (a hand-written public prior for handwritten digits), or auto "
-                        "(the default: strokes for digits, learned otherwise)")
+    p.add_argument("--generator", default=None, choices=GENERATOR_KINDS,
+                   help="where the queries come from: learned (the default: DPSD's own, trained with the student "
+                        "as discriminator) or strokes (a hand-written public prior for handwritten digits, a "
+                        "lesson beside it, not DPSD)")
     p.add_argument("--reproducible-noise", action="store_true",
                    help="lessons and tests only: derive the privacy noise from --seed, so a run repeats exactly; "
                         "the epsilon then does NOT hold against anyone who knows the seed (saved with the run), "
@@ -342,10 +344,8 @@ def run_transcribe(args):
 
 
 def _generator_line(config) -> str:
-    from .config import generator_kind
-
-    kind = generator_kind(config.generator, config.dataset)
-    return ("the learned generator (DPSD's own, trained with the student as discriminator)" if kind == "learned"
+    return ("the learned generator (DPSD's own, trained with the student as discriminator)"
+            if config.generator == "learned"
             else "the stroke renderer (a hand-written public prior for digits, not DPSD's learned generator)")
 
 

@@ -91,20 +91,6 @@ SYNTHESIS_SNAPSHOTS = (0.25, 0.5, 0.75)
 SYNTHESIS_TEMPERATURE = 2.0
 
 
-def generator_kind(generator: str, dataset: str) -> str:
-    """``learned`` or ``strokes``: what ``generator`` means for ``dataset``.
-
-    ``auto`` means the stroke renderer on the handwritten-digit domains it has a format for
-    (``generators.STROKE_FORMAT``), the learned generator elsewhere. (Imports torch, through
-    the generators module: call it once a run is under way, not while parsing arguments.)
-    """
-    if generator == "auto":
-        from .generators import STROKE_FORMAT
-
-        return "strokes" if dataset in STROKE_FORMAT else "learned"
-    return generator
-
-
 @dataclass
 class TranscribeConfig:
     """Everything that determines a run. ``TranscribeConfig().replace(epsilon=1)`` gives a tweaked copy."""
@@ -154,7 +140,7 @@ class TranscribeConfig:
     warmup_fraction: float = 0.0  # rr, label: share of iterations with a uniform prior (k = K) first
 
     # --- the generator -----------------------------------------------------------------------------------------
-    generator: str = "auto"  # learned | strokes | auto (strokes for handwritten digits, learned otherwise)
+    generator: str = "learned"  # learned (DPSD's own) | strokes (a public prior for handwritten digits, a lesson)
     nz: int = 64  # size of the noise z
     generator_batch: int = 64  # images per generator step
     lr_generator: float | None = None  # None: the generator's default (GENERATOR_DEFAULTS)
@@ -239,7 +225,7 @@ class TranscribeConfig:
 
     def resolved(self) -> "TranscribeConfig":
         """A copy with every generator-dependent default (``None``) filled in: what a run really used."""
-        kind = generator_kind(self.generator, self.dataset)
+        kind = self.generator
         if kind == "learned" and self.noise_mode != "none" and self.epsilon < LEARNED_CALM_EPSILON:
             kind = "learned-noisy"
         precision = self.precision

@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import generator_kind
 from .models import _check_shape
 from .utils import channels_last
 
@@ -49,11 +48,10 @@ from .names import GENERATOR_KINDS  # noqa: E402,F401  (re-exported)
 
 
 def build_generator(config, image_shape, num_classes):
-    """The generator a config asks for: ``learned`` (a conv G(z, c) from noise), ``strokes`` (the renderer, for
-    digit domains) or ``auto`` (strokes for digit domains, learned otherwise)."""
+    """The generator a config asks for: ``learned`` (DPSD's own conv G(z, c) from noise, the default) or
+    ``strokes`` (the renderer, a public prior for digit domains)."""
     config = config.resolved()  # the generator's own defaults (e.g. the learned one's sharpness per dataset)
-    kind = generator_kind(config.generator, config.dataset)
-    if kind == "strokes":
+    if config.generator == "strokes":
         if config.dataset not in STROKE_FORMAT or image_shape[0] != 1:
             from .errors import DpsdError
 
@@ -68,17 +66,13 @@ def build_generator(config, image_shape, num_classes):
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
-    """Nearest-neighbour ×2 upsampling, the same values as ``F.interpolate(x, scale_factor=2, mode="nearest")``.
+    """Nearest-neighbour ×2 upsampling (``F.interpolate``), keeping a channels-last input channels-last.
 
-    A broadcast and a reshape: forward and backward together take about half the time of
-    ``interpolate`` on CPU for the generator's batches (measured on 512×32×14×14). A channels-last
-    input gives a channels-last output (the layout the next convolution runs fastest in on CPU).
+    The generator's own upsampling: on torch 2.14's CPU kernels ``interpolate`` takes forward and backward
+    together about a tenth of the time of a broadcast-and-reshape (whose backward is a strided sum), in both
+    float32 and bfloat16 (``benchmarks/RESULTS.md``, "Speed of the learned generator's loop").
     """
-    b, c, h, w = x.shape
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        y = x.permute(0, 2, 3, 1)  # the NHWC storage, as a contiguous view
-        return y[:, :, None, :, None, :].expand(b, h, 2, w, 2, c).reshape(b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
-    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+    return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 class Generator(nn.Module):

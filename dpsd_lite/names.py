@@ -30,5 +30,7 @@ def mode_name(noise_mode: str, rr_answer: str = "top1") -> str:
     """What a run's noise mode is called in tables and plots: its variant's name (``rr-top2``) or the mode."""
     settings = {"noise_mode": noise_mode, "rr_answer": rr_answer}
     return next((name for name, s in MODE_VARIANTS.items() if s == settings), noise_mode)
-GENERATOR_KINDS = ("auto", "learned", "strokes")  # see generators.build_generator
+# where the queries come from: DPSD's learned generator (the default), or the stroke renderer, a hand-written
+# public prior for handwritten digits, kept as a lesson beside it (see generators.build_generator)
+GENERATOR_KINDS = ("learned", "strokes")
 GENERATOR_OBJECTIVES = ("class", "boundary")

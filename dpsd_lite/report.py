@@ -108,7 +108,7 @@ def _record_level_lines(report: dict) -> list:
             f"record-level unit: {rl['unit_of_privacy']}"]
 
 
-def settings_selection(dataset: str, generator: str = "auto") -> list[str]:
+def settings_selection(dataset: str, generator: str = "learned") -> list[str]:
     """What the report says about how the defaults were chosen, for a run on ``dataset`` with ``generator``.
 
     Choosing settings by comparing runs on private data is itself a release
@@ -120,14 +120,14 @@ def settings_selection(dataset: str, generator: str = "auto") -> list[str]:
     discloses each; on other data those settings are public with respect to the data.
     """
     from .config import (CHOSEN_ON_PRIVATE_SPLIT, LEARNED_CHOSEN_ON_PRIVATE_SPLIT, LEARNED_SELECTION_DATASETS,
-                         SELECTION_DATASETS, generator_kind)
+                         SELECTION_DATASETS)
 
     notes = []
     if dataset in SELECTION_DATASETS:
         notes.append(f"the defaults for {', '.join(CHOSEN_ON_PRIVATE_SPLIT)} were chosen by comparing transcriptions "
                      f"on mnist-5k's private split (the teacher's training images, part of MNIST's training set); "
                      f"that choice is itself a release about those images that this epsilon does not cover")
-    if generator_kind(generator, dataset) == "learned" and dataset in LEARNED_SELECTION_DATASETS:
+    if generator == "learned" and dataset in LEARNED_SELECTION_DATASETS:
         notes.append(f"the learned generator's defaults ({', '.join(LEARNED_CHOSEN_ON_PRIVATE_SPLIT)}) were chosen "
                      f"by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
                      f"teachers' training images); that choice is itself a release about those images that this "

@@ -408,6 +408,8 @@ def load_run(path, device="cpu") -> LoadedRun:
                                         f"({meta.get('dpsd_lite_version')})")
     for key, renamed in RENAMED_VALUES.items():
         config_dict[key] = renamed.get(config_dict.get(key), config_dict.get(key))
+    if config_dict.get("generator") == "auto":  # before 0.4: the generator a run on this data used by default
+        config_dict["generator"] = "strokes" if gen_arch.get("class") == "StrokeGenerator" else "learned"
     try:
         config = TranscribeConfig().replace(**config_dict)
     except Exception as exc:  # unknown keys from another version
@@ -434,6 +436,8 @@ def load_run(path, device="cpu") -> LoadedRun:
     _load_weights(generator, os.path.join(run_dir, "generator.pt"), "generator", meta, device)
     # the same memory layout as in the loop, so the loaded student computes exactly what the saved one did
     channels_last(student.to(device)).eval()
+    if type(generator).__name__ == "Generator":  # the learned generator runs channels-last (generators.build_generator)
+        channels_last(generator)
     generator.to(device).eval()
     snapshots = _load_snapshots(run_dir, generator, meta, device)
     return LoadedRun(run_dir, config, student, generator, history, privacy, meta, snapshots)

@@ -42,7 +42,6 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     from .data import load_dataset
     from .errors import DpsdError
     from .mechanisms import NOISE_MODES
-    from .config import generator_kind
     from .teacher import teacher_for
     from .transcribe import TranscribeConfig, transcribe
     from .utils import resolve_device
@@ -80,7 +79,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
             summary = result.summary()
             row = {
                 "dataset": config.dataset,
-                "generator": generator_kind(config.generator, config.dataset),
+                "generator": config.generator,
                 "noise_mode": mode_name(result.config.noise_mode, result.config.rr_answer),
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
@@ -143,7 +142,6 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
 def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callbacks, num_teachers: int = 50,
                    query_budget: int = 256):
     """Teacher-ensemble baseline (PATE GNMax): ε per private training record, composed over its answers."""
-    from .config import generator_kind
     from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
 
     ens = train_teacher_ensemble(data, num_teachers, seed=config.seed, device=config.device, cache_dir=cache_dir)
@@ -152,7 +150,7 @@ def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callba
         out = transcribe_with_ensemble(data, ens, eps, config.delta, query_budget=query_budget, config=config,
                                        callbacks=callbacks)
         row = {
-            "dataset": config.dataset, "generator": generator_kind(config.generator, config.dataset),
+            "dataset": config.dataset, "generator": config.generator,
             "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
             "delta": config.delta, "privacy_unit": "per private training record",
             "noise": _noise_column(config, True), "student_accuracy": out.student_accuracy,

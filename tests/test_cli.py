@@ -324,13 +324,13 @@ def test_transcribe_mode_ensemble_reports_per_record(capsys, tmp_path):
 
 def test_generator_option_and_the_line_that_names_it(capsys, tmp_path):
     """Every transcription says which generator made its queries; the renderer is never passed off as DPSD's."""
-    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "2", "--steps", "3", "--out", tmp_path / "a")
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "2", "--steps", "3", "--generator", "strokes",
+                             "--out", tmp_path / "a")
     assert code == 0, err
     assert "queries from: the stroke renderer (a hand-written public prior for digits, not DPSD's learned" in out
-    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "2", "--steps", "3", "--generator", "learned",
-                             "--out", tmp_path / "b")
+    code, out, err = run_cli(capsys, "transcribe", *FAST, "--epsilon", "2", "--steps", "3", "--out", tmp_path / "b")
     assert code == 0, err
-    assert "queries from: the learned generator (DPSD's own" in out
+    assert "queries from: the learned generator (DPSD's own" in out  # the default
     run = load_run(tmp_path / "b")
     assert run.config.generator == "learned" and run.config.lr_generator is not None  # the defaults it used
     code, _, err = run_cli(capsys, "transcribe", *FAST, "--generator", "pen", "--out", tmp_path / "c")

@@ -11,7 +11,7 @@ from dpsd_lite.phases import setup
 
 def test_rr_releases_the_top_class_unless_asked_for_the_top_two():
     assert TranscribeConfig().rr_answer == "top1"
-    for generator in ("learned", "strokes", "auto"):
+    for generator in ("learned", "strokes"):
         for eps in (1.0, 10.0):
             cfg = TranscribeConfig(generator=generator, epsilon=eps, precision="float32").validate().resolved()
             assert cfg.rr_answer == "top1"

@@ -233,11 +233,31 @@ def test_config_from_another_version_is_refused(run_dir):
     _refused(run_dir, "config.json does not match")
 
 
+@pytest.mark.parametrize("saved_class,loads_as", [("StrokeGenerator", "strokes"), ("Generator", "learned")])
+def test_a_run_saved_with_the_old_auto_generator_loads_as_the_generator_it_ran(tmp_path, digits, digits_teacher,
+                                                                              saved_class, loads_as):
+    """Before 0.4 the default generator was "auto" (the renderer on digit domains, learned elsewhere): such a run
+    loads with the generator its saved weights belong to."""
+    from dpsd_lite.transcribe import transcribe
+
+    run = transcribe(dataset="digits", data=digits, teacher=digits_teacher, epsilon=2.0, steps=2, batch_size=32,
+                     device="cpu", generator=loads_as)
+    path = save_run(run, tmp_path / "old")
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["generator"] = "auto"
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    loaded = load_run(path)
+    assert loaded.config.generator == loads_as and type(loaded.generator).__name__ == saved_class
+
+
 def test_run_saved_before_skeletons_existed_loads_as_it_ran(tmp_path, digits, digits_teacher):
     from dpsd_lite.transcribe import transcribe
 
     old = transcribe(dataset="digits", data=digits, teacher=digits_teacher, noise_mode="rr", epsilon=2.0,
-                     steps=4, batch_size=32, eval_every=4, teacher_epochs=3, device="cpu", seed=0, skeletons=0.0)
+                     steps=4, batch_size=32, eval_every=4, teacher_epochs=3, device="cpu", seed=0, skeletons=0.0,
+                     generator="strokes")
     path = save_run(old, tmp_path / "old")
     # what an earlier version wrote: no 'skeletons' anywhere
     with open(os.path.join(path, "config.json")) as f:
@@ -254,8 +274,12 @@ def test_run_saved_before_skeletons_existed_loads_as_it_ran(tmp_path, digits, di
     assert loaded.config == old.config
 
 
-def test_generator_centring_is_rebuilt_from_the_run_and_absent_means_as_before(run_dir):
-    """Runs saved before the centre-of-mass option existed lack the key and load with the older drawing."""
+def test_generator_centring_is_rebuilt_from_the_run_and_absent_means_as_before(tmp_path, digits, digits_teacher):
+    """Renderer runs saved before the centre-of-mass option existed lack the key and load with the older drawing."""
+    from dpsd_lite.transcribe import transcribe
+
+    run_dir = save_run(transcribe(dataset="digits", data=digits, teacher=digits_teacher, epsilon=2.0, steps=2,
+                                  batch_size=32, device="cpu", generator="strokes"), tmp_path / "strokes")
     with open(os.path.join(run_dir, "meta.json")) as f:
         arch = json.load(f)["architecture"]
     assert arch["generator"].get("centre_of_mass") is False  # digits: not MNIST's format

@@ -114,9 +114,9 @@ def test_bad_skeleton_settings_are_refused():
 
 
 def test_default_config_draws_skeletons_and_zero_gives_free_strokes_only():
-    g = build_generator(TranscribeConfig(), (1, 28, 28), 10)
+    g = build_generator(TranscribeConfig(generator="strokes"), (1, 28, 28), 10)
     assert g.skeletons == 0.5 and g.architecture["skeletons"] == 0.5
-    g0 = build_generator(TranscribeConfig(skeletons=0.0), (1, 28, 28), 10)
+    g0 = build_generator(TranscribeConfig(generator="strokes", skeletons=0.0), (1, 28, 28), 10)
     assert g0.skeletons == 0.0 and not hasattr(g0, "skeleton_head")
     # a generator saved before skeletons existed rebuilds from its architecture without them
     arch = dict(g0.architecture)
@@ -137,7 +137,8 @@ def test_prior_only_baseline_trains_without_any_teacher(digits, monkeypatch):
     monkeypatch.setattr(teacher_mod, "get_teacher", no_teacher)
     monkeypatch.setattr(transcribe_mod, "teacher_for", no_teacher)
     monkeypatch.setattr(teacher_mod, "teacher_for", no_teacher)
-    student, acc = prior_only_student(data=digits, dataset="digits", steps=20, batch_size=64, device="cpu")
+    student, acc = prior_only_student(data=digits, dataset="digits", steps=20, batch_size=64, device="cpu",
+                                      generator="strokes")
     assert 0.0 <= acc <= 1.0
     # skeletons labelled by their own digit teach something (chance is 10%)
     assert acc > 0.2

@@ -54,14 +54,14 @@ def test_centre_of_mass_option_puts_the_ink_at_the_frame_centre(skeletons):
 
 
 def test_mnist_domains_draw_centred_by_mass_and_digits_does_not():
-    cfg = TranscribeConfig()
+    cfg = TranscribeConfig(generator="strokes")
     assert build_generator(cfg.replace(dataset="mnist-5k"), (1, 28, 28), 10).centre_of_mass
     assert build_generator(cfg.replace(dataset="mnist"), (1, 28, 28), 10).centre_of_mass
     assert not build_generator(cfg.replace(dataset="digits"), (1, 8, 8), 10).centre_of_mass
 
 
 def test_mnist_domains_draw_with_the_thin_pen_and_digits_keeps_the_generic_one():
-    cfg = TranscribeConfig()
+    cfg = TranscribeConfig(generator="strokes")
     for dataset, shape, (lo, hi) in [("mnist-5k", (1, 28, 28), (0.07, 0.14)), ("mnist", (1, 28, 28), (0.07, 0.14)),
                                      ("digits", (1, 8, 8), (0.09, 0.16))]:
         torch.manual_seed(0)
@@ -100,19 +100,21 @@ def test_renderer_is_differentiable_in_every_parameter():
 
 
 def test_digits_format_is_supersampled_to_8x8():
-    cfg = TranscribeConfig(dataset="digits")
+    cfg = TranscribeConfig(dataset="digits", generator="strokes")
     g = build_generator(cfg, (1, 8, 8), 10)
     assert isinstance(g, StrokeGenerator) and g.supersample == 4
     x, _ = g.sample(4)
     assert x.shape == (4, 1, 8, 8)
 
 
-def test_auto_picks_strokes_for_digits_and_conv_for_other_domains():
-    assert isinstance(build_generator(TranscribeConfig(dataset="mnist-5k"), (1, 28, 28), 10), StrokeGenerator)
-    assert isinstance(build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10), Generator)
-    assert isinstance(build_generator(TranscribeConfig(dataset="mnist", generator="learned"), (1, 28, 28), 10), Generator)
-    with pytest.raises(Exception, match="unknown generator"):
-        TranscribeConfig(generator="gan").validate()
+def test_the_learned_generator_is_the_default_on_every_dataset_and_the_renderer_is_asked_for_by_name():
+    for dataset, shape in [("mnist-5k", (1, 28, 28)), ("mnist", (1, 28, 28)), ("fashion-mnist", (1, 28, 28)),
+                           ("digits", (1, 8, 8))]:
+        assert isinstance(build_generator(TranscribeConfig(dataset=dataset), shape, 10), Generator), dataset
+    assert isinstance(build_generator(TranscribeConfig(generator="strokes"), (1, 28, 28), 10), StrokeGenerator)
+    for bad in ("gan", "auto"):  # "auto" (strokes for digits) is gone: the learned generator is the default
+        with pytest.raises(Exception, match="unknown generator"):
+            TranscribeConfig(generator=bad).validate()
 
 
 def _raw_drift(result):
@@ -127,7 +129,8 @@ def _raw_drift(result):
 
 def test_the_anchor_keeps_strokes_near_their_random_draw(digits, digits_teacher):
     common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=20,
-                  batch_size=64, eval_every=20, device="cpu", seed=0, lr_generator=5e-3, reproducible_noise=True)
+                  batch_size=64, eval_every=20, device="cpu", seed=0, lr_generator=5e-3, reproducible_noise=True,
+                  generator="strokes")
     free = transcribe(anchor_weight=0.0, **common)
     anchored = transcribe(anchor_weight=100.0, **common)
     assert _raw_drift(anchored) < 0.25 * _raw_drift(free)
@@ -192,7 +195,8 @@ def test_generator_objectives_are_checked_and_both_train_the_generator(digits, d
     with pytest.raises(Exception, match="unknown generator objective"):
         TranscribeConfig(generator_objective="gan").validate()
     common = dict(data=digits, teacher=digits_teacher, dataset="digits", noise_mode="rr", epsilon=5, steps=5,
-                  batch_size=32, eval_every=5, device="cpu", seed=0, anchor_weight=0.0, lr_generator=1e-2)
+                  batch_size=32, eval_every=5, device="cpu", seed=0, anchor_weight=0.0, lr_generator=1e-2,
+                  generator="strokes")
     for objective in ("class", "boundary"):
         r = transcribe(generator_objective=objective, **common)
         assert _raw_drift(r) > 0, objective

@@ -239,8 +239,8 @@ def test_the_steps_slider_starts_at_the_generators_own_budget(digits, digits_tea
     """Left open, the number of steps is the generator's default (the learned one takes more, cheaper ones)."""
     from dpsd_lite.config import GENERATOR_DEFAULTS, LEARNED_BFLOAT16_STEPS
 
-    renderer = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu")
-    learned = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu", generator="learned")
+    renderer = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu", generator="strokes")
+    learned = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu")  # the default
     assert renderer.steps_slider.value == GENERATOR_DEFAULTS["strokes"]["steps"]
     # the learned generator's budget depends on the arithmetic this machine runs it in (precision auto)
     bf16 = learned.config.resolved().precision == "bfloat16"
