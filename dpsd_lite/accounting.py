@@ -17,6 +17,12 @@ Conventions used throughout the package
   ``e^ε / (e^ε + k - 1)``; it is ε-DP with δ = 0.
 * Where mechanisms compose (many noisy releases about the same record, e.g. a
   teacher ensemble or DP-SGD), Opacus's RDP or PRV accountant is used.
+* **The whole run.** A per-answer ε protects one teacher answer; one private
+  record can change the teacher, hence every answer, so what one record can
+  move through a non-private teacher is the composition of all N answers
+  (:func:`whole_run_epsilon`): Rényi DP (Opacus) for the Gaussian modes, the
+  optimal composition of pure ε-DP (Kairouz, Oh & Viswanath 2015) for
+  randomized response. :func:`per_answer_epsilon_for_whole_run` inverts it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ __all__ = [
     "rr_epsilon",
     "composed_epsilon",
     "composed_noise_multiplier",
+    "gaussian_composition_epsilon",
+    "gaussian_composition_exact_epsilon",
+    "pure_composition_delta",
+    "pure_composition_epsilon",
+    "whole_run_epsilon",
+    "per_answer_epsilon_for_whole_run",
 ]
 
 
@@ -211,3 +223,134 @@ def _make_accountant(name, create_accountant):
     if name not in ("rdp", "prv"):
         raise DpsdError(f"unknown accountant {name!r}; use 'rdp' or 'prv'")
     return create_accountant(name)
+
+
+# ----------------------------------------------------------------------------------------------- the whole run
+#: Rényi orders for composing many plain Gaussian releases: Opacus's default grid, plus orders close to 1, where
+#: the optimum lies once the composed Rényi divergence is large (hundreds of thousands of releases at small σ).
+WHOLE_RUN_ORDERS = tuple(sorted({1 + x / 10.0 for x in range(1, 100)} | set(range(12, 64)) | {128, 256}
+                                | {1 + 10 ** (e / 10) for e in range(-70, -9)}))
+GAUSSIAN_WHOLE_RUN_ACCOUNTANT = ("Renyi DP of the Gaussian mechanism composed over every answer (Opacus's RDP "
+                                 "analysis, orders extended toward 1, converted with Opacus's current conversion)")
+PURE_WHOLE_RUN_ACCOUNTANT = ("optimal composition of pure eps-DP answers (Kairouz, Oh & Viswanath 2015: the k-fold "
+                             "binary randomized response is the worst case, its delta(eps) computed exactly)")
+
+
+def _check_count(releases) -> int:
+    try:
+        n = int(releases)
+    except (TypeError, ValueError):
+        raise DpsdError(f"the number of answers must be a positive integer, got {releases!r}") from None
+    if n < 1 or n != releases:
+        raise DpsdError(f"the number of answers must be a positive integer, got {releases!r}")
+    return n
+
+
+def gaussian_composition_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
+    """ε of ``releases`` Gaussian releases with noise multiplier σ about the same input, composed by Rényi DP.
+
+    Opacus's RDP of the (not subsampled) Gaussian mechanism, α·releases/(2σ²), converted to (ε, δ) with
+    Opacus's conversion over :data:`WHOLE_RUN_ORDERS`.
+    """
+    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+
+    sigma, n, delta = _check_sigma(noise_multiplier), _check_count(releases), check_delta(delta)
+    rdp = compute_rdp(q=1.0, noise_multiplier=sigma, steps=n, orders=list(WHOLE_RUN_ORDERS))
+    eps, _ = get_privacy_spent(orders=list(WHOLE_RUN_ORDERS), rdp=rdp, delta=delta)
+    return float(eps)
+
+
+def gaussian_composition_exact_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
+    """The exact ε of ``releases`` Gaussian releases with noise multiplier σ: together they are one Gaussian
+    release with noise multiplier σ/√releases (μ-GDP with μ = √releases/σ; Dong, Roth & Su), solved in log
+    space where Opacus's ``eps_from_mu`` cannot bracket it. A lower bound for any accountant's figure."""
+    from scipy.optimize import brentq
+
+    sigma, n, delta = _check_sigma(noise_multiplier), _check_count(releases), check_delta(delta)
+    mu = math.sqrt(n) / sigma
+    if gaussian_delta(1.0 / mu, 0.0) <= delta:
+        return 0.0
+    hi = mu * mu / 2 + 40 * mu + 50  # δ(ε) is far below any δ of interest here
+    return float(brentq(lambda e: gaussian_delta(1.0 / mu, e) - delta, 0.0, hi, xtol=1e-9, rtol=1e-12))
+
+
+def pure_composition_delta(epsilon: float, releases: int, total_epsilon: float) -> float:
+    """δ at ``total_epsilon`` of ``releases`` pure ε-DP answers composed (adaptively): exact for binary randomized
+    response, the worst case of any ε-DP mechanism (Kairouz, Oh & Viswanath 2015).
+
+    With q = 1/(1 + e^ε), the number of flips l ~ Binomial(k, q) and the privacy loss (k − 2l)·ε,
+    δ(ε') = Σ_l P(l) · max(0, 1 − e^(ε' − (k − 2l)ε)).
+    """
+    import numpy as np
+    from scipy.stats import binom
+
+    eps, k = check_epsilon(epsilon), _check_count(releases)
+    l = np.arange(k + 1)
+    loss = (k - 2 * l) * eps
+    keep = loss > total_epsilon
+    if not keep.any():
+        return 0.0
+    q = math.exp(-eps) / (1.0 + math.exp(-eps))  # 1/(1 + e^ε), without overflow at large ε
+    logp = binom.logpmf(l[keep], k, q)
+    return float(np.sum(np.exp(logp) * -np.expm1(total_epsilon - loss[keep])))
+
+
+def pure_composition_epsilon(epsilon: float, releases: int, delta: float) -> float:
+    """The smallest ε' with :func:`pure_composition_delta` ≤ δ: the tightest (ε', δ) of ``releases`` ε-DP answers.
+
+    At most the basic bound releases·ε (reached when δ is below the chance of no flip at all)."""
+    from scipy.optimize import brentq
+
+    eps, k, delta = check_epsilon(epsilon), _check_count(releases), check_delta(delta)
+    if pure_composition_delta(eps, k, 0.0) <= delta:
+        return 0.0
+    top = k * eps
+    if pure_composition_delta(eps, k, top * (1 - 1e-12)) > delta:
+        return top
+    return float(brentq(lambda e: pure_composition_delta(eps, k, e) - delta, 0.0, top, xtol=1e-9 * top,
+                        rtol=1e-12))
+
+
+def whole_run_epsilon(noise_mode: str, answers: int, delta: float, epsilon: float | None = None,
+                      noise_multiplier: float | None = None) -> dict:
+    """What one private record can move through a non-private teacher in a run of ``answers`` teacher answers.
+
+    One record can change the teacher, hence every answer, so the run's teacher-level ε is the composition of
+    all of them: ``label`` and ``data`` (Gaussian, ``noise_multiplier`` σ per answer) by Rényi DP, ``rr`` (pure
+    ``epsilon`` per answer) by the optimal composition of pure ε-DP; ``none`` releases raw answers (ε = ∞).
+    Returns ``{"epsilon", "delta", "answers", "accountant"}``.
+    """
+    n, delta = _check_count(answers), check_delta(delta)
+    if noise_mode == "none":
+        return {"epsilon": math.inf, "delta": delta, "answers": n, "accountant": "none: raw answers, no noise"}
+    if noise_mode in ("label", "data"):
+        if noise_multiplier is None:
+            noise_multiplier = gaussian_noise_multiplier(epsilon, delta)
+        return {"epsilon": gaussian_composition_epsilon(noise_multiplier, n, delta), "delta": delta, "answers": n,
+                "accountant": GAUSSIAN_WHOLE_RUN_ACCOUNTANT}
+    if noise_mode == "rr":
+        return {"epsilon": pure_composition_epsilon(epsilon, n, delta), "delta": delta, "answers": n,
+                "accountant": PURE_WHOLE_RUN_ACCOUNTANT}
+    raise DpsdError(f"no whole-run accountant for noise mode {noise_mode!r}; choose none, label, rr or data")
+
+
+def per_answer_epsilon_for_whole_run(noise_mode: str, whole_run: float, answers: int, delta: float) -> float:
+    """The per-answer ε that a whole-run budget of ``whole_run`` (at δ) allows for ``answers`` answers: the
+    inverse of :func:`whole_run_epsilon` (``label``/``data``: the σ whose composition meets it, as a per-answer
+    ε; ``rr``: the pure ε per answer)."""
+    from scipy.optimize import brentq
+
+    target, n, delta = check_epsilon(whole_run), _check_count(answers), check_delta(delta)
+    if noise_mode in ("label", "data"):
+        # composed ε falls as σ grows: bracket σ, then solve
+        lo, hi = 1e-3, 1.0
+        while gaussian_composition_epsilon(hi, n, delta) > target:
+            hi *= 2.0
+        sigma = brentq(lambda s: gaussian_composition_epsilon(s, n, delta) - target, lo, hi, rtol=1e-10)
+        return gaussian_epsilon(sigma, delta)
+    if noise_mode == "rr":
+        hi = target  # one answer alone already spends at least its own ε... less with δ, so search below
+        while pure_composition_epsilon(hi, n, delta) < target:
+            hi *= 2.0
+        return float(brentq(lambda e: pure_composition_epsilon(e, n, delta) - target, 1e-9, hi, rtol=1e-10))
+    raise DpsdError(f"no per-answer budget for noise mode {noise_mode!r}; choose label, rr or data")

@@ -295,7 +295,7 @@ def add_transcribe(sub):
 
 
 def run_transcribe(args):
-    from .report import format_report
+    from .report import format_report, privacy_summary
     from .runs import save_run
     from .transcribe import transcribe
 
@@ -339,6 +339,7 @@ def run_transcribe(args):
     print(f"student held-out accuracy: {_pct(result.student_accuracy)} ({_pct(ratio, 2)} of the teacher) "
           f"after {result.history[-1]['step'] if result.history else 0} steps, {result.elapsed:.1f} s")
     print(f"queries from: {_generator_line(result.config)}")
+    print(privacy_summary(result.privacy))
     print(f"run saved to {path}")
     return 0
 
@@ -435,11 +436,13 @@ def add_report(sub):
 
 
 def run_report(args):
-    from .report import format_report
+    from .report import format_report, three_levels
     from .runs import load_run
 
     run = load_run(args.run_dir)
     cfg, meta = run.config, run.meta
+    if "epsilon_whole_run" not in run.privacy:  # saved before the three levels were recorded: computed now
+        run.privacy.update(three_levels(run.privacy, delta=cfg.delta))
     print(f"run: {run.path}")
     print(f"dataset {cfg.dataset}, mode {cfg.noise_mode}, {cfg.resolved().steps} steps, seed {cfg.seed}; "
           f"saved {meta.get('created')} by dpsd_lite {meta.get('dpsd_lite_version')}")

@@ -56,6 +56,7 @@ from .data import DataSplits
 from .errors import DpsdError
 from .mechanisms import Mechanism, Release
 from .noise import NoiseSource
+from .report import three_level_lines, three_levels
 from .teacher import TrainedTeacher, _cache_path, cache_trained_teacher, load_cached_teacher, train_teacher_model
 from .utils import default_cache_dir
 from .utils import resolve_device
@@ -335,13 +336,14 @@ def ensemble_privacy_report(mechanism: EnsembleVote) -> dict:
     desc.pop("mode")
     report.update(desc)
     report["accountant"] = report.pop("calibration")
+    report.update(three_levels(report))
     return report
 
 
 def format_ensemble_report(report: dict) -> str:
     """Human-readable lines: ε with δ and its record-level unit, σ, queries, accountant, noise source."""
     warning = [f"WARNING: {report['warning']}"] if report.get("warning") else []
-    return "\n".join(warning + [
+    return "\n".join(warning + three_level_lines(report) + [
         f"noise mode: ensemble — {report['mechanism']}",
         f"epsilon = {report['epsilon']:.4g} per private training record (target {report['target_epsilon']:g}), "
         f"delta = {report['delta']:g}",

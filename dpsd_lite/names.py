@@ -33,4 +33,11 @@ def mode_name(noise_mode: str, rr_answer: str = "top1") -> str:
 # where the queries come from: DPSD's learned generator (the default), or the stroke renderer, a hand-written
 # public prior for handwritten digits, kept as a lesson beside it (see generators.build_generator)
 GENERATOR_KINDS = ("learned", "strokes")
+# how tables, plot titles and reports name each generator
+GENERATOR_LABELS = {"learned": "learned generator (DPSD)", "strokes": "stroke renderer (public prior)"}
+
+
+def generator_label(generator: str) -> str:
+    """What a table or a plot title calls a generator (``learned`` → "learned generator (DPSD)")."""
+    return GENERATOR_LABELS.get(generator, generator)
 GENERATOR_OBJECTIVES = ("class", "boundary")

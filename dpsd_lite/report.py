@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .accounting import rr_keep_probability
+from .accounting import rr_keep_probability, whole_run_epsilon
 from .mechanisms import Mechanism
 from .phases import balances_classes
 
@@ -14,9 +14,10 @@ UNIT_PER_QUERY = (
     "each answer the teacher gives to one synthetic query (per-query privacy: two neighbouring "
     "inputs are two possible teacher answers to the same query). Each answer is released once, "
     "so this epsilon covers each of the answers separately, without composition; it does NOT cover "
-    "the answers together: about m answers at once it bounds only their sum, m times epsilon. So it "
-    "does NOT bound what one private training record can reveal: one record can change the teacher's "
-    "answer on every query. Record-level DP needs a teacher ensemble (PATE-style) or a DP-SGD-trained teacher."
+    "the answers together: all of them together are only as private as their composition, the epsilon of "
+    "the whole run. So it does NOT bound what one private training record can reveal: one record can change "
+    "the teacher's answer on every query. Record-level DP needs a teacher ensemble (PATE-style) or a "
+    "DP-SGD-trained teacher."
 )
 UNIT_RECORD_DP_TEACHER = (
     "each private training record (add/remove one record of the private split): the teacher was trained with "
@@ -26,6 +27,53 @@ UNIT_RECORD_DP_TEACHER = (
 TEACHER_ACCURACY_NOTE = ("the teacher's held-out accuracy (printed and saved beside the student's) is a "
                          "non-private statistic of the teacher, outside epsilon")
 UNIT_NONE = "nothing: mode 'none' releases the teacher's raw outputs; the student carries no privacy guarantee."
+UNIT_WHOLE_RUN = ("what one private record can move through this non-private teacher: one record can change the "
+                  "teacher, hence every answer, so all the run's answers compose")
+NO_RECORD_LEVEL = ("none: the teacher is not private, so no epsilon bounds what one private training record can "
+                   "reveal (record-level DP needs a DP-SGD teacher, --teacher-dp-epsilon, or a teacher ensemble)")
+
+
+def three_levels(report: dict, delta: float | None = None) -> dict:
+    """The three ε of a run, as machine-readable fields: per teacher answer, the whole run, per private record.
+
+    * ``epsilon_per_answer`` (and ``delta_per_answer``): what the mechanism calibrates, for one teacher answer;
+    * ``answers``, ``epsilon_whole_run``, ``delta_whole_run``, ``whole_run_accountant``: all the run's answers
+      composed (:func:`~dpsd_lite.accounting.whole_run_epsilon`), what one private record can move through a
+      non-private teacher (one record can change every answer);
+    * ``epsilon_per_record`` (and ``delta_per_record``): ``None`` for a non-private teacher; a DP-SGD teacher's
+      ε (everything after it is post-processing), or a record-level mechanism's own (the ensemble).
+
+    ``delta``: the δ at which pure-ε answers (rr) compose, the run's δ (default: the report's
+    ``whole_run_delta``, else 1e-5).
+    """
+    out = {}
+    answers = int(report.get("teacher_queries", 0))
+    private = bool(report.get("private"))
+    record = report.get("unit") == "record"
+    if record:  # the ensemble: each answer's noise is accounted per record, over every answer already
+        out.update(unit="record", epsilon_per_answer=None, delta_per_answer=None, answers=answers,
+                   epsilon_whole_run=report["epsilon"], delta_whole_run=report["delta"],
+                   whole_run_accountant=report.get("accountant"),
+                   epsilon_per_record=report["epsilon"], delta_per_record=report["delta"])
+        return out
+    out["unit"] = "answer" if private else "none"
+    out["epsilon_per_answer"] = report["epsilon"] if private else math.inf
+    out["delta_per_answer"] = report.get("delta") if private else None
+    out["answers"] = answers
+    if answers == 0:
+        whole = {"epsilon": 0.0, "delta": out["delta_per_answer"] or 0.0, "accountant": "no answers were released"}
+    elif not private:
+        whole = {"epsilon": math.inf, "delta": None, "accountant": "none: the teacher's raw answers, no noise"}
+    else:
+        delta = report["delta"] or delta or report.get("whole_run_delta") or 1e-5
+        whole = whole_run_epsilon(report["noise_mode"], answers, delta, epsilon=report["epsilon"],
+                                  noise_multiplier=report.get("noise_multiplier"))
+    out.update(epsilon_whole_run=whole["epsilon"], delta_whole_run=whole["delta"],
+               whole_run_accountant=whole["accountant"], whole_run_unit=UNIT_WHOLE_RUN)
+    rl = report.get("record_level")
+    out["epsilon_per_record"] = rl["epsilon"] if rl else None
+    out["delta_per_record"] = rl["delta"] if rl else None
+    return out
 
 
 def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_sizes=None) -> dict:
@@ -47,6 +95,7 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
     if not mechanism.private:
         report.update({"epsilon": math.inf, "delta": None, "unit_of_privacy": UNIT_NONE,
                        "accountant": "none"})
+        report.update(three_levels(report))
         return report
     report.update({k: v for k, v in desc.items() if k not in ("mode", "mechanism")})
     if getattr(mechanism, "noise", None) is not None:  # secret or (opt-in) reproducible, with its warning
@@ -81,6 +130,9 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
         report["requested_classes"] = (
             f"{config.class_balance:.0%} drawn in inverse proportion to each class's recent share of the "
             "released labels (post-processing of the releases, no privacy cost), the rest uniform")
+    if desc["mode"] == "rr" and config is not None:
+        report["whole_run_delta"] = config.delta  # rr is pure per answer; its answers compose at the run's δ
+    report.update(three_levels(report))
     return report
 
 
@@ -96,7 +148,60 @@ def with_dp_teacher(report: dict, teacher_privacy: dict) -> dict:
     }
     if teacher_privacy.get("warning"):
         out["warning"] = " ".join(filter(None, [out.get("warning"), "DP teacher: " + teacher_privacy["warning"]]))
+    out["epsilon_per_record"], out["delta_per_record"] = teacher_privacy["epsilon"], teacher_privacy["delta"]
     return out
+
+
+def _fmt_eps(eps) -> str:
+    if eps is None:
+        return "none"
+    if math.isinf(eps):
+        return "infinity"
+    return f"{eps:.3g}" if eps < 1e4 else f"{eps:.2e}".replace("e+0", "e+").replace("e+", " × 10^")
+
+
+def privacy_summary(report: dict) -> str:
+    """Three short lines: ε per teacher answer, of the whole run, per private record (for the CLI, dashboard and
+    notebooks; :func:`format_report` gives the whole report)."""
+    if "epsilon_whole_run" not in report:
+        report = {**report, **three_levels(report)}
+    if report.get("unit") == "record":
+        return (f"ε per private record: {_fmt_eps(report['epsilon_per_record'])} (δ = {report['delta_per_record']:g}), "
+                f"composed over {report['answers']:,} answers")
+    per_answer = ("∞ (mode none: no noise)" if report["unit"] == "none" else
+                  f"{_fmt_eps(report['epsilon_per_answer'])}" + (f" (δ = {report['delta_per_answer']:g})"
+                                                                  if report.get("delta_per_answer") else " (δ = 0)"))
+    whole = ("∞" if report["epsilon_whole_run"] == math.inf else
+             f"{_fmt_eps(report['epsilon_whole_run'])} (δ = {report['delta_whole_run']:g})")
+    record = ("none (the teacher is not private)" if report.get("epsilon_per_record") is None else
+              f"{_fmt_eps(report['epsilon_per_record'])} (δ = {report['delta_per_record']:g}, DP-SGD teacher)")
+    return "\n".join([f"ε per teacher answer: {per_answer}",
+                      f"ε of the whole run ({report['answers']:,} answers composed): {whole}",
+                      f"ε per private record: {record}"])
+
+
+def three_level_lines(report: dict) -> list:
+    """Three lines, one per level: per teacher answer, the whole run, per private record (``three_levels``)."""
+    if "epsilon_whole_run" not in report:  # a report saved before the three levels existed
+        return []
+    if report.get("unit") == "record":
+        return [f"per teacher answer: accounted per private record (below), not per answer",
+                f"whole run: {report['answers']:,} answers, epsilon = {_fmt_eps(report['epsilon_whole_run'])}, "
+                f"delta = {report['delta_whole_run']:g} per private record ({report['whole_run_accountant']})",
+                f"per private record: epsilon = {_fmt_eps(report['epsilon_per_record'])}, "
+                f"delta = {report['delta_per_record']:g}"]
+    per_answer = ("infinity (mode none: no noise)" if report["unit"] == "none" else
+                  f"{_fmt_eps(report['epsilon_per_answer'])}, delta = {report['delta_per_answer']:g}")
+    whole = (f"infinity: the teacher's raw answers reach the student" if report["epsilon_whole_run"] == math.inf
+             else f"{_fmt_eps(report['epsilon_whole_run'])}, delta = {report['delta_whole_run']:g} "
+                  f"({report['whole_run_accountant']})")
+    record = (NO_RECORD_LEVEL if report.get("epsilon_per_record") is None else
+              f"epsilon = {_fmt_eps(report['epsilon_per_record'])}, delta = {report['delta_per_record']:g} "
+              f"(the DP-SGD teacher's; everything after it is post-processing)")
+    return [f"epsilon per teacher answer: {per_answer}",
+            f"epsilon of the whole run, {report['answers']:,} answers composed (what one private record can move "
+            f"through this non-private teacher): {whole}",
+            f"epsilon per private record: {record}"]
 
 
 def _record_level_lines(report: dict) -> list:
@@ -140,12 +245,13 @@ def format_report(report: dict) -> str:
     if not report.get("private"):
         if report.get("record_level"):
             return "\n".join(["noise mode: none — no noise on the teacher's answers (no per-answer epsilon)",
-                              *_record_level_lines(report),
+                              *three_level_lines(report), *_record_level_lines(report),
                               f"teacher queries: {report['teacher_queries']:,}"])
-        return (f"noise mode: none — NOT private (epsilon = infinity)\n"
-                f"teacher queries: {report['teacher_queries']:,}\n"
-                f"unit of privacy: {report['unit_of_privacy']}")
+        return "\n".join([f"noise mode: none — NOT private (epsilon = infinity)", *three_level_lines(report),
+                          f"teacher queries: {report['teacher_queries']:,}",
+                          f"unit of privacy: {report['unit_of_privacy']}"])
     lines = [f"WARNING: {report['warning']}"] if report.get("warning") else []
+    lines += three_level_lines(report)
     lines += _record_level_lines(report)
     lines += [f"noise mode: {report['noise_mode']} — {report['mechanism']}",
              f"epsilon = {report['epsilon']:g} "

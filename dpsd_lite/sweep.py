@@ -17,8 +17,12 @@ import math
 
 __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_sweep"]
 
-SWEEP_COLUMNS = ("dataset", "generator", "noise_mode", "epsilon", "delta", "privacy_unit", "noise", "student_accuracy",
-                 "teacher_accuracy", "ratio_to_teacher", "queries", "steps", "seed", "seconds")
+# epsilon: what the row's mechanism calibrates (per teacher answer for the DPSD modes, per private record for the
+# record-level baselines); epsilon_whole_run: every answer composed (what one record can move through a
+# non-private teacher); epsilon_per_record: the record-level guarantee, empty where there is none
+SWEEP_COLUMNS = ("dataset", "generator", "noise_mode", "epsilon", "delta", "privacy_unit", "epsilon_whole_run",
+                 "epsilon_per_record", "noise", "student_accuracy", "teacher_accuracy", "ratio_to_teacher", "queries",
+                 "steps", "seed", "seconds")
 
 
 def _noise_column(config, private: bool) -> str:
@@ -84,6 +88,8 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
                 "privacy_unit": "per teacher answer" if result.privacy.get("private") else "none (not private)",
+                "epsilon_whole_run": result.privacy.get("epsilon_whole_run"),
+                "epsilon_per_record": result.privacy.get("epsilon_per_record"),
                 "noise": _noise_column(config, bool(result.privacy.get("private"))),
                 "student_accuracy": result.student_accuracy,
                 "teacher_accuracy": result.teacher_accuracy,
@@ -99,7 +105,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     return rows
 
 
-from .names import BASELINES, SWEEP_MODES, mode_name, mode_settings  # noqa: E402,F401
+from .names import BASELINES, SWEEP_MODES, generator_label, mode_name, mode_settings  # noqa: E402,F401
 
 
 def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
@@ -127,7 +133,8 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
             "dataset": config.dataset, "generator": "—", "noise_mode": "dpsgd-public" if public_init else "dpsgd",
             "epsilon": eps,
             "delta": config.delta,
-            "privacy_unit": "per private training record", "noise": _noise_column(config, True),
+            "privacy_unit": "per private training record", "epsilon_whole_run": eps, "epsilon_per_record": eps,
+            "noise": _noise_column(config, True),
             "student_accuracy": res.heldout_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
             "ratio_to_teacher": res.heldout_accuracy / teacher.heldout_accuracy,
@@ -153,6 +160,7 @@ def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callba
             "dataset": config.dataset, "generator": config.generator,
             "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
             "delta": config.delta, "privacy_unit": "per private training record",
+            "epsilon_whole_run": out.privacy["epsilon"], "epsilon_per_record": out.privacy["epsilon"],
             "noise": _noise_column(config, True), "student_accuracy": out.student_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
             "ratio_to_teacher": out.student_accuracy / teacher.heldout_accuracy,
@@ -173,11 +181,23 @@ def _eps(x) -> str:
     return "∞" if x is None or math.isinf(x) else f"{x:g}"
 
 
+def _eps_big(x, missing: str = "none") -> str:
+    """A composed or record-level ε: 'none' where there is no such guarantee, 3 significant digits otherwise."""
+    if x is None or x == "":
+        return missing
+    x = float(x)
+    return "∞" if math.isinf(x) else (f"{x:.3g}" if x < 1e4 else f"{x:.2e}")
+
+
 def format_table(rows) -> str:
-    """A fixed-width text table of sweep rows (mode, ε, δ, accuracies, queries, seconds)."""
-    header = ("mode", "generator", "epsilon", "delta", "student acc", "teacher acc", "ratio", "queries", "seconds")
+    """A fixed-width text table of sweep rows: mode, generator, the three ε, δ, accuracies, queries, seconds."""
+    header = ("mode", "generator", "ε per answer", "ε whole run", "ε per record", "delta", "student acc",
+              "teacher acc", "ratio", "queries", "seconds")
     body = [
-        (r["noise_mode"], str(r.get("generator", "—")), _eps(r["epsilon"]), "—" if r["delta"] is None else f"{r['delta']:g}",
+        (r["noise_mode"], generator_label(str(r.get("generator", "—"))),
+         _eps(r["epsilon"]) if r.get("privacy_unit") != "per private training record" else "—",
+         _eps_big(r.get("epsilon_whole_run"), "—"), _eps_big(r.get("epsilon_per_record")),
+         "—" if r["delta"] is None else f"{r['delta']:g}",
          _pct(r["student_accuracy"]), _pct(r["teacher_accuracy"]), _pct(r["ratio_to_teacher"]),
          f"{r['queries']:,}", f"{r['seconds']:.1f}")
         for r in rows
@@ -185,8 +205,9 @@ def format_table(rows) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     lines = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
-    lines.append("epsilon is per teacher answer (label/rr/data), not per private training record; "
-                 "mode none has no privacy.")
+    lines.append("ε per answer: per teacher answer, what the mechanism calibrates (label/rr/data); ε whole run: "
+                 "all the run's answers composed, what one private record can move through a non-private teacher; "
+                 "ε per record: only a DP-SGD teacher or a teacher ensemble gives one. Mode none has no privacy.")
     modes = {r["noise_mode"] for r in rows}
     if modes & {"dpsgd", "dpsgd-public"}:
         lines.append("dpsgd: the student's architecture trained on the private split with DP-SGD (Opacus); "
@@ -257,7 +278,12 @@ def plot_sweep(rows, path=None):
             values = list(dict.fromkeys(r[key] for r in rows))
             return values[0] if len(values) == 1 else "various"
 
-        ax.set_title(f"{same('dataset')}: student accuracy vs ε ({same('steps')} steps, seed {same('seed')})")
+        generators = [generator_label(r["generator"]) for r in rows if r.get("generator") not in (None, "—")]
+        generator = (generators[0] if len(set(generators)) == 1 else "several generators") if generators else ""
+        ax.set_title(f"{same('dataset')}, {generator}: student accuracy vs ε\n({same('steps')} steps, "
+                     f"seed {same('seed')})" if generator else
+                     f"{same('dataset')}: student accuracy vs ε ({same('steps')} steps, seed {same('seed')})",
+                     fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize="small")

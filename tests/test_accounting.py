@@ -306,3 +306,103 @@ def test_gaussian_delta_rejects_nan_epsilon():
 def test_composed_epsilon_rejects_bad_sample_rate(q):
     with pytest.raises(DpsdError):
         acc.composed_epsilon(1.0, q, 10, 1e-5)
+
+
+# --------------------------------------------------------------------------- the whole run: every answer composed
+def brute_force_rr_delta(eps: float, k: int, total: float) -> float:
+    """δ(total) of k binary randomized responses composed, by enumerating all 2^k outputs (an oracle for small k):
+    the hockey-stick divergence sum over outputs of max(0, P(o) − e^total·Q(o))."""
+    import itertools
+
+    keep = math.exp(eps) / (1 + math.exp(eps))
+    out = 0.0
+    for o in itertools.product((0, 1), repeat=k):  # 0: the answer of input A, 1: of input B
+        flips = sum(o)
+        p = keep ** (k - flips) * (1 - keep) ** flips
+        q = keep ** flips * (1 - keep) ** (k - flips)
+        out += max(0.0, p - math.exp(total) * q)
+    return out
+
+
+@pytest.mark.parametrize("eps,k,total", [(1.0, 1, 0.5), (1.0, 3, 1.2), (0.5, 8, 1.0), (2.0, 6, 5.0), (0.3, 10, 0.0)])
+def test_pure_composition_delta_matches_brute_force(eps, k, total):
+    assert acc.pure_composition_delta(eps, k, total) == pytest.approx(brute_force_rr_delta(eps, k, total), abs=1e-12)
+
+
+def test_pure_composition_epsilon_of_one_answer_and_the_basic_bound():
+    # one answer: ε' solves (1 − q)(1 − e^(ε'−ε)) = δ, q = 1/(1 + e^ε): just below ε
+    eps, delta = 1.0, 1e-5
+    keep = math.exp(eps) / (1 + math.exp(eps))
+    expected = eps + math.log(1 - delta / keep)
+    assert acc.pure_composition_epsilon(eps, 1, delta) == pytest.approx(expected, rel=1e-8)
+    # never above basic composition k·ε; at ε = 10 almost exactly it (a flip is rarer than δ allows to ignore)
+    assert acc.pure_composition_epsilon(10.0, 174080, 1e-5) <= 174080 * 10.0
+    assert acc.pure_composition_epsilon(10.0, 174080, 1e-5) > 0.9999 * 174080 * 10.0
+
+
+@pytest.mark.parametrize("eps,k", [(0.1, 1000), (0.05, 5000)])
+def test_pure_composition_is_within_the_advanced_composition_bound(eps, k):
+    """Dwork, Rothblum & Vadhan's advanced composition is a valid (looser) bound: the optimal one lies below it."""
+    delta = 1e-5
+    advanced = math.sqrt(2 * k * math.log(1 / delta)) * eps + k * eps * (math.exp(eps) - 1)
+    optimal = acc.pure_composition_epsilon(eps, k, delta)
+    assert optimal < advanced < k * eps
+    assert acc.pure_composition_delta(eps, k, optimal) == pytest.approx(delta, rel=1e-6)
+
+
+@pytest.mark.parametrize("sigma,n", [(1.5, 100), (4.0, 1000), (0.8, 10)])
+def test_gaussian_composition_equals_opacus_rdp_accountant(sigma, n):
+    """Where the best Rényi order lies in Opacus's own grid, the whole-run figure is Opacus's accountant's."""
+    from opacus.accountants import RDPAccountant
+
+    ref = RDPAccountant()
+    ref.history = [(sigma, 1.0, n)]
+    assert acc.gaussian_composition_epsilon(sigma, n, 1e-5) == pytest.approx(ref.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_gaussian_composition_of_a_default_run_lies_between_the_exact_value_and_zcdp():
+    """label at ε = 10 per answer over 174,080 answers: about 3.5e5 (MISSION's figure by zCDP). The Rényi figure
+    is at least the exact value (μ-GDP with μ = √N/σ, a lower bound for any accountant) and at most the zCDP
+    closed form ρ + 2√(ρ ln(1/δ)), ρ = N/(2σ²), and no looser than Opacus's default order grid."""
+    from opacus.accountants import RDPAccountant
+
+    n, delta = 174080, 1e-5
+    sigma = acc.gaussian_noise_multiplier(10.0, delta)
+    rho = n / (2 * sigma ** 2)
+    zcdp = rho + 2 * math.sqrt(rho * math.log(1 / delta))
+    exact = acc.gaussian_composition_exact_epsilon(sigma, n, delta)
+    rdp = acc.gaussian_composition_epsilon(sigma, n, delta)
+    default_grid = RDPAccountant()
+    default_grid.history = [(sigma, 1.0, n)]
+    assert exact <= rdp <= zcdp * (1 + 1e-4)
+    assert rdp <= default_grid.get_epsilon(delta)
+    assert 3.4e5 < rdp < 3.6e5
+    assert delta_closed_form(exact, sigma / math.sqrt(n)) == pytest.approx(delta, rel=1e-5)
+
+
+@pytest.mark.parametrize("sigma,n", [(2.0, 1), (3.0, 16), (10.0, 400)])
+def test_exact_gaussian_composition_is_one_gaussian_with_sigma_over_root_n(sigma, n):
+    assert acc.gaussian_composition_exact_epsilon(sigma, n, 1e-5) == pytest.approx(
+        acc.gaussian_epsilon(sigma / math.sqrt(n), 1e-5), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode,per_answer", [("rr", 1.0), ("rr", 0.01), ("label", 2.0), ("data", 0.5)])
+def test_per_answer_budget_inverts_the_whole_run(mode, per_answer):
+    n, delta = 5000, 1e-5
+    whole = acc.whole_run_epsilon(mode, n, delta, epsilon=per_answer)["epsilon"]
+    assert acc.per_answer_epsilon_for_whole_run(mode, whole, n, delta) == pytest.approx(per_answer, rel=1e-5)
+
+
+def test_whole_run_names_its_accountant_and_rejects_what_it_cannot_account():
+    assert math.isinf(acc.whole_run_epsilon("none", 10, 1e-5)["epsilon"])
+    assert "Renyi" in acc.whole_run_epsilon("label", 10, 1e-5, epsilon=1.0)["accountant"]
+    assert "Kairouz" in acc.whole_run_epsilon("rr", 10, 1e-5, epsilon=1.0)["accountant"]
+    with pytest.raises(DpsdError, match="noise mode"):
+        acc.whole_run_epsilon("ensemble", 10, 1e-5, epsilon=1.0)
+    for bad in (0, -3, 2.5, "many", None):
+        with pytest.raises(DpsdError, match="number of answers"):
+            acc.whole_run_epsilon("rr", bad, 1e-5, epsilon=1.0)
+    with pytest.raises(DpsdError, match="delta"):
+        acc.whole_run_epsilon("rr", 10, 1.5, epsilon=1.0)
+    with pytest.raises(DpsdError, match="epsilon"):
+        acc.per_answer_epsilon_for_whole_run("rr", float("nan"), 10, 1e-5)

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from dpsd_lite import cli
+from dpsd_lite.accounting import pure_composition_epsilon
 from dpsd_lite.runs import load_run
 
 # small and fast: digits, the session's cached 3-epoch teacher, a few tiny steps
@@ -190,6 +191,13 @@ def test_sweep_writes_table_csv_and_plot(capsys, tmp_path, digits_teacher):
     assert [(r["noise_mode"], float(r["epsilon"])) for r in rows] == [("none", math.inf), ("rr", 1.0), ("rr", 10.0)]
     assert all(0 <= float(r["student_accuracy"]) <= 1 for r in rows)
     assert rows[1]["delta"] == "0.0" and rows[0]["delta"] == ""
+    # the three levels: per answer (epsilon), the whole run composed, per record (none: the teacher is not private)
+    assert math.isinf(float(rows[0]["epsilon_whole_run"])) and rows[0]["epsilon_per_record"] == ""
+    answers = [int(r["queries"]) for r in rows[1:]]
+    assert [float(r["epsilon_whole_run"]) for r in rows[1:]] == pytest.approx(
+        [pure_composition_epsilon(e, n, 1e-5) for e, n in zip((1.0, 10.0), answers)])
+    assert all(r["epsilon_per_record"] == "" for r in rows)
+    assert "ε whole run" in out and "ε per record" in out
     with open(out_dir / "accuracy_vs_epsilon.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["sweep"]  # no temporary siblings left

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -229,3 +231,45 @@ def test_label_report_says_which_classes_were_kept():
     fresh = LabelNoise(1.0, 1e-5, top_k=2)
     fresh.release(logits, prior=torch.softmax(logits, 1))
     assert "classes kept: the prior's top 2" in format_report(privacy_report(fresh, 20))
+
+
+# --------------------------------------------------------------------------- three levels of ε, in privacy.json
+@pytest.mark.parametrize("mode", ["rr", "label"])
+def test_privacy_json_holds_the_three_levels_of_epsilon(digits, digits_teacher, tmp_path, mode):
+    """Per teacher answer, the whole run (every answer composed by a named accountant), per private record."""
+    from dpsd_lite.accounting import gaussian_composition_epsilon, pure_composition_epsilon
+
+    result = transcribe(data=digits, teacher=digits_teacher, **{**TINY, "noise_mode": mode})
+    path = save_run(result, tmp_path / mode)
+    with open(os.path.join(path, "privacy.json")) as f:
+        saved = json.load(f)
+    n = result.queries
+    assert saved["unit"] == "answer" and saved["answers"] == n == 3 * 32
+    assert saved["epsilon_per_answer"] == 2.0
+    if mode == "rr":
+        assert saved["delta_per_answer"] == 0.0
+        expected = pure_composition_epsilon(2.0, n, TINY.get("delta", 1e-5))
+        assert "Kairouz" in saved["whole_run_accountant"]
+    else:
+        expected = gaussian_composition_epsilon(saved["noise_multiplier"], n, 1e-5)
+        assert "Renyi" in saved["whole_run_accountant"]
+    assert saved["epsilon_whole_run"] == pytest.approx(expected) and saved["delta_whole_run"] == 1e-5
+    assert 2.0 < saved["epsilon_whole_run"] <= n * 2.0
+    assert saved["epsilon_per_record"] is None and saved["delta_per_record"] is None
+    text = format_report(result.privacy)
+    assert "epsilon per teacher answer: 2" in text and f"{n} answers composed" in text
+    assert "epsilon per private record: none" in text
+
+
+def test_mode_none_has_no_epsilon_at_any_level_and_a_dp_teacher_gives_the_record_level():
+    from dpsd_lite.report import privacy_summary, with_dp_teacher
+
+    none = privacy_report(make_mechanism("none"), queries=1000)
+    assert math.isinf(none["epsilon_per_answer"]) and math.isinf(none["epsilon_whole_run"])
+    assert none["epsilon_per_record"] is None and none["answers"] == 1000
+    dp = {"epsilon": 3.0, "delta": 1e-5, "mechanism": "DP-SGD", "accountant": "Opacus RDP"}
+    for report in (none, privacy_report(make_mechanism("rr", 1.0, 1e-5), queries=1000)):
+        inherited = with_dp_teacher(report, dp)
+        assert inherited["epsilon_per_record"] == 3.0 and inherited["delta_per_record"] == 1e-5
+        assert "ε per private record: 3 (δ = 1e-05, DP-SGD teacher)" in privacy_summary(inherited)
+    assert "ε per private record: none" in privacy_summary(none)
