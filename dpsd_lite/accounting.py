@@ -27,6 +27,7 @@ Conventions used throughout the package
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .errors import DpsdError
@@ -274,6 +275,21 @@ def gaussian_composition_exact_epsilon(noise_multiplier: float, releases: int, d
     return float(brentq(lambda e: gaussian_delta(1.0 / mu, e) - delta, 0.0, hi, xtol=1e-9, rtol=1e-12))
 
 
+@functools.lru_cache(maxsize=32)
+def _rr_privacy_loss(epsilon: float, releases: int):
+    """The privacy-loss distribution of ``releases`` binary randomized responses at ``epsilon``: the losses
+    (k − 2l)·ε and their probabilities under Binomial(k, q), q = 1/(1 + e^ε), for the flip counts l that matter
+    (beyond 40 standard deviations above the mean, below e^-800: left out)."""
+    import numpy as np
+    from scipy.stats import binom
+
+    eps, k = epsilon, releases
+    q = math.exp(-eps) / (1.0 + math.exp(-eps))  # 1/(1 + e^ε), without overflow at large ε
+    top = min(k, int(k * q + 40 * math.sqrt(k * q * (1 - q)) + 40))
+    l = np.arange(top + 1)
+    return (k - 2 * l) * eps, np.exp(binom.logpmf(l, k, q))
+
+
 def pure_composition_delta(epsilon: float, releases: int, total_epsilon: float) -> float:
     """δ at ``total_epsilon`` of ``releases`` pure ε-DP answers composed (adaptively): exact for binary randomized
     response, the worst case of any ε-DP mechanism (Kairouz, Oh & Viswanath 2015).
@@ -282,17 +298,10 @@ def pure_composition_delta(epsilon: float, releases: int, total_epsilon: float) 
     δ(ε') = Σ_l P(l) · max(0, 1 − e^(ε' − (k − 2l)ε)).
     """
     import numpy as np
-    from scipy.stats import binom
 
-    eps, k = check_epsilon(epsilon), _check_count(releases)
-    l = np.arange(k + 1)
-    loss = (k - 2 * l) * eps
+    loss, p = _rr_privacy_loss(check_epsilon(epsilon), _check_count(releases))
     keep = loss > total_epsilon
-    if not keep.any():
-        return 0.0
-    q = math.exp(-eps) / (1.0 + math.exp(-eps))  # 1/(1 + e^ε), without overflow at large ε
-    logp = binom.logpmf(l[keep], k, q)
-    return float(np.sum(np.exp(logp) * -np.expm1(total_epsilon - loss[keep])))
+    return float(np.sum(p[keep] * -np.expm1(total_epsilon - loss[keep]))) if keep.any() else 0.0
 
 
 def pure_composition_epsilon(epsilon: float, releases: int, delta: float) -> float:

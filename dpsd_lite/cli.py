@@ -446,6 +446,7 @@ def run_report(args):
     print(f"run: {run.path}")
     print(f"dataset {cfg.dataset}, mode {cfg.noise_mode}, {cfg.resolved().steps} steps, seed {cfg.seed}; "
           f"saved {meta.get('created')} by dpsd_lite {meta.get('dpsd_lite_version')}")
+    print(f"queries from: {_generator_line(cfg)}")
     print(format_report(run.privacy))
     print()
     print(f"teacher held-out accuracy: {_pct(run.teacher_accuracy)} (a non-private statistic of the teacher)")
@@ -531,6 +532,7 @@ def add_audit(sub):
 
 def run_audit(args):
     from .audit import audit_run, format_audit
+    from .names import generator_label
     from .runs import load_run
     from .utils import resolve_device
 
@@ -539,7 +541,8 @@ def run_audit(args):
     data, teacher = _load_teacher(run.config.replace(device=str(device)), args.cache_dir)
     results = audit_run(run, data=data, teacher=teacher, num_shadows=args.shadows, shadow_epochs=args.shadow_epochs,
                         n_boot=args.bootstrap, seed=args.seed, device=device)
-    print(f"run: {run.path} ({run.config.dataset}, mode {run.config.noise_mode})")
+    print(f"run: {run.path} ({run.config.dataset}, mode {run.config.noise_mode}, queries from the "
+          f"{generator_label(run.config.generator)})")
     print(format_audit(results))
     return 0
 

@@ -8,6 +8,7 @@ import torch
 
 from .accounting import rr_keep_probability, whole_run_epsilon
 from .mechanisms import Mechanism
+from .names import generator_label
 from .phases import balances_classes
 
 UNIT_PER_QUERY = (
@@ -92,6 +93,8 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
         "private": mechanism.private,
         "teacher_queries": int(queries),
     }
+    if config is not None:  # which generator asked the queries: DPSD's learned one, or the renderer (a lesson)
+        report["generator"] = generator_label(config.generator)
     if not mechanism.private:
         report.update({"epsilon": math.inf, "delta": None, "unit_of_privacy": UNIT_NONE,
                        "accountant": "none"})
@@ -248,7 +251,8 @@ def format_report(report: dict) -> str:
                               *three_level_lines(report), *_record_level_lines(report),
                               f"teacher queries: {report['teacher_queries']:,}"])
         return "\n".join([f"noise mode: none — NOT private (epsilon = infinity)", *three_level_lines(report),
-                          f"teacher queries: {report['teacher_queries']:,}",
+                          f"teacher queries: {report['teacher_queries']:,}"
+                          + (f", asked by the {report['generator']}" if report.get("generator") else ""),
                           f"unit of privacy: {report['unit_of_privacy']}"])
     lines = [f"WARNING: {report['warning']}"] if report.get("warning") else []
     lines += three_level_lines(report)
@@ -284,7 +288,8 @@ def format_report(report: dict) -> str:
                            for k, n in report["k_used"].items())
         lines.append(f"answer sets used (chosen from the prior, no privacy cost): {shares}; mean k = "
                      f"{report['mean_k']:.2f}, mean keep probability {report['mean_keep_probability']:.4f}")
-    lines.append(f"teacher queries answered: {report['teacher_queries']:,}")
+    lines.append(f"teacher queries answered: {report['teacher_queries']:,}"
+                 + (f", asked by the {report['generator']}" if report.get("generator") else ""))
     lines.append(f"accountant: {report['accountant']}; composition: {report['composition']}")
     if "prior" in report:
         lines.append(f"prior: {report['prior']}")

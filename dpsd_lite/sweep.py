@@ -181,7 +181,7 @@ def _eps(x) -> str:
     return "∞" if x is None or math.isinf(x) else f"{x:g}"
 
 
-def _eps_big(x, missing: str = "none") -> str:
+def eps_cell(x, missing: str = "none") -> str:
     """A composed or record-level ε: 'none' where there is no such guarantee, 3 significant digits otherwise."""
     if x is None or x == "":
         return missing
@@ -196,7 +196,7 @@ def format_table(rows) -> str:
     body = [
         (r["noise_mode"], generator_label(str(r.get("generator", "—"))),
          _eps(r["epsilon"]) if r.get("privacy_unit") != "per private training record" else "—",
-         _eps_big(r.get("epsilon_whole_run"), "—"), _eps_big(r.get("epsilon_per_record")),
+         eps_cell(r.get("epsilon_whole_run"), "—"), eps_cell(r.get("epsilon_per_record")),
          "—" if r["delta"] is None else f"{r['delta']:g}",
          _pct(r["student_accuracy"]), _pct(r["teacher_accuracy"]), _pct(r["ratio_to_teacher"]),
          f"{r['queries']:,}", f"{r['seconds']:.1f}")
