@@ -1,67 +1,91 @@
-"""Build the student and instructor versions of the assignment notebooks from one source each.
+"""Build the assignment notebooks with nbgrader: the learners' release and the instructor's course directory.
 
-Sources are Jupytext ``py:percent`` files in ``notebooks/assignments/source/``.
-Exercise solutions sit between marker lines (nbgrader's convention)::
+Sources are Jupytext ``py:percent`` files in ``notebooks/assignments/source/``, each an nbgrader source
+notebook: its cells carry nbgrader's metadata (``# %% nbgrader={...}``: solution cells, graded test cells with
+points, written answers graded by hand), and solutions sit between nbgrader's markers::
 
     def keep_probability(epsilon, k):
-        # Hint: ...                       (kept in both versions)
+        # Hint: ...                       (kept in the release)
         ### BEGIN SOLUTION (Exercise 1.1)
         return math.exp(epsilon) / (math.exp(epsilon) + k - 1)
         ### END SOLUTION
 
-and written answers between ``<!-- BEGIN SOLUTION -->`` and
-``<!-- END SOLUTION -->`` lines in markdown cells.
+(written answers between ``<!-- BEGIN SOLUTION -->`` and ``<!-- END SOLUTION -->`` lines).
 
-* **student** version: each code block becomes ``raise NotImplementedError(...)``
-  at the block's indentation, each written answer becomes "*Your answer
-  here.*", cells tagged ``instructor`` are dropped and ``# NBVAL_CHECK_OUTPUT``
-  lines removed. Saved without outputs.
-* **instructor** version: the source as it is (markers kept, so it also works
-  with nbgrader), executed (``DPSD_FAST=1`` unless ``--full``, with
-  ``DPSD_STRICT_CHECKS=1`` so any failing self-check stops the build) and
-  saved with its outputs, which nbval compares for ``# NBVAL_CHECK_OUTPUT`` cells.
+``build`` writes, for every source NAME, an nbgrader course directory (``instructor/``, git-ignored) and the
+student versions (``student/``, committed)::
 
-Both are written as Jupytext pairs (``.py`` percent + ``.ipynb``)::
+    instructor/nbgrader_config.py            the course's nbgrader settings (copied from nbgrader_config.py)
+    instructor/source/NAME/NAME.ipynb        the source as a notebook, executed (the instructor version)
+    instructor/release/NAME/NAME.ipynb       `nbgrader generate_assignment NAME`: the learners' release
+    student/NAME.ipynb + student/NAME.py     that release, as a Jupytext pair
 
-    python -m dpsd_lite.assignments build            # all, executed in fast mode
+The instructor versions run in fast mode (``DPSD_FAST=1`` unless ``--full``) with ``DPSD_STRICT_CHECKS=1``, so
+any failing self-check stops the build; nbval compares their stored outputs for ``# NBVAL_CHECK_OUTPUT`` cells.
+In the release nbgrader replaces each solution by a stub naming the exercise (:class:`ExerciseStubs`) and the
+nbval markers go (:class:`RemoveNbvalMarkers`), as ``nbgrader_config.py`` says::
+
+    python -m dpsd_lite.assignments build            # all, instructor versions executed in fast mode
     python -m dpsd_lite.assignments build --no-execute 01_randomized_response
     python -m dpsd_lite.assignments check            # exit 1 if a committed student version is stale
 
-The repository ships ``source/`` and ``student/`` only: ``instructor/`` (solutions
-with outputs) is git-ignored, built on demand for an instructor to keep.
-``check`` compares the committed student versions with a fresh build.
+Grading then is nbgrader's own: ``nbgrader autograde NAME`` in the course directory (see the assignments'
+README).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import re
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["VERSIONS", "default_root", "find_sources", "make_version", "build", "stale_versions", "main"]
+try:
+    from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
+except ImportError as exc:  # an instructor tool: learners never import this module
+    raise ImportError("dpsd_lite.assignments builds the assignments with nbgrader: `pip install nbgrader` "
+                      "(it is in the package's [test] extra)") from exc
 
-VERSIONS = ("student", "instructor")
-COMMITTED = ("student",)  # the versions the repository ships (instructor/ is git-ignored)
-_BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION(?:\s*\((?P<label>[^)]*)\))?\s*$")
-_END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
-_MD_BEGIN = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
-_MD_END = re.compile(r"^\s*<!--\s*END SOLUTION\s*-->\s*$")
+__all__ = ["ExerciseStubs", "RemoveNbvalMarkers", "default_root", "find_sources", "source_notebook", "course_api",
+           "build", "stale_versions", "main"]
+
+COURSE, STUDENT = "instructor", "student"  # the course directory (git-ignored) and the committed release
+_LABEL = re.compile(r"BEGIN SOLUTION\s*\((?P<label>[^)]*)\)")
 _NBVAL = re.compile(r"^\s*#\s*NBVAL_\w+\s*$")
-MD_PLACEHOLDER = "*Your answer here.*"
+# What the student versions' Jupytext twins keep: nbgrader's cell metadata, tags and the locks nbgrader puts on
+# graded cells (so a round trip through the .py loses nothing nbgrader needs); the kernel, not jupytext's version.
+STUDENT_JUPYTEXT_FILTERS = {"cell_metadata_filter": "deletable,editable,nbgrader,tags,-all",
+                            "notebook_metadata_filter": "kernelspec,-jupytext.text_representation.jupytext_version"}
 
-BANNER = {
-    "student": ("*Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run "
-                "the self-check below it: it tells you what is right and, if something is not, what to look at."),
-    "instructor": ("*Instructor version: solutions filled in, outputs from a fast run (`DPSD_FAST=1`).* "
-                   "Generated from `source/{name}.py` by `python -m dpsd_lite.assignments build`; "
-                   "edit the source, not this file. Not in the repository (`instructor/` is git-ignored): "
-                   "keep it for yourself, don't hand it out."),
-}
+
+class ExerciseStubs(ClearSolutions):
+    """nbgrader's ``ClearSolutions``, with the exercise named in each code stub.
+
+    ``{exercise}`` in ``ClearSolutions.code_stub`` becomes the label of the marker it replaces:
+    ``### BEGIN SOLUTION (Exercise 1.1)`` gives ``raise NotImplementedError("Exercise 1.1: write your solution
+    here")``; a marker without a label gives "this exercise".
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        labels = [m.group("label").strip() for m in _LABEL.finditer(cell.source)]
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        for label in labels + [""] * cell.source.count("{exercise}"):  # one stub per marker, in order
+            cell.source = cell.source.replace("{exercise}", label or "this exercise", 1)
+        return cell, resources
+
+
+class RemoveNbvalMarkers(NbGraderPreprocessor):
+    """Drop nbval's ``# NBVAL_...`` comment lines: they mark the instructor versions' outputs for nbval's tests
+    and mean nothing to a learner."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code":
+            cell.source = "\n".join(line for line in cell.source.split("\n") if not _NBVAL.match(line))
+        return cell, resources
 
 
 def default_root() -> Path:
@@ -86,91 +110,21 @@ def find_sources(root: Path, names=None) -> list:
     return paths
 
 
-def _strip_code(source: str, where: str) -> str:
-    out, inside = [], None
-    for line in source.splitlines():
-        m = _BEGIN.match(line)
-        if m:
-            if inside is not None:
-                raise ValueError(f"{where}: nested '### BEGIN SOLUTION'")
-            inside = m
-            label = m.group("label")
-            msg = f"{label}: write your solution here" if label else "write your solution here"
-            out.append(f'{m.group("indent")}raise NotImplementedError("{msg}")')
-            continue
-        if _END.match(line):
-            if inside is None:
-                raise ValueError(f"{where}: '### END SOLUTION' without a BEGIN")
-            inside = None
-            continue
-        if inside is None and not _NBVAL.match(line):
-            out.append(line)
-    if inside is not None:
-        raise ValueError(f"{where}: '### BEGIN SOLUTION' without an END")
-    return "\n".join(out)
+def source_notebook(path: Path):
+    """The source ``path`` (py:percent) as nbgrader's source notebook: no outputs, stable cell ids, not paired
+    with a script (a paired NAME.py beside it would carry the solutions)."""
+    import jupytext
 
-
-def _strip_markdown(source: str, where: str) -> str:
-    out, inside = [], False
-    for line in source.splitlines():
-        if _MD_BEGIN.match(line):
-            if inside:
-                raise ValueError(f"{where}: nested BEGIN SOLUTION")
-            inside = True
-            out.append(MD_PLACEHOLDER)
-        elif _MD_END.match(line):
-            if not inside:
-                raise ValueError(f"{where}: END SOLUTION without a BEGIN")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError(f"{where}: BEGIN SOLUTION without an END")
-    return "\n".join(out)
-
-
-def _check_markers(nb, where):
-    for i, cell in enumerate(nb.cells):
-        src = cell.source
-        if cell.cell_type == "code":
-            _strip_code(src, f"{where}, cell {i}")
-        elif cell.cell_type == "markdown":
-            _strip_markdown(src, f"{where}, cell {i}")
-
-
-def make_version(nb, version: str, name: str = "assignment"):
-    """A copy of the source notebook ``nb`` as the ``student`` or ``instructor`` version (no outputs)."""
-    import nbformat
-
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
-    _check_markers(nb, name)
-    nb = copy.deepcopy(nb)
-    cells = []
-    for i, cell in enumerate(nb.cells):
-        tags = cell.get("metadata", {}).get("tags", [])
-        if version == "student":
-            if "instructor" in tags:
-                continue
-            if cell.cell_type == "code":
-                cell.source = _strip_code(cell.source, f"{name}, cell {i}")
-            elif cell.cell_type == "markdown":
-                cell.source = _strip_markdown(cell.source, f"{name}, cell {i}")
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-        cells.append(cell)
-    banner = nbformat.v4.new_markdown_cell(BANNER[version].format(name=name))
-    banner.metadata["tags"] = ["banner"]
-    cells.insert(1 if cells and cells[0].cell_type == "markdown" else 0, banner)
-    nb.cells = cells
-    for cell in nb.cells:  # ids are regenerated: stable, readable, unique per notebook
-        cell.pop("id", None)
-    nb.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    nb = jupytext.read(str(path), fmt="py:percent")
+    nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["dpsd_assignment"] = {"name": name, "version": version}
+    nb.metadata["dpsd_assignment"] = {"name": path.stem, "version": "instructor"}
     nb.nbformat, nb.nbformat_minor = 4, 5
     for j, cell in enumerate(nb.cells):
-        cell["id"] = f"{version[0]}{j:03d}"
+        cell["id"] = f"c{j:03d}"
+        cell.metadata.pop("lines_to_next_cell", None)  # jupytext's layout hint for the .py, not the notebook's
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     return nb
 
 
@@ -207,6 +161,25 @@ def execute(nb, cwd: Path, fast: bool = True, timeout: int = 1200):
     return nb
 
 
+def course_api(course: Path):
+    """nbgrader's Python API on the course directory ``course``, configured by its nbgrader_config.py (what the
+    ``nbgrader`` commands read when run there)."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.CourseDirectory.root = str(Path(course).resolve())
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def _check(result: dict, what: str) -> dict:
+    if not result["success"]:
+        tail = "\n".join((result.get("log", "") + result.get("error", "")).strip().splitlines()[-20:])
+        raise SystemExit(f"nbgrader could not {what}:\n{tail}")
+    return result
+
+
 def _write_pair(nb, path_stem: Path):
     import jupytext
     import nbformat
@@ -222,29 +195,37 @@ def _write_pair(nb, path_stem: Path):
 
 def build(root: Path | None = None, out: Path | None = None, names=None, execute_instructor: bool = True,
           fast: bool = True, log=print) -> list:
-    """Write ``{out}/{student,instructor}/NAME.{py,ipynb}`` for every source; return the paths written."""
-    import jupytext
+    """Write the course directory ``{out}/instructor/`` and ``{out}/student/NAME.{py,ipynb}`` for every source
+    (see the module's docstring); return the student files written."""
+    import nbformat
 
     root = Path(root or default_root())
     out = Path(out or root)
-    written = []
+    course, student = out / COURSE, out / STUDENT
+    course.mkdir(parents=True, exist_ok=True)
+    if not (course / "nbgrader_config.py").exists():  # the instructor's edits (course id, exchange) stay
+        shutil.copyfile(root / "nbgrader_config.py", course / "nbgrader_config.py")
+    api, written = course_api(course), []
     for src in find_sources(root, names):
-        nb = jupytext.read(str(src), fmt="py:percent")
-        for version in VERSIONS:
-            v = make_version(nb, version, src.stem)
-            target = out / version / src.stem
-            if version == "instructor" and execute_instructor:
-                log(f"executing {src.stem} ({'fast' if fast else 'full'} mode) ...")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    execute(v, target.parent, fast=fast)
-                except Exception as exc:  # nbclient's CellExecutionError: keep the message readable
-                    tail = "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[-12:])
-                    raise SystemExit(f"{src.name}: the instructor version failed to run; nothing written for it.\n"
-                                     f"{tail}") from None
-            _write_pair(v, target)
-            written += [target.with_suffix(".py"), target.with_suffix(".ipynb")]
-            log(f"wrote {target}.py and .ipynb")
+        nb = source_notebook(src)
+        target = course / "source" / src.stem / f"{src.stem}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if execute_instructor:
+            log(f"executing {src.stem} ({'fast' if fast else 'full'} mode) ...")
+            try:
+                execute(nb, target.parent, fast=fast)
+            except Exception as exc:  # nbclient's CellExecutionError: keep the message readable
+                tail = "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[-12:])
+                raise SystemExit(f"{src.name}: the instructor version failed to run; nothing written for it.\n"
+                                 f"{tail}") from None
+        nbformat.write(nb, str(target))
+        _check(api.generate_assignment(src.stem, force=True), f"generate the release of {src.stem}")
+        release = nbformat.read(str(course / "release" / src.stem / f"{src.stem}.ipynb"), as_version=4)
+        release.metadata["jupytext"] = {"formats": "ipynb,py:percent", **STUDENT_JUPYTEXT_FILTERS}
+        release.metadata["dpsd_assignment"] = {"name": src.stem, "version": "student"}
+        _write_pair(release, student / src.stem)
+        written += [(student / src.stem).with_suffix(".py"), (student / src.stem).with_suffix(".ipynb")]
+        log(f"wrote {target}, its release and {student / src.stem}.py and .ipynb")
     return written
 
 
@@ -252,18 +233,18 @@ def _cells(path: Path):
     import jupytext
 
     nb = jupytext.read(str(path))
-    return [(c.cell_type, c.source.strip(), sorted(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
+    return [(c.cell_type, c.source.strip(), sorted(c.get("metadata", {}).get("tags", [])),
+             c.get("metadata", {}).get("nbgrader")) for c in nb.cells]
 
 
-def stale_versions(root: Path | None = None, versions=COMMITTED) -> list:
-    """Files under ``student/`` (the committed versions) whose cells differ from a fresh build of the sources."""
+def stale_versions(root: Path | None = None) -> list:
+    """Files under ``student/`` whose cells (sources, tags, nbgrader metadata) differ from a fresh build."""
     root = Path(root or default_root())
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         build(root, Path(tmp), execute_instructor=False, log=lambda *_: None)
-        for fresh in sorted(p for v in versions for p in (Path(tmp) / v).rglob("*.*")):
-            rel = fresh.relative_to(tmp)
-            committed = root / rel
+        for fresh in sorted((Path(tmp) / STUDENT).glob("*.*")):
+            committed = root / STUDENT / fresh.name
             if not committed.exists() or _cells(committed) != _cells(fresh):
                 stale.append(committed)
     return stale
@@ -272,7 +253,8 @@ def stale_versions(root: Path | None = None, versions=COMMITTED) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dpsd_lite.assignments", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="write student and instructor versions (.py + .ipynb) of the assignments")
+    b = sub.add_parser("build", help="write the nbgrader course directory (instructor/) and the student versions "
+                       "(student/NAME.py + .ipynb)")
     b.add_argument("names", nargs="*", help="source names (default: all), e.g. 01_randomized_response")
     b.add_argument("--root", type=Path, default=None, help="assignments folder with source/ (default: "
                    "notebooks/assignments)")
@@ -280,7 +262,7 @@ def main(argv=None) -> int:
     b.add_argument("--no-execute", action="store_true", help="don't run the instructor versions (no outputs)")
     b.add_argument("--full", action="store_true", help="run the instructor versions in full mode, not DPSD_FAST=1")
     c = sub.add_parser("check", help="exit 1 if the committed student versions are stale (cells differ from the "
-                       "sources)")
+                       "sources' release)")
     c.add_argument("--root", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.command == "build":

@@ -1,16 +1,20 @@
-"""The assignment notebooks (notebooks/assignments).
+"""The assignment notebooks (notebooks/assignments), nbgrader source notebooks written as Jupytext scripts.
 
-* the build command writes a student and an instructor version (.py + .ipynb) of every source;
+* every source carries nbgrader's cell metadata (solution cells, graded self-check cells with the points its
+  headings announce, written answers graded by hand) and nbgrader's validator accepts it;
+* the build command writes the nbgrader course directory (instructor/: source notebooks and nbgrader's release)
+  and the student versions (.py + .ipynb, the release);
 * the repository ships source/ and student/ only: instructor/ is git-ignored, and the committed student
-  versions are up to date with their sources;
+  versions are up to date with their sources; their .py twins keep nbgrader's metadata;
 * the sources import none of the package functions their exercises ask learners to write;
 * the instructor versions, built (and executed) into a temporary folder, carry outputs for their
   ``# NBVAL_CHECK_OUTPUT`` cells and pass nbval there in fast mode (in a subprocess, so the root
   ``python -m pytest`` covers them);
 * each student version runs up to its first exercise and stops there with that exercise's NotImplementedError.
 
-Notebook runs use DPSD_FAST=1 (small data and steps), DPSD_STRICT_CHECKS=1 (a failing self-check raises) and
-one torch thread; the teacher cache is the session's temporary folder (tests/conftest.py).
+Grading a submission with nbgrader itself is tests/test_nbgrader.py. Notebook runs use DPSD_FAST=1 (small data
+and steps), DPSD_STRICT_CHECKS=1 (a failing self-check raises) and one torch thread; the teacher cache is the
+session's temporary folder (tests/conftest.py).
 """
 
 import ast
@@ -75,6 +79,45 @@ def test_source_has_goals_fast_mode_exercises_and_checks(path):
     assert text.rindex("<!-- BEGIN SOLUTION -->") > text.rindex("### END SOLUTION"), "end with written questions"
 
 
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=NAMES)
+def test_source_cells_carry_nbgrader_metadata(path):
+    """Solutions sit in solution cells, each self-check right after is a graded, locked test cell, written answers
+    are graded by hand; the points are those the exercise headings announce, and nbgrader's validator agrees."""
+    import jupytext
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    nb = jupytext.read(str(path))
+    MetadataValidator().validate_nb(nb)  # raises on a missing grade_id or points, a duplicate id, ...
+    headings = {m.group(1): int(m.group(2)) for c in nb.cells if c.cell_type == "markdown"
+                for m in re.finditer(r"### Exercise (\d+\.\d+)\b.*\*\((\d+) points?\)\*", c.source)}
+    graded, checks = {}, set()
+    for i, cell in enumerate(nb.cells):
+        meta = _nbgrader(cell)
+        if i in checks:
+            continue
+        if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
+            number = re.search(r"### BEGIN SOLUTION \(Exercise (\d+\.\d+)\)", cell.source).group(1)
+            assert meta.get("solution") and not meta.get("grade"), f"exercise {number}: not a solution cell"
+            check = nb.cells[i + 1]  # the self-check right below grades it
+            assert re.match(r"(# NBVAL_CHECK_OUTPUT\n)?assert checks\.check_\w+\(", check.source), check.source
+            cmeta = _nbgrader(check)
+            assert cmeta.get("grade") and cmeta.get("locked") and not cmeta.get("solution"), cmeta
+            graded[number] = cmeta["points"]
+            checks.add(i + 1)
+        elif cell.cell_type == "markdown" and "<!-- BEGIN SOLUTION -->" in cell.source:
+            assert meta.get("grade") and meta.get("solution"), f"written answer without nbgrader metadata: {meta}"
+            graded[re.search(r"(\d+)_(\d+)$", meta["grade_id"]).group().replace("_", ".")] = meta["points"]
+        elif meta:
+            assert not (meta.get("solution") or meta.get("grade")), f"graded, but no exercise:\n{cell.source}"
+        assert "checks.check_" not in cell.source, f"a self-check that grades no exercise:\n{cell.source}"
+    assert graded == headings, "each exercise heading names the points its graded cell carries"
+    assert all(points > 0 for points in graded.values())
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=NAMES)
 def test_source_imports_no_answer(path):
     """No exercise is a one-liner: the package's own version of an answer is not imported (nor its module)."""
@@ -106,31 +149,47 @@ def test_build_command_writes_both_versions(tmp_path):
                            "--root", str(ASSIGNMENTS), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    course = tmp_path / "instructor"  # nbgrader's course directory
+    assert (course / "nbgrader_config.py").read_text() == (ASSIGNMENTS / "nbgrader_config.py").read_text()
+    assert (course / "gradebook.db").exists()
     for src in SOURCES:
         source = src.read_text(encoding="utf-8")
         n_code = source.count("### BEGIN SOLUTION")
         n_answers = source.count("<!-- BEGIN SOLUTION -->")
-        for version in ("student", "instructor"):
-            py, ipynb = (tmp_path / version / f"{src.stem}{ext}" for ext in (".py", ".ipynb"))
-            assert py.exists() and ipynb.exists()
-            nb = json.loads(ipynb.read_text(encoding="utf-8"))
-            assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent"
+        py, ipynb = (tmp_path / "student" / f"{src.stem}{ext}" for ext in (".py", ".ipynb"))
+        assert py.exists() and ipynb.exists()
+        instructor = course / "source" / src.stem / f"{src.stem}.ipynb"
+        release = course / "release" / src.stem / f"{src.stem}.ipynb"
+        assert sorted(p.name for p in instructor.parent.iterdir()) == [instructor.name]  # nothing else to release
+        assert sorted(p.name for p in release.parent.iterdir()) == [release.name]
+        for version, path in (("student", ipynb), ("instructor", instructor)):
+            nb = json.loads(path.read_text(encoding="utf-8"))
             assert nb["metadata"]["dpsd_assignment"] == {"name": src.stem, "version": version}
             assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
             text = "\n".join(_src(c) for c in nb["cells"])
             if version == "student":
+                assert nb["metadata"]["jupytext"]["formats"] == "ipynb,py:percent"
                 assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
                 assert "NBVAL_CHECK_OUTPUT" not in text
                 assert len(re.findall(r'raise NotImplementedError\("Exercise \d+\.\d+', text)) == n_code
                 assert text.count("*Your answer here.*") == n_answers
+                # the student version is nbgrader's release, paired with a script
+                rel = json.loads(release.read_text(encoding="utf-8"))
+                assert [(c["cell_type"], _src(c), c["metadata"]) for c in rel["cells"]] == \
+                    [(c["cell_type"], _src(c), c["metadata"]) for c in nb["cells"]]
+                assert "jupytext" not in rel["metadata"]  # no pairing in what nbgrader hands out
             else:
+                assert "jupytext" not in nb["metadata"]  # never paired: a NAME.py beside it would be released
                 assert text.count("### BEGIN SOLUTION") == n_code
                 assert text.count("<!-- BEGIN SOLUTION -->") == n_answers
                 assert "NotImplementedError(\"Exercise" not in text
     # a solution line of exercise 1.1 is in the instructor version only
     solution = "return 1.0 / (1.0 + (k - 1) * math.exp(-epsilon))"
-    assert solution in (tmp_path / "instructor" / "01_randomized_response.py").read_text(encoding="utf-8")
-    assert solution not in (tmp_path / "student" / "01_randomized_response.py").read_text(encoding="utf-8")
+    name = "01_randomized_response"
+    assert solution in (course / "source" / name / f"{name}.ipynb").read_text(encoding="utf-8")
+    for path in (tmp_path / "student" / f"{name}.py", tmp_path / "student" / f"{name}.ipynb",
+                 course / "release" / name / f"{name}.ipynb"):
+        assert solution not in path.read_text(encoding="utf-8")
 
 
 def test_committed_versions_match_their_sources():
@@ -141,21 +200,35 @@ def test_committed_versions_match_their_sources():
     assert proc.returncode == 0 and "student versions match" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_student_pair_keeps_nbgrader_metadata(name):
+    """The .py twin of a student version carries nbgrader's cell metadata and locks, so a Jupytext round trip
+    (editing either file, `jupytext --sync`) keeps the notebook gradable."""
+    import jupytext
+
+    ipynb, py = (jupytext.read(str(ASSIGNMENTS / "student" / f"{name}{ext}")) for ext in (".ipynb", ".py"))
+    keys = ("nbgrader", "editable", "deletable", "tags")
+    meta = [[{k: c.metadata[k] for k in keys if k in c.metadata} for c in nb.cells] for nb in (ipynb, py)]
+    assert meta[0] == meta[1]
+    assert sum("nbgrader" in m for m in meta[0]) >= 3
+    assert [c.source for c in ipynb.cells] == [c.source for c in py.cells]
+
+
 @pytest.fixture(scope="session")
 def instructor_build(tmp_path_factory):
-    """Both versions built into a temporary folder, the instructor versions executed in fast mode (as an
-    instructor would build them: `python -m dpsd_lite.assignments build`)."""
+    """The course directory and the student versions built into a temporary folder, the instructor versions
+    executed in fast mode (as an instructor would build them: `python -m dpsd_lite.assignments build`)."""
     out = tmp_path_factory.mktemp("assignments_build")
     proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "build", "--root", str(ASSIGNMENTS),
                            "--out", str(out)], cwd=ROOT, env=_notebook_env(), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "instructor"
+    return out / "instructor" / "source"  # the course's source notebooks: the instructor versions
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_instructor_version_stores_outputs_to_compare(name, instructor_build):
-    nb = json.loads((instructor_build / f"{name}.ipynb").read_text(encoding="utf-8"))
+    nb = json.loads((instructor_build / name / f"{name}.ipynb").read_text(encoding="utf-8"))
     checked = [c for c in _code(nb) if "# NBVAL_CHECK_OUTPUT" in _src(c)]
     assert checked, "mark some deterministic cells with # NBVAL_CHECK_OUTPUT"
     for cell in checked:

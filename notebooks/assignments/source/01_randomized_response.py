@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: nbgrader,tags,-all
 #     formats: py:percent
 #   kernelspec:
 #     display_name: Python 3
@@ -32,6 +33,8 @@
 # **How to work.** Fill in each **Exercise** cell (they raise `NotImplementedError` until you do), then run the
 # self-check below it. The checks run your code on fixed inputs, compare with stored answers and tell you, kindly
 # and specifically, what to look at if something is off.
+# Each self-check is also how the assignment is graded: a check that passes earns its exercise's points (given
+# in the exercise's heading); the written answers are graded by hand.
 
 # %%
 import math
@@ -50,6 +53,7 @@ SEED = 0
 NUM_CLASSES = 10  # K: the teacher's possible answers
 N_QUERIES = 20_000 if FAST else 200_000  # simulated teacher answers per experiment
 EPSILONS = [0.5, 1.0, 2.0, 4.0]
+FIT_STEPS = 100 if FAST else 300  # Adam steps of each one-vector student in section 4
 
 # %% [markdown]
 # ## 1. One answer, two neighbours
@@ -66,10 +70,10 @@ EPSILONS = [0.5, 1.0, 2.0, 4.0]
 # answers with probability `q = (1−p)/(k−1)`. The worst ratio is `p/q`; setting it to exactly `e^ε` gives the
 # most useful mechanism that is still ε-DP.
 #
-# ### Exercise 1.1 — the keep probability
+# ### Exercise 1.1 — the keep probability *(2 points)*
 # Write `keep_probability(epsilon, k)`: the probability that k-ary RR at privacy level ε returns the true answer.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_1_1", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def keep_probability(epsilon, k):
     """Probability that k-ary randomized response at ε returns the true answer (a float in (0, 1])."""
     # Hint: give the true answer weight e^ε and each of the other answers weight 1, then normalise.
@@ -78,9 +82,9 @@ def keep_probability(epsilon, k):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_1_1", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_rr_keep_probability(keep_probability)
+assert checks.check_rr_keep_probability(keep_probability)
 
 # %% [markdown]
 # How much does the truth survive? With `K = 10` classes, at ε = 1 the true label comes back less than a quarter
@@ -104,14 +108,14 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# ### Exercise 1.2 — sampling randomized response
+# ### Exercise 1.2 — sampling randomized response *(2 points)*
 # Write `randomized_response(labels, epsilon, num_classes, generator=None)`: given a LongTensor of true labels,
 # return one released label per entry. Keep each label with probability `keep_probability(epsilon, num_classes)`;
 # otherwise return a **uniformly random other** class. Draw every random number from `generator` (a
 # `torch.Generator`): whoever calls the mechanism decides where its noise comes from. Avoid Python loops over the
 # labels: the check draws 160,000 of them.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_1_2", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def randomized_response(labels, epsilon, num_classes, generator=None):
     """Release each true label (LongTensor, shape (n,)) through K-ary RR; returns a LongTensor of shape (n,)."""
     # Hint: torch.rand(labels.shape, generator=generator) < p decides "keep"; adding a random shift
@@ -123,8 +127,8 @@ def randomized_response(labels, epsilon, num_classes, generator=None):
     ### END SOLUTION
 
 
-# %%
-checks.check_randomized_response(randomized_response)
+# %% nbgrader={"grade": true, "grade_id": "check_1_2", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_randomized_response(randomized_response)
 
 # %% [markdown]
 # **Where the noise comes from.** A release is private only while its noise is secret: noise drawn from a
@@ -175,11 +179,11 @@ plt.show()
 # The student has only ever seen earlier *released* (already privatised) labels, so its prediction is
 # post-processing and costs no privacy. The set must never depend on the teacher's answer to *this* query.
 #
-# ### Exercise 1.3 — choosing k
+# ### Exercise 1.3 — choosing k *(2 points)*
 # Write `choose_k(prior, epsilon)`: `prior` is a `B×K` tensor whose rows sum to 1; return a LongTensor of `B` set
 # sizes in `1..K`, each maximising `score(k)` for its row.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_1_3", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def choose_k(prior, epsilon):
     """Per row of the prior (B×K), the top-k set size that maximises P(released label = true label)."""
     # Hint: sort each row in decreasing order, cumsum gives the mass of the top-1, top-2, ... classes;
@@ -192,19 +196,19 @@ def choose_k(prior, epsilon):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_1_3", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_choose_k(choose_k)
+assert checks.check_choose_k(choose_k)
 
 # %% [markdown]
-# ### Exercise 1.4 — selective randomized response
+# ### Exercise 1.4 — selective randomized response *(2 points)*
 # Write `selective_rr(labels, prior, epsilon, generator=None)`. For each query:
 # 1. the set is the prior's top-`k` classes, with `k` from your `choose_k`;
 # 2. if the true label is **in** the set: keep it with probability `keep_probability(epsilon, k)`, otherwise
 #    answer a uniformly random **other member** of the set;
 # 3. if the true label is **outside** the set: answer a uniformly random member of the set.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_1_4", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def selective_rr(labels, prior, epsilon, generator=None):
     """RR restricted to each query's top-k prior classes. labels: (B,), prior: (B, K); returns (B,) labels."""
     # Hint: ranks = prior.argsort(1, descending=True).argsort(1) gives each class's rank (0 = top), so
@@ -226,8 +230,8 @@ def selective_rr(labels, prior, epsilon, generator=None):
     ### END SOLUTION
 
 
-# %%
-checks.check_selective_rr(selective_rr)
+# %% nbgrader={"grade": true, "grade_id": "check_1_4", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_selective_rr(selective_rr)
 
 # %% [markdown]
 # How large is the set, typically? For priors of different sharpness (a Dirichlet with small α is peaked, with
@@ -304,22 +308,23 @@ print("keep probability at k = 2, 3, 10 (ε = 1):", [round(keep_probability(1.0,
 # it learns the teacher's labels, not the noise (this is "forward correction" for label noise). The set and the
 # mechanism are public post-processing: the loss costs no privacy.
 #
-# ### Exercise 1.5 — the RR-channel loss
+# ### Exercise 1.5 — the RR-channel loss *(2 points)*
 # Write `rr_channel_loss(student_logits, released, answer_set, epsilon)`: `student_logits` is `B×K`, `released`
 # a LongTensor of `B` released labels, `answer_set` a `B×K` bool tensor marking each query's set (`k =
 # answer_set.sum(1)`; the released label is always in it). Return the scalar loss `L` as a tensor, so that
 # `loss.backward()` reaches the logits.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_1_5", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rr_channel_loss(student_logits, released, answer_set, epsilon):
     """−mean log Σ_y q(y)·P(released | y): the likelihood of the released labels under the student and the RR channel."""
     # Hint: build the B×K channel matrix P(released_b | y) row by row from the table above (torch.where on
     # answer_set, then channel[torch.arange(B), released] = keep). With k = 1 the set is just the released label:
-    # (1 − keep)/(k − 1) is 0/0 there but never needed — guard it.
+    # (1 − keep)/(k − 1) is 0/0 there but never needed — guard it. The demo below calls your loss FIT_STEPS times
+    # on N_QUERIES queries: look the keep probability up in a table over k = 1..K rather than loop over the queries.
     ### BEGIN SOLUTION (Exercise 1.5)
     B, K = student_logits.shape
     k = answer_set.sum(1)
-    keep = torch.tensor([keep_probability(epsilon, int(kk)) for kk in k], dtype=student_logits.dtype)
+    keep = torch.tensor([keep_probability(epsilon, kk) for kk in range(1, K + 1)], dtype=student_logits.dtype)[k - 1]
     other = torch.where(k > 1, (1 - keep) / (k - 1).clamp_min(1), torch.zeros_like(keep))
     channel = torch.where(answer_set, other.view(-1, 1), 1.0 / k.view(-1, 1).to(student_logits.dtype))
     channel[torch.arange(B), released] = keep
@@ -328,9 +333,9 @@ def rr_channel_loss(student_logits, released, answer_set, epsilon):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_1_5", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_rr_channel_loss(rr_channel_loss)
+assert checks.check_rr_channel_loss(rr_channel_loss)
 
 # %% [markdown]
 # **See it work.** One kind of synthetic image; the teacher calls it a 3 (60%), an 8 (30%) or a 5 (10%). We release
@@ -348,7 +353,7 @@ released = selective_rr(y_true, uniform, 1.0, generator=g)
 answer_sets = torch.ones(N_QUERIES, NUM_CLASSES, dtype=torch.bool)  # k = K for a uniform prior
 
 
-def fit(loss_fn, steps=300):
+def fit(loss_fn, steps=FIT_STEPS):
     logits = torch.zeros(1, NUM_CLASSES, requires_grad=True)
     opt = torch.optim.Adam([logits], lr=0.1)
     for _ in range(steps):
@@ -372,7 +377,7 @@ print("RR-channel loss  " + "  ".join(f"{p:4.2f}" for p in corrected.tolist()))
 # labels, read correctly. (With an informative prior, classes outside the set can only be told apart through other
 # queries; the loss still never blames a class for an answer RR gave at random.)
 #
-# ### Exercise 1.6 — written answers
+# ### Exercise 1.6 — written answers *(3 points)*
 # Answer in two or three sentences each.
 #
 # **(a)** A colleague proposes to use the *teacher's* softmax on the query as the prior: "it is far more accurate
@@ -384,7 +389,7 @@ print("RR-channel loss  " + "  ".join(f"{p:4.2f}" for p in corrected.tolist()))
 # **(c)** Your RR-channel loss uses ε, k and the answer set of every query. Does using them in training cost any
 # privacy? And why does plain cross-entropy on the released labels not simply "average the noise away"?
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answers_1_6", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # <!-- BEGIN SOLUTION -->
 # **(a)** The set (and k) would then depend on the teacher's answer to this very query, so choosing it is part of
 # the mechanism and is not covered by the RR analysis. In the extreme the teacher is confident, k = 1, and RR

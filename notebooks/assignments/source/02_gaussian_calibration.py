@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: nbgrader,tags,-all
 #     formats: py:percent
 #   kernelspec:
 #     display_name: Python 3
@@ -27,6 +28,11 @@
 # You write the calibration yourself; the notebook imports none of the package's calibration functions. When you
 # are done, compare with `dpsd_lite.accounting` (`gaussian_delta`, `gaussian_noise_multiplier`, `composed_epsilon`)
 # and `dpsd_lite.mechanisms.LabelNoise`.
+#
+# **How to work.** Fill in each **Exercise** cell (it raises `NotImplementedError` until you do), then run the
+# self-check below it: it tells you what is right and, if something is not, what to look at.
+# Each self-check is also how the assignment is graded: a check that passes earns its exercise's points (given
+# in the exercise's heading); the written answers are graded by hand.
 
 # %%
 import math
@@ -76,10 +82,10 @@ N_PLOT_POINTS = 8 if FAST else 40  # points per curve in the σ(ε) plot (each R
 #
 # where Φ is the standard normal CDF. For every ε the mechanism is (ε, δ(ε))-DP, and no smaller δ holds.
 #
-# ### Exercise 2.1 — δ(ε) of one release
+# ### Exercise 2.1 — δ(ε) of one release *(2 points)*
 # Write `gaussian_delta(sigma, epsilon)`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_2_1", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def gaussian_delta(sigma, epsilon):
     """Exact δ at which one Gaussian release with noise multiplier σ is (ε, δ)-DP."""
     # Hint: mu = 1 / sigma; norm.cdf is Φ.
@@ -89,12 +95,12 @@ def gaussian_delta(sigma, epsilon):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_2_1", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_gaussian_delta(gaussian_delta)
+assert checks.check_gaussian_delta(gaussian_delta)
 
 # %% [markdown]
-# ### Exercise 2.2 — calibrate σ
+# ### Exercise 2.2 — calibrate σ *(2 points)*
 # More noise means a smaller δ(ε): `gaussian_delta(sigma, epsilon)` *decreases* in σ. Write
 # `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`, **by bisection** (no
 # library root finder): keep a bracket `lo < σ* ≤ hi` with `lo` not private enough (δ(ε; lo) > δ) and `hi`
@@ -103,7 +109,7 @@ checks.check_gaussian_delta(gaussian_delta)
 # The answer ranges over orders of magnitude (ε = 0.02 needs σ ≈ 130, ε = 20 about 0.25), so a fixed bracket will
 # miss it somewhere: first **widen** it.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_2_2", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def calibrate_sigma(epsilon, delta):
     """Smallest noise multiplier σ for which one Gaussian release is (ε, δ)-DP."""
     # Hint: lo, hi = 1e-3, 1.0; while δ(ε; hi) > δ: lo, hi = hi, 2 * hi. Then about 100 halvings; return hi
@@ -122,9 +128,9 @@ def calibrate_sigma(epsilon, delta):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_2_2", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_gaussian_sigma(calibrate_sigma)
+assert checks.check_gaussian_sigma(calibrate_sigma)
 
 # %% [markdown]
 # ## 2. Verify against the accountants
@@ -186,11 +192,11 @@ for eps, delta in [(8.0, 1e-3), (10.0, 1e-2)]:
 # Δ is the largest distance between two such points, reached by two *different* one-hot vectors (all mass on one
 # class vs all mass on another). The noise std is σ·Δ.
 #
-# ### Exercise 2.3 — noise std of the `label` mechanism
+# ### Exercise 2.3 — noise std of the `label` mechanism *(2 points)*
 # Write `label_noise_std(epsilon, delta)`: compute Δ as the distance between two different one-hot vectors (don't
 # type in a constant: `torch.dist` of two rows of `torch.eye`), and multiply your calibrated σ by it.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_2_3", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def label_noise_std(epsilon, delta):
     """Standard deviation of the Gaussian noise that the label mechanism adds to each probability."""
     ### BEGIN SOLUTION (Exercise 2.3)
@@ -200,9 +206,9 @@ def label_noise_std(epsilon, delta):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_2_3", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_label_noise_std(label_noise_std)
+assert checks.check_label_noise_std(label_noise_std)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -222,13 +228,13 @@ for eps in (1.0, 10.0):
 # with multiplier σ are exactly μ-GDP with **μ = √T/σ** — the noise adds up slower than the number of releases.
 # Opacus's RDP accountant gives a valid upper bound; simply adding the ε's is valid but very loose.
 #
-# ### Exercise 2.4 — ε after T releases
+# ### Exercise 2.4 — ε after T releases *(2 points)*
 # Write `epsilon_after(sigma, steps, delta)` with an accountant — composition itself is Opacus's job, the point is
 # to know which accountant to ask and what to feed it: either Opacus's `RDPAccountant` (set `acc.history =
 # [(sigma, 1.0, steps)]`, then `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact
 # GDP route (`eps_from_mu` with the μ of all `steps` releases together).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_2_4", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def epsilon_after(sigma, steps, delta):
     """ε after `steps` Gaussian releases (noise multiplier σ, no subsampling) about the same record."""
     ### BEGIN SOLUTION (Exercise 2.4)
@@ -238,9 +244,9 @@ def epsilon_after(sigma, steps, delta):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_2_4", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_composed_epsilon(epsilon_after)
+assert checks.check_composed_epsilon(epsilon_after)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -252,7 +258,7 @@ for steps in (1, 10, 100, 1000):
           f"  {gdp_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
 
 # %% [markdown]
-# ### Exercise 2.5 — written answers
+# ### Exercise 2.5 — written answers *(3 points)*
 # **(a)** In the table of section 2, why does the RDP accountant report a *larger* ε than the target for the same σ,
 # although nothing is wrong with the calibration? Is the mechanism less private than you computed?
 #
@@ -263,7 +269,7 @@ for steps in (1, 10, 100, 1000):
 # **(c)** Your bisection returns `hi`, not `lo` or the midpoint. Why does that matter for the guarantee, and what
 # does it cost?
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answers_2_5", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # <!-- BEGIN SOLUTION -->
 # **(a)** RDP bounds the mechanism through Rényi divergences at a finite set of orders and then converts to
 # (ε, δ); the conversion is an upper bound, not the exact trade-off curve, so it is slightly pessimistic for a

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: nbgrader,tags,-all
 #     formats: py:percent
 #   kernelspec:
 #     display_name: Python 3
@@ -28,6 +29,11 @@
 #
 # You write the bounds yourself; the notebook imports none of `dpsd_lite.audit`'s bound functions. Compare
 # afterwards with `one_run_p_value` and `one_run_epsilon_from_counts` there.
+#
+# **How to work.** Fill in each **Exercise** cell (it raises `NotImplementedError` until you do), then run the
+# self-check below it: it tells you what is right and, if something is not, what to look at.
+# Each self-check is also how the assignment is graded: a check that passes earns its exercise's points (given
+# in the exercise's heading); the written answers are graded by hand.
 
 # %%
 # %matplotlib inline
@@ -51,6 +57,7 @@ from dpsd_lite.teacher import get_teacher
 FAST = os.environ.get("DPSD_FAST") == "1"
 SEED = 0
 DATASET = "digits" if FAST else "mnist-5k"
+GENERATOR = "learned"  # DPSD's learned generator G(z, c), the package's default ("strokes": the stroke renderer)
 TEACHER_EPOCHS = 3 if FAST else 8
 EPSILONS = [1.0, 10.0] if FAST else [1.0, 3.0, 10.0]  # per teacher answer
 STEPS = 40 if FAST else 200  # transcription iterations per run
@@ -67,10 +74,10 @@ TRUE_EPSILON = 1.0  # ε of the simulated canary mechanism
 # seed, same steps: only the privacy budget changes. `run_sweep` loads the data and the teacher once and returns
 # one row (a dict) per run; `on_result` lets us keep each run's student for the audit below.
 #
-# ### Exercise 4.1 — run the sweep
+# ### Exercise 4.1 — run the sweep *(2 points)*
 # Call `run_sweep` for `EPSILONS` with the noise modes `"rr"` and `"none"`, passing `data`, `teacher`,
-# `dataset=DATASET`, `steps=STEPS`, `batch_size=BATCH_SIZE`, `eval_every=STEPS`, `seed=SEED` and
-# `on_result=keep_student`. Store the rows in `rows`.
+# `dataset=DATASET`, `generator=GENERATOR`, `steps=STEPS`, `batch_size=BATCH_SIZE`, `eval_every=STEPS`, `seed=SEED`
+# and `on_result=keep_student`. Store the rows in `rows`.
 
 # %%
 data = load_dataset(DATASET)
@@ -81,28 +88,30 @@ students = {}
 def keep_student(row, result):
     students[(row["noise_mode"], row["epsilon"])] = result.student
 
-
+# %% nbgrader={"grade": false, "grade_id": "exercise_4_1", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION (Exercise 4.1)
-rows = run_sweep(EPSILONS, ["rr", "none"], data=data, teacher=teacher, dataset=DATASET, steps=STEPS,
-                 batch_size=BATCH_SIZE, eval_every=STEPS, seed=SEED, teacher_epochs=TEACHER_EPOCHS,
+rows = run_sweep(EPSILONS, ["rr", "none"], data=data, teacher=teacher, dataset=DATASET, generator=GENERATOR,
+                 steps=STEPS, batch_size=BATCH_SIZE, eval_every=STEPS, seed=SEED, teacher_epochs=TEACHER_EPOCHS,
                  on_result=keep_student)
 ### END SOLUTION
 
-# %%
-checks.check_sweep(rows, EPSILONS)
+# %% nbgrader={"grade": true, "grade_id": "check_4_1", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_sweep(rows, EPSILONS)
 
 # %%
 print(format_table(rows))
-plot_sweep(rows)
+fig = plot_sweep(rows)
+fig.axes[0].set_title(f"{DATASET}, {GENERATOR} generator: student accuracy vs ε ({STEPS} steps, seed {SEED})")
+fig
 
 # %% [markdown]
-# ### Exercise 4.2 — written answer
+# ### Exercise 4.2 — written answer *(1 point)*
 # Describe the trade-off you see in two or three sentences: how does the student's accuracy move with ε, where
 # does it meet the non-private baseline, and *why* — in terms of what the mechanism does to each label? (Use
 # `rr_keep_probability(ε, 10)` from assignment 1 for numbers. In fast mode the runs are very short, so all
 # accuracies are low; the shape is what matters.)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answers_4_2", "locked": false, "points": 1, "schema_version": 3, "solution": true, "task": false}
 # <!-- BEGIN SOLUTION -->
 # Accuracy rises with ε and approaches the non-private student at large ε. At ε = 10 RR keeps almost every label
 # (keep probability ≈ 1 even with k = 10), so the student sees essentially the teacher's labels; at ε = 1 with a
@@ -112,11 +121,11 @@ plot_sweep(rows)
 # <!-- END SOLUTION -->
 
 # %% [markdown]
-# ### Exercise 4.3 — how much ε do we need?
+# ### Exercise 4.3 — how much ε do we need? *(2 points)*
 # Write `smallest_epsilon(rows, fraction)`: the smallest ε (private rows only) whose student reaches at least
 # `fraction` × the accuracy of the non-private student (the `none` row); `None` if no ε gets there.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_4_3", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def smallest_epsilon(rows, fraction):
     """Smallest ε of a private run reaching `fraction` of the non-private student's accuracy, or None."""
     ### BEGIN SOLUTION (Exercise 4.3)
@@ -127,9 +136,9 @@ def smallest_epsilon(rows, fraction):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_4_3", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_smallest_epsilon(smallest_epsilon)
+assert checks.check_smallest_epsilon(smallest_epsilon)
 
 # %%
 eps_needed = smallest_epsilon(rows, FRACTION)
@@ -170,11 +179,11 @@ print(format_audit(audits))
 #
 # $$\varepsilon \ge \max\left(\ln\frac{\mathrm{TPR}-\delta}{\mathrm{FPR}},\ \ln\frac{1-\mathrm{FPR}-\delta}{1-\mathrm{TPR}},\ 0\right).$$
 #
-# ### Exercise 4.4 — the ε lower bound
+# ### Exercise 4.4 — the ε lower bound *(2 points)*
 # Write `epsilon_lower_bound(tpr, fpr, delta=0.0)`. Skip a side whose numerator is ≤ 0; if a denominator is 0
 # (with a positive numerator) that side is `math.inf`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_4_4", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def epsilon_lower_bound(tpr, fpr, delta=0.0):
     """Smallest ε consistent with an attack achieving this TPR and FPR against an (ε, δ)-DP algorithm."""
     ### BEGIN SOLUTION (Exercise 4.4)
@@ -186,9 +195,9 @@ def epsilon_lower_bound(tpr, fpr, delta=0.0):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_4_4", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_epsilon_lower_bound(epsilon_lower_bound)
+assert checks.check_epsilon_lower_bound(epsilon_lower_bound)
 
 # %% [markdown]
 # **Point estimates lie.** Apply your bound naively to every threshold of the teacher's ROC curve: at the most
@@ -255,10 +264,10 @@ assert auc < 0.53 and epsilon_lower_bound(tpr_lo, fpr_hi, 1e-5) > 2
 #
 # $$p(\varepsilon) = P[W \ge v], \qquad W \sim \mathrm{Binomial}\!\left(r, \tfrac{e^\varepsilon}{1+e^\varepsilon}\right).$$
 #
-# ### Exercise 4.5 (stretch) — the counting p-value
+# ### Exercise 4.5 (stretch) — the counting p-value *(1 point)*
 # Write `counting_p_value(r, v, epsilon)`. `scipy.stats.binom` is imported: `binom.sf(x, n, p)` is P[W > x].
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_4_5", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def counting_p_value(r, v, epsilon):
     """P[W ≥ v] for W ~ Binomial(r, e^ε/(1+e^ε)): how surprising v correct guesses out of r are under ε-DP."""
     ### BEGIN SOLUTION (Exercise 4.5)
@@ -267,20 +276,20 @@ def counting_p_value(r, v, epsilon):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_4_5", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_counting_p_value(counting_p_value)
+assert checks.check_counting_p_value(counting_p_value)
 
 # %% [markdown]
 # More ε makes a good guess more plausible, so `p(ε)` *increases* with ε. Every ε with `p(ε) ≤ β = 1 − confidence`
 # is rejected; they form an interval `[0, ε*]`, and ε* is the lower bound: "training is not ε-DP for any ε < ε*",
 # wrong with probability at most β.
 #
-# ### Exercise 4.6 (stretch) — the ε lower bound
+# ### Exercise 4.6 (stretch) — the ε lower bound *(1 point)*
 # Write `counting_epsilon(r, v, confidence=0.95)`: the largest ε with `counting_p_value(r, v, ε) ≤ 1 − confidence`,
 # by bisection (to about 1e-4), or 0 if even ε = 0 is not rejected.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "exercise_4_6", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def counting_epsilon(r, v, confidence=0.95):
     """Largest ε rejected at this confidence by v correct guesses out of r (0 if none): a lower bound on ε."""
     # Hint: as in assignment 2, widen the bracket first (double hi while p(hi) ≤ β), then halve it, keeping lo on
@@ -302,9 +311,9 @@ def counting_epsilon(r, v, confidence=0.95):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_4_6", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # NBVAL_CHECK_OUTPUT
-checks.check_counting_epsilon(counting_epsilon)
+assert checks.check_counting_epsilon(counting_epsilon)
 
 # %% [markdown]
 # **Try it where the truth is known.** A simulated training algorithm that is exactly ε-DP per canary: the attacker
@@ -339,7 +348,7 @@ assert all(counting_epsilon(m, m) < math.log(m) for m in CANARY_COUNTS)
 # `dpsd_lite.audit.one_run_audit` runs this test on real canaries, with abstentions (guessing only where the score
 # is extreme) and δ > 0.
 #
-# ### Exercise 4.7 — written answers
+# ### Exercise 4.7 — written answers *(2 points)*
 # **(a)** Your manager reads the audit table above: "the student's AUC is 0.50, so the student is private". Explain,
 # in a short paragraph, why that does not follow. Touch on (i) what one attack can prove, (ii) what AUC averages
 # over, (iii) sample size, and (iv) the unit of the ε that `dpsd_lite` reports for the `rr` mode.
@@ -347,7 +356,7 @@ assert all(counting_epsilon(m, m) < math.log(m) for m in CANARY_COUNTS)
 # **(b)** Why must each canary's membership be decided by its own *secret* coin for the counting bound to be valid?
 # What goes wrong if the auditor uses a fixed member/non-member split, or a coin whose seed is saved with the run?
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answers_4_7", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # <!-- BEGIN SOLUTION -->
 # **(a)** (i) An audit runs *some* attacks; DP is a promise about *all* of them. A failed attack is absence of evidence: a
 # stronger attack (LiRA with more shadows, canaries, an attacker who also sees the generator) may succeed. Audits

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: deletable,editable,nbgrader,tags,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -32,9 +33,11 @@
 # You write the calibration yourself; the notebook imports none of the package's calibration functions. When you
 # are done, compare with `dpsd_lite.accounting` (`gaussian_delta`, `gaussian_noise_multiplier`, `composed_epsilon`)
 # and `dpsd_lite.mechanisms.LabelNoise`.
-
-# %% [markdown] tags=["banner"]
-# *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
+#
+# **How to work.** Fill in each **Exercise** cell (it raises `NotImplementedError` until you do), then run the
+# self-check below it: it tells you what is right and, if something is not, what to look at.
+# Each self-check is also how the assignment is graded: a check that passes earns its exercise's points (given
+# in the exercise's heading); the written answers are graded by hand.
 
 # %%
 import math
@@ -64,12 +67,14 @@ def rdp_epsilon(sigma, delta):
     acc.history = [(sigma, 1.0, 1)]  # (noise multiplier, sample rate 1 = no subsampling, steps)
     return acc.get_epsilon(delta=delta)
 
+
 # %% tags=["parameters"]
 # DPSD_FAST=1 runs everything small (CI, a first look); unset, you get the full experience.
 FAST = os.environ.get("DPSD_FAST") == "1"
 DELTA = 1e-5
 EPSILONS = [0.1, 0.5, 1.0, 2.0, 4.0, 8.0]
 N_PLOT_POINTS = 8 if FAST else 40  # points per curve in the σ(ε) plot (each RDP point is a search)
+
 
 # %% [markdown]
 # ## 1. The Gaussian mechanism, exactly
@@ -84,21 +89,22 @@ N_PLOT_POINTS = 8 if FAST else 40  # points per curve in the σ(ε) plot (each R
 #
 # where Φ is the standard normal CDF. For every ε the mechanism is (ε, δ(ε))-DP, and no smaller δ holds.
 #
-# ### Exercise 2.1 — δ(ε) of one release
+# ### Exercise 2.1 — δ(ε) of one release *(2 points)*
 # Write `gaussian_delta(sigma, epsilon)`.
 
-# %%
+# %% deletable=false nbgrader={"cell_type": "code", "checksum": "8c963e9696c858abb15a59797f88ded1", "grade": false, "grade_id": "exercise_2_1", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def gaussian_delta(sigma, epsilon):
     """Exact δ at which one Gaussian release with noise multiplier σ is (ε, δ)-DP."""
     # Hint: mu = 1 / sigma; norm.cdf is Φ.
     raise NotImplementedError("Exercise 2.1: write your solution here")
 
 
-# %%
-checks.check_gaussian_delta(gaussian_delta)
+# %% deletable=false editable=false nbgrader={"cell_type": "code", "checksum": "c01ab7d7ccfbdbc05ae50537818a5369", "grade": true, "grade_id": "check_2_1", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_gaussian_delta(gaussian_delta)
+
 
 # %% [markdown]
-# ### Exercise 2.2 — calibrate σ
+# ### Exercise 2.2 — calibrate σ *(2 points)*
 # More noise means a smaller δ(ε): `gaussian_delta(sigma, epsilon)` *decreases* in σ. Write
 # `calibrate_sigma(epsilon, delta)`: the smallest σ with `gaussian_delta(σ, ε) ≤ δ`, **by bisection** (no
 # library root finder): keep a bracket `lo < σ* ≤ hi` with `lo` not private enough (δ(ε; lo) > δ) and `hi`
@@ -107,7 +113,7 @@ checks.check_gaussian_delta(gaussian_delta)
 # The answer ranges over orders of magnitude (ε = 0.02 needs σ ≈ 130, ε = 20 about 0.25), so a fixed bracket will
 # miss it somewhere: first **widen** it.
 
-# %%
+# %% deletable=false nbgrader={"cell_type": "code", "checksum": "08994f9554751c6d31ad40772c33cb88", "grade": false, "grade_id": "exercise_2_2", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def calibrate_sigma(epsilon, delta):
     """Smallest noise multiplier σ for which one Gaussian release is (ε, δ)-DP."""
     # Hint: lo, hi = 1e-3, 1.0; while δ(ε; hi) > δ: lo, hi = hi, 2 * hi. Then about 100 halvings; return hi
@@ -115,8 +121,8 @@ def calibrate_sigma(epsilon, delta):
     raise NotImplementedError("Exercise 2.2: write your solution here")
 
 
-# %%
-checks.check_gaussian_sigma(calibrate_sigma)
+# %% deletable=false editable=false nbgrader={"cell_type": "code", "checksum": "b323f1cfe48d096e13a6c4a4974fcc1d", "grade": true, "grade_id": "check_2_2", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_gaussian_sigma(calibrate_sigma)
 
 # %% [markdown]
 # ## 2. Verify against the accountants
@@ -168,6 +174,7 @@ for eps, delta in [(8.0, 1e-3), (10.0, 1e-2)]:
     print(f"ε = {eps:g}, δ = {delta:g}: classic σ = {classic:.4f}, exact σ = {calibrate_sigma(eps, delta):.4f}; "
           f"the classic σ is only ({gdp_epsilon(classic, delta):.2f}, {delta:g})-DP")
 
+
 # %% [markdown]
 # ## 3. The `label` mode's noise
 #
@@ -176,23 +183,24 @@ for eps, delta in [(8.0, 1e-3), (10.0, 1e-2)]:
 # Δ is the largest distance between two such points, reached by two *different* one-hot vectors (all mass on one
 # class vs all mass on another). The noise std is σ·Δ.
 #
-# ### Exercise 2.3 — noise std of the `label` mechanism
+# ### Exercise 2.3 — noise std of the `label` mechanism *(2 points)*
 # Write `label_noise_std(epsilon, delta)`: compute Δ as the distance between two different one-hot vectors (don't
 # type in a constant: `torch.dist` of two rows of `torch.eye`), and multiply your calibrated σ by it.
 
-# %%
+# %% deletable=false nbgrader={"cell_type": "code", "checksum": "1c1ace1f34225d07f61d1836855e1fd9", "grade": false, "grade_id": "exercise_2_3", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def label_noise_std(epsilon, delta):
     """Standard deviation of the Gaussian noise that the label mechanism adds to each probability."""
     raise NotImplementedError("Exercise 2.3: write your solution here")
 
 
-# %%
-checks.check_label_noise_std(label_noise_std)
+# %% deletable=false editable=false nbgrader={"cell_type": "code", "checksum": "0a41511a5da7ae306a2ecbeee0c8679e", "grade": true, "grade_id": "check_2_3", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_label_noise_std(label_noise_std)
 
 # %%
 for eps in (1.0, 10.0):
     print(f"label mode at ε = {eps:g}, δ = {DELTA:g}: noise std {label_noise_std(eps, DELTA):.3f} on probabilities "
           f"in [0, 1] (σ = {calibrate_sigma(eps, DELTA):.3f})")
+
 
 # %% [markdown]
 # At ε = 1 the noise std is about 5 — on numbers between 0 and 1. One noisy answer says almost nothing; the
@@ -206,20 +214,20 @@ for eps in (1.0, 10.0):
 # with multiplier σ are exactly μ-GDP with **μ = √T/σ** — the noise adds up slower than the number of releases.
 # Opacus's RDP accountant gives a valid upper bound; simply adding the ε's is valid but very loose.
 #
-# ### Exercise 2.4 — ε after T releases
+# ### Exercise 2.4 — ε after T releases *(2 points)*
 # Write `epsilon_after(sigma, steps, delta)` with an accountant — composition itself is Opacus's job, the point is
 # to know which accountant to ask and what to feed it: either Opacus's `RDPAccountant` (set `acc.history =
 # [(sigma, 1.0, steps)]`, then `acc.get_epsilon(delta=delta)`; sample rate 1.0 means no subsampling), or the exact
 # GDP route (`eps_from_mu` with the μ of all `steps` releases together).
 
-# %%
+# %% deletable=false nbgrader={"cell_type": "code", "checksum": "3a216e8fd9708988c74ac981ce78a59b", "grade": false, "grade_id": "exercise_2_4", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def epsilon_after(sigma, steps, delta):
     """ε after `steps` Gaussian releases (noise multiplier σ, no subsampling) about the same record."""
     raise NotImplementedError("Exercise 2.4: write your solution here")
 
 
-# %%
-checks.check_composed_epsilon(epsilon_after)
+# %% deletable=false editable=false nbgrader={"cell_type": "code", "checksum": "dc428ffd538c03ee11ab8f55fc6468e1", "grade": true, "grade_id": "check_2_4", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_composed_epsilon(epsilon_after)
 
 # %%
 sigma = 2.0
@@ -230,7 +238,7 @@ for steps in (1, 10, 100, 1000):
           f"  {gdp_epsilon(sigma / math.sqrt(steps), DELTA):17.2f}")
 
 # %% [markdown]
-# ### Exercise 2.5 — written answers
+# ### Exercise 2.5 — written answers *(3 points)*
 # **(a)** In the table of section 2, why does the RDP accountant report a *larger* ε than the target for the same σ,
 # although nothing is wrong with the calibration? Is the mechanism less private than you computed?
 #
@@ -241,7 +249,7 @@ for steps in (1, 10, 100, 1000):
 # **(c)** Your bisection returns `hi`, not `lo` or the midpoint. Why does that matter for the guarantee, and what
 # does it cost?
 
-# %% [markdown]
+# %% [markdown] deletable=false nbgrader={"cell_type": "markdown", "checksum": "5386933df0559512d0134f8af6bbce20", "grade": true, "grade_id": "answers_2_5", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # *Your answer here.*
 
 # %% [markdown]

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: deletable,editable,nbgrader,tags,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -36,9 +37,11 @@
 #
 # The self-checks run your functions on tiny fixed networks and compare with stored values. When you are done,
 # compare your code with the generator phase of `dpsd_lite.transcribe.transcribe`.
-
-# %% [markdown] tags=["banner"]
-# *Student version.* Fill in each **Exercise** cell (look for `NotImplementedError`), then run the self-check below it: it tells you what is right and, if something is not, what to look at.
+#
+# **How to work.** Fill in each **Exercise** cell (it raises `NotImplementedError` until you do), then run the
+# self-check below it: it tells you what is right and, if something is not, what to look at.
+# Each self-check is also how the assignment is graded: a check that passes earns its exercise's points (given
+# in the exercise's heading); the written answers are graded by hand.
 
 # %%
 import os
@@ -58,11 +61,13 @@ from dpsd_lite.transcribe import PUBLIC_INK, transcribe
 FAST = os.environ.get("DPSD_FAST") == "1"
 SEED = 0
 DATASET = "digits" if FAST else "mnist-5k"  # digits: 8×8 scikit-learn digits; mnist-5k: 28×28 MNIST subset
+GENERATOR = "learned"  # DPSD's learned generator G(z, c), the package's default ("strokes": the stroke renderer)
 TEACHER_EPOCHS = 3 if FAST else 8
 TRANSCRIBE_STEPS = 40 if FAST else 150  # iterations of the full loop that trains our student
 BATCH_SIZE = 64 if FAST else 256
 GEN_STEPS = 60 if FAST else 200  # steps of your own generator training in section 3
 EPSILON = 10.0  # rr mode, per teacher answer
+
 
 # %% [markdown]
 # ## 1. Who sees what
@@ -92,54 +97,56 @@ EPSILON = 10.0  # rr mode, per teacher answer
 #   student's next training step still learns. Autograd records at forward time which tensors need gradients, so
 #   restoring before `backward()` is fine.
 #
-# ### Exercise 3.1 — the generator loss
+# ### Exercise 3.1 — the generator loss *(2 points)*
 # Write `generator_loss(student, generator, z, c)` returning a scalar tensor.
 
-# %%
+# %% deletable=false nbgrader={"cell_type": "code", "checksum": "ba1d2e987a670536ed46a38dc49cb37d", "grade": false, "grade_id": "exercise_3_1", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def generator_loss(student, generator, z, c):
     """Cross-entropy of the (frozen) student on G(z, c) against the requested classes c; a scalar tensor."""
     # Hint: try/finally makes sure the student is unfrozen even if something fails.
     raise NotImplementedError("Exercise 3.1: write your solution here")
 
 
-# %%
-checks.check_generator_loss(generator_loss)
+# %% deletable=false editable=false nbgrader={"cell_type": "code", "checksum": "19c8601ba5ee5d519c343ede6cb569b8", "grade": true, "grade_id": "check_3_1", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_generator_loss(generator_loss)
+
 
 # %% [markdown]
-# ### Exercise 3.2 — one generator step
+# ### Exercise 3.2 — one generator step *(2 points)*
 # Write `generator_step(student, generator, optimizer, z, c)`: one update of the generator with `optimizer`
 # (which holds the generator's parameters only), returning the loss as a float.
 
-# %%
+# %% deletable=false nbgrader={"cell_type": "code", "checksum": "474389c4ef9d7666032aea6ca315b403", "grade": false, "grade_id": "exercise_3_2", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def generator_step(student, generator, optimizer, z, c):
     """One optimisation step of the generator against the fixed student; returns the loss (float)."""
     # Hint: PyTorch *adds* new gradients to old ones.
     raise NotImplementedError("Exercise 3.2: write your solution here")
 
 
-# %%
-checks.check_generator_step(generator_step)
+# %% deletable=false editable=false nbgrader={"cell_type": "code", "checksum": "7e0e781f30e7617ab601920233e7e2a6", "grade": true, "grade_id": "check_3_2", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+assert checks.check_generator_step(generator_step)
 
 # %% [markdown]
 # ## 3. Train a generator against a student
 #
 # First a student to play the discriminator: the library's loop trains one for a few steps (mode `rr`, ε = 10 per
-# teacher answer; its RR noise is secret, as in any real run, so the numbers below vary a little from run to run).
+# teacher answer, with DPSD's learned generator, `GENERATOR`; its RR noise is secret, as in any real run, so the
+# numbers below vary a little from run to run).
 
 # %%
 data = load_dataset(DATASET)
 teacher = get_teacher(data, epochs=TEACHER_EPOCHS, seed=SEED)
-result = transcribe(dataset=DATASET, data=data, teacher=teacher, noise_mode="rr", epsilon=EPSILON,
-                    steps=TRANSCRIBE_STEPS, batch_size=BATCH_SIZE, eval_every=TRANSCRIBE_STEPS,
+result = transcribe(dataset=DATASET, data=data, teacher=teacher, generator=GENERATOR, noise_mode="rr",
+                    epsilon=EPSILON, steps=TRANSCRIBE_STEPS, batch_size=BATCH_SIZE, eval_every=TRANSCRIBE_STEPS,
                     teacher_epochs=TEACHER_EPOCHS, seed=SEED)
 student = result.student
 K = data.num_classes
-print(f"teacher held-out accuracy {teacher.heldout_accuracy:.1%}; student after {TRANSCRIBE_STEPS} steps "
-      f"{result.student_accuracy:.1%}")
+print(f"teacher held-out accuracy {teacher.heldout_accuracy:.1%}; student after {TRANSCRIBE_STEPS} steps with the "
+      f"{GENERATOR} generator {result.student_accuracy:.1%}")
 
 # %% [markdown]
-# Now a fresh generator, trained only with your `generator_step` against this fixed student. We track how often
-# the student assigns `G(z, c)` to the requested class `c`.
+# Now a fresh learned generator (the same architecture, new weights), trained only with your `generator_step`
+# against this fixed student. We track how often the student assigns `G(z, c)` to the requested class `c`.
 
 # %%
 torch.manual_seed(SEED)
@@ -176,7 +183,7 @@ gen.eval()
 x, c = gen.sample(K * 6, classes=torch.arange(K).repeat_interleave(6), generator=torch.Generator().manual_seed(2))
 grid = x.view(K, 6, *data.image_shape[1:]).permute(1, 2, 0, 3).reshape(6 * data.image_shape[1], -1)
 axes[1].imshow(grid, cmap="gray")
-axes[1].set_title("G(z, c): one column per requested class 0…9")
+axes[1].set_title("your learned G(z, c): one column per requested class 0…9")
 axes[1].axis("off")
 plt.show()
 
@@ -200,7 +207,7 @@ print(f"teacher agrees with the requested class on {agreement(teacher.model):.0%
 # alternate — `transcribe` runs `student_steps` student updates on fresh queries per generator step — so the
 # generator keeps moving to where the student is still wrong.
 #
-# ### Exercise 3.3 — written answers
+# ### Exercise 3.3 — written answers *(3 points)*
 # **(a)** Why may the generator use the student's gradients for free, but not the teacher's — even though both
 # are "just a network"?
 #
@@ -210,7 +217,7 @@ print(f"teacher agrees with the requested class on {agreement(teacher.model):.0%
 # **(c)** The teacher agreed with the requested class much less often than the student. Name one reason this is
 # *useful* for transcription, and one risk it brings (hint: what if the mechanism's noise is large?).
 
-# %% [markdown]
+# %% [markdown] deletable=false nbgrader={"cell_type": "markdown", "checksum": "4e0336f2b3711d1047a9cbd8297fa47c", "grade": true, "grade_id": "answers_3_3", "locked": false, "points": 3, "schema_version": 3, "solution": true, "task": false}
 # *Your answer here.*
 
 # %% [markdown]
