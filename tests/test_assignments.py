@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from dpsd_lite.assignments import stale_versions
+from dpsd_lite.course.assignments import stale_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ROOT / "notebooks" / "assignments"
@@ -145,7 +145,7 @@ def test_repository_ships_source_and_student_only():
 
 
 def test_build_command_writes_both_versions(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "build", "--no-execute",
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.course.assignments", "build", "--no-execute",
                            "--root", str(ASSIGNMENTS), "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -194,8 +194,8 @@ def test_build_command_writes_both_versions(tmp_path):
 
 def test_committed_versions_match_their_sources():
     stale = stale_versions(ASSIGNMENTS)
-    assert not stale, f"rebuild with `python -m dpsd_lite.assignments build`: {stale}"
-    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "check", "--root", str(ASSIGNMENTS)],
+    assert not stale, f"rebuild with `python -m dpsd_lite.course.assignments build`: {stale}"
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.course.assignments", "check", "--root", str(ASSIGNMENTS)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "student versions match" in proc.stdout, proc.stdout + proc.stderr
 
@@ -217,9 +217,9 @@ def test_student_pair_keeps_nbgrader_metadata(name):
 @pytest.fixture(scope="session")
 def instructor_build(tmp_path_factory):
     """The course directory and the student versions built into a temporary folder, the instructor versions
-    executed in fast mode (as an instructor would build them: `python -m dpsd_lite.assignments build`)."""
+    executed in fast mode (as an instructor would build them: `python -m dpsd_lite.course.assignments build`)."""
     out = tmp_path_factory.mktemp("assignments_build")
-    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.assignments", "build", "--root", str(ASSIGNMENTS),
+    proc = subprocess.run([sys.executable, "-m", "dpsd_lite.course.assignments", "build", "--root", str(ASSIGNMENTS),
                            "--out", str(out)], cwd=ROOT, env=_notebook_env(), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

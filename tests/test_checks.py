@@ -1,11 +1,11 @@
 """The assignment self-checks: stored values are right, each check passes the solution and names typical mistakes.
 
 The instructor solutions (and the implementations of the named mistakes) live
-in ``tests/check_values_oracle.py``, outside the package; ``dpsd_lite.checks``
-only compares with the values stored in ``dpsd_lite/check_values.json``. Here
+in ``tests/check_values_oracle.py``, outside the package; ``dpsd_lite.course.checks``
+only compares with the values stored in ``dpsd_lite/course/check_values.json``. Here
 the oracle recomputes that table from the solutions and the package's own
 functions, so a stale table fails; and where the package has the same function
-(accounting.py, mechanisms.py, audit.py) the check must accept it too.
+(accounting.py, mechanisms.py, audit/) the check must accept it too.
 """
 
 import ast
@@ -34,7 +34,7 @@ from check_values_oracle import (
     selective_rr,
     smallest_epsilon,
 )
-from dpsd_lite import checks
+from dpsd_lite.course import checks
 from dpsd_lite.accounting import (
     classic_gaussian_noise_multiplier,
     composed_epsilon,
@@ -98,7 +98,7 @@ def test_stored_table_is_what_the_generator_writes():
 
 def test_checks_module_holds_no_solution():
     """No reference solution in checks.py: no 'reference', no import of the functions the exercises ask for."""
-    source = (ROOT / "dpsd_lite" / "checks.py").read_text(encoding="utf-8")
+    source = (ROOT / "dpsd_lite" / "course" / "checks.py").read_text(encoding="utf-8")
     assert "reference" not in source.lower()
     imported = set()
     for node in ast.walk(ast.parse(source)):

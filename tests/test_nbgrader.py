@@ -1,6 +1,6 @@
 """Grading the assignments with nbgrader itself, the way notebooks/assignments/README.md tells an instructor to.
 
-In a temporary course directory (laid out by ``python -m dpsd_lite.assignments build``, without executing):
+In a temporary course directory (laid out by ``python -m dpsd_lite.course.assignments build``, without executing):
 
 * ``nbgrader generate_assignment "*"`` gives exactly the committed student versions;
 * ``nbgrader autograde "*"`` (fast mode, one torch thread, self-checks not strict: as an instructor runs it)
@@ -25,8 +25,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from dpsd_lite import checks
-from dpsd_lite.assignments import build, course_api
+from dpsd_lite.course import checks
+from dpsd_lite.course.assignments import build, course_api
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ROOT / "notebooks" / "assignments"

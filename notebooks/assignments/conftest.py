@@ -1,7 +1,7 @@
 """nbval runs of the assignment notebooks: fast mode, one thread, and any failing self-check fails the cell.
 
 ``python -m pytest --nbval-lax notebooks/assignments/instructor/source`` (after
-``python -m dpsd_lite.assignments build``: the instructor versions are the
+``python -m dpsd_lite.course.assignments build``: the instructor versions are the
 nbgrader course directory's source notebooks, built locally, never committed)
 picks this up; the kernels nbval starts inherit these variables. The test suite
 builds them into a temporary folder instead and passes the same variables

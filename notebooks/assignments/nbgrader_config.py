@@ -1,6 +1,6 @@
 """nbgrader's configuration for this course (https://nbgrader.readthedocs.io).
 
-`python -m dpsd_lite.assignments build` copies this file into the course directory (`instructor/` by default)
+`python -m dpsd_lite.course.assignments build` copies this file into the course directory (`instructor/` by default)
 when none is there yet; edit that copy (course id, exchange), and run every `nbgrader` command from that
 directory. The settings below make nbgrader's release of a source exactly the student version in `student/`.
 """
@@ -8,7 +8,7 @@ directory. The settings below make nbgrader's release of a source exactly the st
 from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import ClearSolutions
 
-from dpsd_lite.assignments import ExerciseStubs, RemoveNbvalMarkers
+from dpsd_lite.course.assignments import ExerciseStubs, RemoveNbvalMarkers
 
 c = get_config()  # noqa: F821 (nbgrader provides it)
 

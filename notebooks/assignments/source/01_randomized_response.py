@@ -43,7 +43,7 @@ import os
 import matplotlib.pyplot as plt
 import torch
 
-from dpsd_lite import checks
+from dpsd_lite.course import checks
 from dpsd_lite.noise import NoiseSource
 
 # %% tags=["parameters"]

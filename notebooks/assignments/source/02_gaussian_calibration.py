@@ -45,8 +45,8 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis.gdp import eps_from_mu
 from scipy.stats import norm
 
-from dpsd_lite import checks
 from dpsd_lite.accounting import classic_gaussian_noise_multiplier, composed_noise_multiplier
+from dpsd_lite.course import checks
 
 warnings.filterwarnings("ignore", module="opacus")  # "optimal order is the largest alpha": expected at large ε
 

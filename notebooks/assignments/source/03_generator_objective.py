@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from dpsd_lite import checks
+from dpsd_lite.course import checks
 from dpsd_lite.data import load_dataset
 from dpsd_lite.generators import Generator
 from dpsd_lite.teacher import get_teacher

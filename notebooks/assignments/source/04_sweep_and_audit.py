@@ -45,8 +45,8 @@ import torch
 from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
-from dpsd_lite import checks
 from dpsd_lite.audit import audit_model, clopper_pearson, format_audit
+from dpsd_lite.course import checks
 from dpsd_lite.data import load_dataset
 from dpsd_lite.noise import NoiseSource
 from dpsd_lite.sweep import format_table, plot_sweep, run_sweep

@@ -25,9 +25,9 @@ any failing self-check stops the build; nbval compares their stored outputs for 
 In the release nbgrader replaces each solution by a stub naming the exercise (:class:`ExerciseStubs`) and the
 nbval markers go (:class:`RemoveNbvalMarkers`), as ``nbgrader_config.py`` says::
 
-    python -m dpsd_lite.assignments build            # all, instructor versions executed in fast mode
-    python -m dpsd_lite.assignments build --no-execute 01_randomized_response
-    python -m dpsd_lite.assignments check            # exit 1 if a committed student version is stale
+    python -m dpsd_lite.course.assignments build     # all, instructor versions executed in fast mode
+    python -m dpsd_lite.course.assignments build --no-execute 01_randomized_response
+    python -m dpsd_lite.course.assignments check     # exit 1 if a committed student version is stale
 
 Grading then is nbgrader's own: ``nbgrader autograde NAME`` in the course directory (see the assignments'
 README).
@@ -47,7 +47,7 @@ from pathlib import Path
 try:
     from nbgrader.preprocessors import ClearSolutions, NbGraderPreprocessor
 except ImportError as exc:  # an instructor tool: learners never import this module
-    raise ImportError("dpsd_lite.assignments builds the assignments with nbgrader: `pip install nbgrader` "
+    raise ImportError("dpsd_lite.course.assignments builds the assignments with nbgrader: `pip install nbgrader` "
                       "(it is in the package's [test] extra)") from exc
 
 __all__ = ["ExerciseStubs", "RemoveNbvalMarkers", "default_root", "find_sources", "source_notebook", "course_api",
@@ -93,7 +93,7 @@ def default_root() -> Path:
     here = Path.cwd() / "notebooks" / "assignments"
     if (here / "source").is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / "notebooks" / "assignments"
+    return Path(__file__).resolve().parents[2] / "notebooks" / "assignments"
 
 
 def find_sources(root: Path, names=None) -> list:
@@ -251,7 +251,8 @@ def stale_versions(root: Path | None = None) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpsd_lite.assignments", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dpsd_lite.course.assignments",
+                                     description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the nbgrader course directory (instructor/) and the student versions "
                        "(student/NAME.py + .ipynb)")
@@ -270,7 +271,7 @@ def main(argv=None) -> int:
         return 0
     stale = stale_versions(args.root)
     for path in stale:
-        print(f"stale: {path} (rebuild with: python -m dpsd_lite.assignments build)")
+        print(f"stale: {path} (rebuild with: python -m dpsd_lite.course.assignments build)")
     if not stale:
         print("student versions match their sources")
     return 1 if stale else 0

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .noise import NoiseSource
+from ..noise import NoiseSource
 
 __all__ = [
     "CheckResult",
@@ -222,6 +222,51 @@ def _numbers(fn, cases, name, call_text, not_number_hint=""):
     return values
 
 
+def _named_mistake(values, mistakes: dict, messages: dict, rel=1e-6, abs_=1e-12):
+    """(message, code) of the first typical mistake in ``messages`` whose stored values ``mistakes[code]`` the
+    learner's ``values`` match, or None."""
+    return next(((msg, code) for code, msg in messages.items() if _matches(values, mistakes[code], rel, abs_)), None)
+
+
+def _first_difference(values, expected, rel=1e-6, abs_=1e-12) -> int:
+    """Index of the first value that differs from the expected one."""
+    return next(i for i, (v, r) in enumerate(zip(values, expected)) if not _close(v, r, rel, abs_))
+
+
+def _check_stored(name, fn, table, cases, call_text, messages, verbose, passed, differs, rel=1e-6,
+                  abs_=1e-12) -> CheckResult:
+    """A deterministic check: ``fn(*case)`` for every stored case must give ``table["expected"]``.
+
+    Passes with the words ``passed(expected)``; otherwise names the typical mistake whose stored values
+    (``table["mistakes"]``, worded in ``messages``) the answers match, or else shows the first case that differs,
+    in the words ``differs(case, value, expected)``.
+    """
+    try:
+        values = _numbers(fn, cases, name, call_text)
+    except _LearnerError as err:
+        return _raised(name, err, verbose)
+    ref = table["expected"]
+    if _matches(values, ref, rel, abs_):
+        return _finish(name, True, passed(ref), verbose=verbose)
+    named = _named_mistake(values, table["mistakes"], messages, rel, abs_)
+    if named is not None:
+        return _finish(name, False, *named, verbose)
+    i = _first_difference(values, ref, rel, abs_)
+    return _finish(name, False, differs(cases[i], values[i], ref[i]), "wrong_value", verbose)
+
+
+def _not_a_scalar_loss(name, loss, who: str, how: str, verbose):
+    """The failed CheckResult if ``loss`` is not a scalar tensor (``who`` calls .backward() on it; ``how`` says
+    how to make it one), else None."""
+    if not torch.is_tensor(loss):
+        return _finish(name, False, f"return the loss as a tensor (got {type(loss).__name__}): {who} needs "
+                       "it to call .backward(). Don't use .item() or float().", "not_a_tensor", verbose)
+    if loss.numel() != 1:
+        return _finish(name, False, f"the loss should be one number (a scalar), got shape {tuple(loss.shape)}: "
+                       f"{how}", "not_scalar", verbose)
+    return None
+
+
 # --------------------------------------------------------------------------
 # Assignment 1: randomized response, selective (top-k, prior-based) RR, and the RR-channel loss
 # --------------------------------------------------------------------------
@@ -273,14 +318,14 @@ def check_rr_keep_probability(fn, verbose: bool = True) -> CheckResult:
         example = ref[cases.index((1.0, 10))]
         return _finish(name, True, f"correct on all {len(ref)} (ε, k) pairs, e.g. ε=1, k=10 → {example:.6f}.{tip}",
                        verbose=verbose)
-    for code, msg in _KEEP_MESSAGES.items():
-        if _matches(values, table["mistakes"][code]):
-            return _finish(name, False, msg, code, verbose)
+    named = _named_mistake(values, table["mistakes"], _KEEP_MESSAGES)
+    if named is not None:
+        return _finish(name, False, *named, verbose)
     if any(math.isnan(v) or not 0.0 <= v <= 1.0 for v in values):
         bad = next((c, v) for c, v in zip(cases, values) if math.isnan(v) or not 0 <= v <= 1)
         return _finish(name, False, f"for ε={bad[0][0]}, k={bad[0][1]} you returned {bad[1]}, which is not a "
                        "probability (it must lie in [0, 1]).", "not_a_probability", verbose)
-    i = next(i for i, (v, r) in enumerate(zip(values, ref)) if not _close(v, r))
+    i = _first_difference(values, ref)
     (e, k), v, r = cases[i], values[i], ref[i]
     extra = " With k = 1 there is only one answer: it must be kept with probability 1." if k == 1 else ""
     return _finish(name, False, f"for ε={e}, k={k} you returned {v:.6f}, expected {r:.6f} = e^ε/(e^ε+k−1).{extra}",
@@ -324,6 +369,30 @@ def _worst_z(obs, exp, n):
     return float(z.reshape(-1)[idx]), divmod(idx, z.shape[1])
 
 
+def _draw_labels(name, fn, args, num_classes, seed, call, verbose):
+    """The learner's sampler ``fn(*args, generator=g)`` run on noise from ``seed`` (:func:`_seeded`); ``args[0]``
+    are the true labels. Returns (released labels, None), or (None, the failed CheckResult) if it raised or
+    returned no labels."""
+    with _seeded(seed) as gen:
+        try:
+            out = _call(fn, *args, generator=gen, call=call)
+        except _LearnerError as err:
+            return None, _raised(name, err, verbose)
+    out, problem = _as_labels(out, len(args[0]), num_classes)
+    if problem:
+        return None, _finish(name, False, problem, "bad_output", verbose)
+    return out, None
+
+
+def _rate_mistake(rate, n, candidates):
+    """(message, code) of the first of ``candidates`` (code, rate, message: typical mistakes) whose rate the
+    ``rate`` measured over ``n`` draws is within SIGMAS standard errors of, or None."""
+    for code, value, msg in candidates:
+        if abs(rate - value) <= SIGMAS * math.sqrt(max(value * (1 - value), 1e-12) / n) + 1e-12:
+            return msg, code
+    return None
+
+
 def check_randomized_response(fn, verbose: bool = True, seed: int = 0) -> CheckResult:
     """Check a k-ary randomized response sampler, statistically.
 
@@ -343,22 +412,18 @@ def check_randomized_response(fn, verbose: bool = True, seed: int = 0) -> CheckR
         eps, K, per_class, p = case["epsilon"], case["num_classes"], case["per_class"], case["keep"]
         y = torch.arange(K).repeat_interleave(per_class)
         y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))]
-        with _seeded(seed) as gen:
-            try:
-                out = _call(fn, y.clone(), eps, K, generator=gen,
-                            call=f"{getattr(fn, '__name__', 'fn')}(labels, epsilon={eps}, num_classes={K}, generator=g)")
-            except _LearnerError as err:
-                return _raised(name, err, verbose)
-        out, problem = _as_labels(out, len(y), K)
-        if problem:
-            return _finish(name, False, problem, "bad_output", verbose)
+        out, failed = _draw_labels(
+            name, fn, (y.clone(), eps, K), K, seed, verbose=verbose,
+            call=f"{getattr(fn, '__name__', 'fn')}(labels, epsilon={eps}, num_classes={K}, generator=g)")
+        if failed is not None:
+            return failed
         obs, n = _transition(y, out, K)
         kept = float((out == y).double().mean())
         se = math.sqrt(p * (1 - p) / len(y))
         where = f"(ε={_fmt_eps(eps)}, K={K})"
         if abs(kept - p) > SIGMAS * se:
             e = math.exp(eps)
-            candidates = [  # keep rates of typical mistakes, written out (none of them is the answer)
+            mistake = _rate_mistake(kept, len(y), [  # keep rates of typical mistakes, written out (none is the answer)
                 ("no_noise", 1.0, "every label came back unchanged: that releases the true answer, ε = ∞. "
                  f"Keep it with probability e^ε/(e^ε+K−1) = {p:.3f}, otherwise answer another class."),
                 ("denominator_k", e / (e + K),
@@ -374,10 +439,10 @@ def check_randomized_response(fn, verbose: bool = True, seed: int = 0) -> CheckR
                  "your keep rate matches e^ε/(1+e^ε), the binary formula: with K classes use e^ε/(e^ε+K−1)."),
                 ("inverted", 1.0 / (1.0 + (K - 1) * e),
                  "your keep rate matches 1/(1+(K−1)e^ε): the sign of ε is flipped, so *more* ε gives *more* noise."),
-            ]
-            for code, value, msg in candidates:
-                if abs(kept - value) <= SIGMAS * math.sqrt(max(value * (1 - value), 1e-12) / len(y)) + 1e-12:
-                    return _finish(name, False, f"{where} {msg}", code, verbose, kept=kept, expected=p)
+            ])
+            if mistake is not None:
+                msg, code = mistake
+                return _finish(name, False, f"{where} {msg}", code, verbose, kept=kept, expected=p)
             return _finish(name, False, f"{where} the true label came back {100 * kept:.2f}% of the time; "
                            f"RR keeps it with probability e^ε/(e^ε+K−1) = {100 * p:.2f}%.", "wrong_keep_rate",
                            verbose, kept=kept, expected=p)
@@ -528,15 +593,10 @@ def check_selective_rr(fn, verbose: bool = True, seed: int = 0, per_cell: int = 
     group = torch.arange(len(priors)).repeat_interleave(K * per_cell)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     prior, y, group = prior[order], y[order], group[order]
-    with _seeded(seed) as gen:
-        try:
-            out = _call(fn, y.clone(), prior.clone(), eps, generator=gen,
-                        call=f"{getattr(fn, '__name__', 'fn')}(labels, prior, epsilon={eps}, generator=g)")
-        except _LearnerError as err:
-            return _raised(name, err, verbose)
-    out, problem = _as_labels(out, len(y), K)
-    if problem:
-        return _finish(name, False, problem, "bad_output", verbose)
+    out, failed = _draw_labels(name, fn, (y.clone(), prior.clone(), eps), K, seed, verbose=verbose,
+                               call=f"{getattr(fn, '__name__', 'fn')}(labels, prior, epsilon={eps}, generator=g)")
+    if failed is not None:
+        return failed
     mask = torch.stack(set_masks)[group]
     k = torch.tensor(ks)[group]
     in_set_out = mask[torch.arange(len(y)), out]
@@ -568,7 +628,7 @@ def check_selective_rr(fn, verbose: bool = True, seed: int = 0, per_cell: int = 
         n = int(sel.sum())
         if abs(kept - p) > SIGMAS * math.sqrt(p * (1 - p) / n):
             e = math.exp(eps)
-            for code, value, msg in [
+            mistake = _rate_mistake(kept, n, [
                 ("keep_with_K", keep_of[K],
                  f"inside a top-{kk} set you keep the true label with probability e^ε/(e^ε+K−1) (K = {K}): "
                  f"RR runs over the k = {kk} classes of the set, so use e^ε/(e^ε+k−1)."),
@@ -579,9 +639,9 @@ def check_selective_rr(fn, verbose: bool = True, seed: int = 0, per_cell: int = 
                  "inside the set your keep rate matches e^ε/(e^ε+k): the denominator counts the k−1 other answers."),
                 ("no_noise", 1.0, "inside the set you always return the true label: RR must keep it only with "
                  "probability e^ε/(e^ε+k−1)."),
-            ]:
-                if abs(kept - value) <= SIGMAS * math.sqrt(max(value * (1 - value), 1e-12) / n) + 1e-12:
-                    return _finish(name, False, msg, code, verbose)
+            ])
+            if mistake is not None:
+                return _finish(name, False, *mistake, verbose)
             return _finish(name, False, f"for a top-{kk} set the true label came back {100 * kept:.1f}% of the time; "
                            f"expected e^ε/(e^ε+k−1) = {100 * p:.1f}%.", "wrong_keep_rate", verbose)
     # full distribution, per prior and true label
@@ -663,12 +723,9 @@ def check_rr_channel_loss(fn, verbose: bool = True) -> CheckResult:
                 hint = ("A set of size k = 1 has no *other* members: guard (1−keep)/(k−1) (it is never used there, "
                         "since the only member is the released label).")
             return _raised(name, err, verbose, hint)
-        if not torch.is_tensor(loss):
-            return _finish(name, False, f"return the loss as a tensor (got {type(loss).__name__}): the student needs "
-                           "it to call .backward(). Don't use .item() or float().", "not_a_tensor", verbose)
-        if loss.numel() != 1:
-            return _finish(name, False, f"the loss should be one number (a scalar), got shape {tuple(loss.shape)}: "
-                           "average over the queries.", "not_scalar", verbose)
+        failed = _not_a_scalar_loss(name, loss, "the student", "average over the queries.", verbose)
+        if failed is not None:
+            return failed
         values.append(_float(loss))
         losses.append((loss, logits))
     if any(math.isnan(v) for v in values):
@@ -687,10 +744,11 @@ def check_rr_channel_loss(fn, verbose: bool = True) -> CheckResult:
                                "missing or not finite.", "no_grad", verbose)
         return _finish(name, True, f"right on both test batches (ε = 1: loss {values[0]:.4f}; ε = 3: {values[1]:.4f}), "
                        "gradients reach the student's logits.", verbose=verbose)
-    for code, msg in _RR_LOSS_MESSAGES.items():
-        if _matches(values, [c["mistakes"][code] for c in cases], rel=1e-6, abs_=1e-9):
-            return _finish(name, False, msg, code, verbose)
-    i = next(i for i, (v, r) in enumerate(zip(values, expected)) if not _close(v, r, 1e-6, 1e-9))
+    mistakes = {code: [c["mistakes"][code] for c in cases] for code in _RR_LOSS_MESSAGES}
+    named = _named_mistake(values, mistakes, _RR_LOSS_MESSAGES, rel=1e-6, abs_=1e-9)
+    if named is not None:
+        return _finish(name, False, *named, verbose)
+    i = _first_difference(values, expected, rel=1e-6, abs_=1e-9)
     return _finish(name, False, f"on test batch {i + 1} (ε = {_fmt_eps(cases[i]['epsilon'])}) your loss is "
                    f"{values[i]:.6f}, expected {expected[i]:.6f} = −mean log Σ_y q(y)·P(released | y).",
                    "wrong_value", verbose)
@@ -716,24 +774,14 @@ def check_gaussian_delta(fn, verbose: bool = True) -> CheckResult:
     Typical mistakes recognised: the e^ε factor missing, μ = σ instead of 1/σ,
     a + instead of the −, the two Φ arguments swapped.
     """
-    name = "Gaussian δ(ε)"
     table = _table("gaussian_delta")
     cases = [tuple(c) for c in table["cases"]]
-    try:
-        values = _numbers(fn, cases, name, "sigma={}, epsilon={}")
-    except _LearnerError as err:
-        return _raised(name, err, verbose)
-    ref = table["expected"]
-    if _matches(values, ref, rel=1e-6, abs_=1e-10):
-        return _finish(name, True, f"matches the analytic Gaussian mechanism on all {len(ref)} (σ, ε) pairs "
-                       f"(e.g. σ=1, ε=1 → δ = {ref[cases.index((1.0, 1.0))]:.6f}).", verbose=verbose)
-    for code, msg in _DELTA_MESSAGES.items():
-        if _matches(values, table["mistakes"][code], rel=1e-6, abs_=1e-10):
-            return _finish(name, False, msg, code, verbose)
-    i = next(i for i, (v, r) in enumerate(zip(values, ref)) if not _close(v, r, 1e-6, 1e-10))
-    (s, e), v, r = cases[i], values[i], ref[i]
-    return _finish(name, False, f"for σ={s}, ε={e} you returned δ = {v:.6g}, expected {r:.6g} "
-                   "(μ = 1/σ; δ = Φ(−ε/μ + μ/2) − e^ε·Φ(−ε/μ − μ/2)).", "wrong_value", verbose)
+    return _check_stored(
+        "Gaussian δ(ε)", fn, table, cases, "sigma={}, epsilon={}", _DELTA_MESSAGES, verbose, rel=1e-6, abs_=1e-10,
+        passed=lambda ref: f"matches the analytic Gaussian mechanism on all {len(ref)} (σ, ε) pairs "
+                           f"(e.g. σ=1, ε=1 → δ = {ref[cases.index((1.0, 1.0))]:.6f}).",
+        differs=lambda case, v, r: f"for σ={case[0]}, ε={case[1]} you returned δ = {v:.6g}, expected {r:.6g} "
+                                   "(μ = 1/σ; δ = Φ(−ε/μ + μ/2) − e^ε·Φ(−ε/μ − μ/2)).")
 
 
 def _gdp_epsilon(sigma, delta):
@@ -844,23 +892,13 @@ def check_label_noise_std(fn, verbose: bool = True) -> CheckResult:
     recognised: sensitivity forgotten (Δ = 1), Δ² = 2 (or Δ = 2) instead of
     Δ = √2, dividing by Δ, the classic σ.
     """
-    name = "label-noise std"
     table = _table("label_noise_std")
     cases = [tuple(c) for c in table["cases"]]
-    try:
-        values = _numbers(fn, cases, name, "epsilon={}, delta={}")
-    except _LearnerError as err:
-        return _raised(name, err, verbose)
-    ref = table["expected"]
-    if _matches(values, ref, rel=1e-3):
-        return _finish(name, True, f"σ·√2 right on {len(ref)} (ε, δ) pairs "
-                       f"(ε=1, δ=1e-5 → {ref[cases.index((1.0, 1e-5))]:.4f}).", verbose=verbose)
-    for code, msg in _LABEL_MESSAGES.items():
-        if _matches(values, table["mistakes"][code], rel=1e-3):
-            return _finish(name, False, msg, code, verbose)
-    (e, d), v, r = next(((c, v, r) for c, v, r in zip(cases, values, ref) if not _close(v, r, 1e-3)))
-    return _finish(name, False, f"at ε={e}, δ={d} you returned {v:.4f}, expected σ·√2 = {r:.4f}.", "wrong_value",
-                   verbose)
+    return _check_stored(
+        "label-noise std", fn, table, cases, "epsilon={}, delta={}", _LABEL_MESSAGES, verbose, rel=1e-3,
+        passed=lambda ref: f"σ·√2 right on {len(ref)} (ε, δ) pairs "
+                           f"(ε=1, δ=1e-5 → {ref[cases.index((1.0, 1e-5))]:.4f}).",
+        differs=lambda case, v, r: f"at ε={case[0]}, δ={case[1]} you returned {v:.4f}, expected σ·√2 = {r:.4f}.")
 
 
 _COMPOSE_MESSAGES = {
@@ -899,9 +937,9 @@ def check_composed_epsilon(fn, verbose: bool = True) -> CheckResult:
             values, rdp, rel=2e-2) else "a valid accountant"
         return _finish(name, True, f"your ε is {how} on all {len(ok)} (σ, steps) pairs (σ=1, 100 steps → ε = "
                        f"{values[at]:.2f}; exact {exact[at]:.2f}).", verbose=verbose)
-    for code, msg in _COMPOSE_MESSAGES.items():
-        if _matches(values, table["mistakes"][code], rel=1e-3):
-            return _finish(name, False, msg, code, verbose)
+    named = _named_mistake(values, table["mistakes"], _COMPOSE_MESSAGES, rel=1e-3)
+    if named is not None:
+        return _finish(name, False, *named, verbose)
     i = ok.index(False)
     (s, t, _), v = cases[i], values[i]
     steps = f"{t} step{'s' if t != 1 else ''}"
@@ -1001,12 +1039,9 @@ def check_generator_loss(fn, verbose: bool = True) -> CheckResult:
         loss = _call(fn, s, g, z.clone(), c.clone(), call=f"{getattr(fn, '__name__', 'fn')}(student, generator, z, c)")
     except _LearnerError as err:
         return _raised(name, err, verbose)
-    if not torch.is_tensor(loss):
-        return _finish(name, False, f"return the loss as a tensor (got {type(loss).__name__}): the generator needs "
-                       "it to call .backward(). Don't use .item() or float().", "not_a_tensor", verbose)
-    if loss.numel() != 1:
-        return _finish(name, False, f"the loss should be one number (a scalar), got shape {tuple(loss.shape)}: "
-                       "average over the batch (reduction='mean').", "not_scalar", verbose)
+    failed = _not_a_scalar_loss(name, loss, "the generator", "average over the batch (reduction='mean').", verbose)
+    if failed is not None:
+        return failed
     value = float(loss.detach())
     if not _close(value, ref, rel=1e-6, abs_=1e-9):
         cands = [("sign", -ref, "your loss has the opposite sign. The generator *minimises* the student's "
@@ -1309,24 +1344,15 @@ def check_counting_p_value(fn, verbose: bool = True) -> CheckResult:
     Compared with stored values on 7 cases. Typical mistakes recognised:
     P[W > v]; the lower tail; q = 1/(1+e^ε); q = 1/2; P[W = v].
     """
-    name = "counting p-value"
     table = _table("counting")["p_value"]
     cases = [(int(r), int(v), e) for r, v, e in table["cases"]]
-    try:
-        values = _numbers(fn, cases, name, "r={}, v={}, epsilon={}")
-    except _LearnerError as err:
-        return _raised(name, err, verbose)
-    ref = table["expected"]
-    if _matches(values, ref, rel=1e-6, abs_=1e-12):
-        return _finish(name, True, f"right on all {len(ref)} cases (e.g. 70 of 100 guesses right at ε = 1: "
-                       f"p = {ref[1]:.4f}; no guess right: p = 1).", verbose=verbose)
-    for code, msg in _COUNT_MESSAGES.items():
-        if _matches(values, table["mistakes"][code], rel=1e-6, abs_=1e-12):
-            return _finish(name, False, msg, code, verbose)
-    i = next(i for i, (v, r) in enumerate(zip(values, ref)) if not _close(v, r, 1e-6, 1e-12))
-    (r, v, e) = cases[i]
-    return _finish(name, False, f"for r={r}, v={v}, ε={e} you returned {values[i]:.6g}, expected {ref[i]:.6g} = "
-                   "P[W ≥ v], W ~ Binomial(r, e^ε/(1+e^ε)).", "wrong_value", verbose)
+    return _check_stored(
+        "counting p-value", fn, table, cases, "r={}, v={}, epsilon={}", _COUNT_MESSAGES, verbose, rel=1e-6,
+        abs_=1e-12,
+        passed=lambda ref: f"right on all {len(ref)} cases (e.g. 70 of 100 guesses right at ε = 1: "
+                           f"p = {ref[1]:.4f}; no guess right: p = 1).",
+        differs=lambda case, got, want: f"for r={case[0]}, v={case[1]}, ε={case[2]} you returned {got:.6g}, "
+                                        f"expected {want:.6g} = P[W ≥ v], W ~ Binomial(r, e^ε/(1+e^ε)).")
 
 
 def check_counting_epsilon(fn, verbose: bool = True, tol: float = 2e-3) -> CheckResult:
