@@ -179,6 +179,27 @@ def _load_torchvision(name, root, download):
     return DataSplits(name, xp, train.targets.long(), xh, test.targets.long(), class_names)
 
 
+def class_matched_members(data: DataSplits, seed: int = 0):
+    """(x, y): private records (the teacher's *members*) with exactly the held-out split's class mix.
+
+    For each class, as many private records as the held-out split has of it, drawn at random (``seed``; a
+    public choice). Compared with the held-out records (the *non-members*), the two sets then differ in
+    membership only, not in which classes they hold: a membership attack on them measures membership, not
+    class. (The private split is stored sorted, by class on the embedded data, so its first n records are a
+    few classes only.) Raises if a class has fewer private records than held-out ones.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    held = torch.bincount(data.y_heldout, minlength=data.num_classes)
+    picked = []
+    for c, n in enumerate(held.tolist()):
+        pool = torch.nonzero(data.y_private == c).flatten()
+        if len(pool) < n:
+            raise DpsdError(f"class {c}: {len(pool)} private records, fewer than its {n} held-out ones")
+        picked.append(pool[torch.randperm(len(pool), generator=g)[:n]])
+    idx = torch.cat(picked).sort().values
+    return data.x_private[idx], data.y_private[idx]
+
+
 _CACHE: dict = {}
 
 

@@ -35,7 +35,8 @@ from .utils import channels_last, seed_everything
 
 __all__ = ["Players", "setup", "ReplayBuffer", "draw", "balances_classes", "class_weights", "note_release",
            "warm_start", "pick_uncertain", "student_prior", "private_step", "replay_step", "generator_objective",
-           "contrastive_loss", "generator_step"]
+           "contrastive_loss", "generator_step", "PrivateStepTrace", "GeneratorStepTrace", "trace_private_step",
+           "trace_generator_step", "generator_images", "parameter_snapshot", "weight_change"]
 
 #: The contrastive term's temperature (CMI's 0.1): lower sharpens it toward the hardest negatives.
 CONTRASTIVE_TEMPERATURE = 0.1
@@ -337,3 +338,130 @@ def generator_step(p: Players):
     finally:
         p.student.requires_grad_(True)
     return float(loss.detach()) if torch.is_tensor(loss) else math.nan, terms
+
+
+# ---------------------------------------------------------------------------- one iteration, opened up (notebook 05)
+
+def parameter_snapshot(module: torch.nn.Module) -> dict:
+    """A detached copy of every parameter of ``module``, {name: tensor}, to measure a step against."""
+    return {name: w.detach().clone() for name, w in module.named_parameters()}
+
+
+def weight_change(before: dict, module: torch.nn.Module) -> dict:
+    """How far each layer of ``module`` moved since ``before`` (:func:`parameter_snapshot`).
+
+    Returns {layer: {"norm": ‖W‖ before, "change": ‖W_now − W_before‖, "relative": change / norm}}, in the
+    order of the module's parameters, where a layer's W is all its parameters (weight and bias) as one vector
+    (L2 norms). Layer names are the module paths with the layer's type, e.g. ``net.0 (Conv2d)``.
+    """
+    kinds = {name: type(m).__name__ for name, m in module.named_modules()}
+    sums: dict = {}
+    for name, w in module.named_parameters():
+        path = name.rpartition(".")[0]
+        key = f"{path} ({kinds.get(path, '?')})" if path else name
+        norm2, change2 = sums.get(key, (0.0, 0.0))
+        old = before[name].to(w.device)
+        sums[key] = (norm2 + float(old.double().pow(2).sum()),
+                     change2 + float((w.detach() - old).double().pow(2).sum()))
+    out = {}
+    for key, (norm2, change2) in sums.items():
+        norm, change = math.sqrt(norm2), math.sqrt(change2)
+        out[key] = {"norm": norm, "change": change, "relative": change / norm if norm else math.nan}
+    return out
+
+
+@dataclass
+class PrivateStepTrace:
+    """What one :func:`private_step` computed on its way, kept for a lesson. Every tensor is on the CPU.
+
+    ``teacher_probabilities`` is what ``mechanism.release`` read: in a run nothing outside the mechanism ever
+    sees it. It is kept here only so that a lesson can put it beside the release.
+    """
+
+    z: torch.Tensor  # N×nz: the noise the generator was given (N = batch_size · query_pool)
+    generated: torch.Tensor  # N×C×H×W: G(z, c), as the generator drew them
+    x: torch.Tensor  # B×C×H×W: the queries the teacher answered (after augmentation and the uncertainty pick)
+    c: torch.Tensor  # B: the class each query was asked for
+    teacher_probabilities: torch.Tensor  # B×K: softmax of the teacher's logits, inside the mechanism only
+    student_logits: torch.Tensor  # B×K: the student's logits on x, before its step
+    prior: torch.Tensor | None  # B×K: π, the tempered and smoothed student prediction (None: no prior)
+    release: Release  # what the mechanism let out (rr: labels, mask and ``extra["k"]``, the answer set sizes)
+    loss: float  # the mechanism's student loss on the release, before the step
+    student_change: dict  # :func:`weight_change` of the student over its step
+
+
+def trace_private_step(p: Players, use_prior: bool) -> PrivateStepTrace:
+    """Take one :func:`private_step`, unchanged, and keep what it computed along the way.
+
+    The step is the library's own: the student learns, the replay buffer and the class shares are updated,
+    the privacy noise is drawn, exactly as in a run. To see inside it, for this one call the generator's
+    inputs and output are recorded with a forward hook, and the mechanism's ``release`` is wrapped to record
+    its arguments (the teacher's logits, the prior, the student's logits) before passing them on unchanged.
+    """
+    seen = {}
+    mech = p.mechanism
+    own = "release" in vars(mech)  # already wrapped by someone else: put that back afterwards
+    original = mech.release
+
+    def record(teacher_logits, prior=None, student_logits=None):
+        seen["teacher"] = teacher_logits.detach().float().softmax(1).cpu()
+        seen["prior"] = None if prior is None else prior.detach().float().cpu()
+        seen["student"] = None if student_logits is None else student_logits.detach().float().cpu()
+        return original(teacher_logits, prior=prior, student_logits=student_logits)
+
+    def look(_module, args, output):
+        seen["z"], seen["generated"] = args[0].detach().cpu(), output.detach().float().cpu()
+
+    before = parameter_snapshot(p.student)
+    hook = p.generator.register_forward_hook(look)
+    mech.release = record
+    try:
+        x, c, release, loss = private_step(p, use_prior)
+    finally:
+        hook.remove()
+        if own:
+            mech.release = original
+        else:
+            del mech.release  # the class's method again
+    return PrivateStepTrace(seen["z"], seen["generated"], x.detach().cpu(), c.cpu(), seen["teacher"],
+                            seen["student"], seen["prior"], release, float(loss), weight_change(before, p.student))
+
+
+@torch.no_grad()
+def generator_images(p: Players, z, c, ink=None) -> torch.Tensor:
+    """G(z, c) as the loop draws it (training mode), for a look: the generator is left as it was (its
+    BatchNorm running statistics are put back), and no gradient is kept."""
+    buffers = {name: b.clone() for name, b in p.generator.named_buffers()}
+    try:
+        return p.generator(z, c, ink).float().cpu()
+    finally:
+        for name, b in p.generator.named_buffers():
+            b.copy_(buffers[name])
+
+
+@dataclass
+class GeneratorStepTrace:
+    """One :func:`generator_step` seen through a fixed (z, c): the images before and after, and what moved."""
+
+    z: torch.Tensor  # n×nz, fixed
+    c: torch.Tensor  # n requested classes, fixed
+    before: torch.Tensor  # n×C×H×W: G(z, c) before the step
+    after: torch.Tensor  # n×C×H×W: G(z, c) after it
+    loss: float  # the objective of the step (on the step's own batch, drawn by generator_step)
+    terms: dict  # {term: its value, weight included}, as generator_objective returns them
+    generator_change: dict  # :func:`weight_change` of the generator over its step
+
+
+def trace_generator_step(p: Players, n: int = 16) -> GeneratorStepTrace:
+    """Take one :func:`generator_step`, unchanged, and look at n fixed (z, c) through it.
+
+    The fixed (z, c) are drawn with :func:`draw` before the step (from the run's random generator, so the
+    run's later draws differ from a run without the look); the step draws its own batch as always.
+    """
+    z, c, ink = draw(p, n)
+    before_images = generator_images(p, z, c, ink)
+    before = parameter_snapshot(p.generator)
+    loss, terms = generator_step(p)
+    after_images = generator_images(p, z, c, ink)
+    return GeneratorStepTrace(z.cpu(), c.cpu(), before_images, after_images, loss, terms,
+                              weight_change(before, p.generator))

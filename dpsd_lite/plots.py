@@ -1,5 +1,8 @@
 """Figures for the notebooks and the dashboard: images, curves, ε trade-offs, noisy answers.
 
+Every figure of a run names what made its queries (:func:`generator_name`: the learned generator, DPSD's
+own, or the stroke renderer, a public prior), read from the run's config, so no notebook writes it by hand.
+
 Every function draws with matplotlib's object API (``matplotlib.figure.Figure``,
 never ``pyplot``), so it is safe to call from the dashboard's background
 thread and never changes a notebook's backend. Each returns the ``Figure``;
@@ -21,6 +24,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "generator_name",
+    "run_title",
+    "add_run_title",
+    "run_report",
     "plot_pipeline",
     "new_figure",
     "figure_to_png",
@@ -32,9 +39,71 @@ __all__ = [
     "plot_histograms",
     "plot_label_confusion",
     "plot_noise_calibration",
+    "plot_private_step",
+    "plot_weight_change",
 ]
 
 MODE_COLOURS = {"none": "tab:gray", "label": "tab:blue", "rr": "tab:orange", "rr-top2": "tab:red", "data": "tab:green"}
+
+def _config_of(run):
+    """The config of a run, a result, a loaded run or the loop's players; a config as it is; None otherwise."""
+    if isinstance(run, (str, dict)) or run is None:
+        return None
+    return getattr(run, "config", run)
+
+
+def generator_name(run) -> str:
+    """What made a run's queries, in words (:func:`dpsd_lite.names.generator_label`: ``learned generator
+    (DPSD)``, the default, or ``stroke renderer (public prior)``), with ``, frozen at its initialisation`` when
+    the run froze it (``freeze_generator``).
+
+    ``run``: a :class:`~dpsd_lite.transcribe.TranscribeConfig`, anything with a ``.config`` (a transcription
+    result, a loaded run, the loop's players), a sweep row (its ``generator`` column) or a generator kind.
+    """
+    if isinstance(run, str):
+        kind, frozen = run, False
+    elif isinstance(run, dict):
+        kind, frozen = run.get("generator"), bool(run.get("freeze_generator", False))
+    else:
+        config = _config_of(run)
+        kind, frozen = getattr(config, "generator", None), bool(getattr(config, "freeze_generator", False))
+    from .names import generator_label
+
+    name = generator_label(str(kind)) if kind not in (None, "—") else "no generator"
+    return name + (", frozen at its initialisation" if frozen else "")
+
+
+def run_title(run) -> str:
+    """One line naming a run: dataset · noise mode (and ε per teacher answer) · the generator.
+
+    ``run``: a config, or anything with a ``.config`` (a transcription result, a loaded run)."""
+    from .names import mode_name
+
+    config = _config_of(run)
+    mode = mode_name(config.noise_mode, getattr(config, "rr_answer", "top1"))
+    privacy = "no privacy" if config.noise_mode == "none" else f"ε = {config.epsilon:g} per teacher answer"
+    return f"{config.dataset} · {mode}, {privacy} · {generator_name(config)}"
+
+
+def add_run_title(fig: Figure, run) -> Figure:
+    """Name ``run`` (:func:`run_title`: its data, noise mode and ε, and generator) in a figure that another
+    function drew without it: a line under the first axes' title (or the figure's suptitle). Returns ``fig``."""
+    line = run_title(run)
+    if getattr(fig, "_suptitle", None) is not None and fig._suptitle.get_text():
+        fig.suptitle(f"{fig._suptitle.get_text()}\n{line}", fontsize=fig._suptitle.get_fontsize())
+        return fig
+    ax = fig.axes[0]
+    title = ax.get_title()
+    ax.set_title(f"{title}\n{line}" if title else line, fontsize=9)
+    return fig
+
+
+def run_report(result) -> str:
+    """A run's privacy report (:func:`dpsd_lite.report.format_report`) under a first line naming the run
+    (:func:`run_title`: dataset, noise mode and ε, and the generator that made the queries)."""
+    from .report import format_report
+
+    return f"run: {run_title(result)}\n{format_report(result.privacy)}"
 
 
 def new_figure(width: float = 6.4, height: float = 4.0, nrows: int = 1, ncols: int = 1):
@@ -142,8 +211,9 @@ def plot_image_evolution(snapshots, n_images: int = 10, class_names=None, fig: F
     """Synthetic images at several moments of a run: one row per snapshot.
 
     ``snapshots`` is a list of dicts with ``step``, ``images`` (N×C×H×W),
-    ``classes`` (requested) and optionally ``labels`` (released), as recorded
-    by :class:`dpsd_lite.widgets.LiveMonitor` with ``keep_snapshots=True``.
+    ``classes`` (requested) and optionally ``labels`` (released) and
+    ``generator`` (its name, for the title), as recorded by
+    :class:`dpsd_lite.widgets.LiveMonitor` with ``keep_snapshots=True``.
     Each row shows the first image requested for each class (up to
     ``n_images`` classes), so rows can be compared column by column.
     """
@@ -177,15 +247,38 @@ def plot_image_evolution(snapshots, n_images: int = 10, class_names=None, fig: F
             ax.set_title(text, fontsize=8, color=colour, pad=2)
             if j == 0:
                 ax.set_ylabel(f"step {snap['step']}", fontsize=8)
-    fig.suptitle("synthetic images as the run goes on (titles: requested class → released label)", fontsize=9)
+    made_by = snapshots[-1].get("generator")
+    fig.suptitle("synthetic images as the run goes on" + (f", {made_by}" if made_by else "")
+                 + " (titles: requested class → released label)", fontsize=9)
     return fig
 
 
+def _run_label(run, runs) -> str:
+    """A legend name for one of several results: what tells it apart from the others (mode and ε, generator)."""
+    from .names import mode_name
+
+    config, configs = _config_of(run), [_config_of(r) for r in runs]
+    parts = []
+    if len({(c.noise_mode, c.epsilon if c.noise_mode != "none" else None) for c in configs}) > 1:
+        mode = mode_name(config.noise_mode, getattr(config, "rr_answer", "top1"))
+        privacy = " (no privacy)" if config.noise_mode == "none" else f", ε = {config.epsilon:g} per answer"
+        parts.append(mode + privacy)
+    if len({generator_name(c) for c in configs}) > 1:
+        parts.append(generator_name(config))
+    return ", ".join(parts) or "student"
+
+
 def _as_runs(histories):
-    """One history (list of dicts) or {name: history} → {name: history}."""
+    """One history (list of dicts), a result, a list of results, or {name: history or result}
+    → ({name: history}, {name: generator name or None})."""
     if isinstance(histories, dict):
-        return histories
-    return {"student": histories}
+        runs = dict(histories)
+    elif isinstance(histories, (list, tuple)) and histories and hasattr(histories[0], "history"):
+        runs = {_run_label(r, histories): r for r in histories}
+    else:
+        runs = {"student": histories}
+    made_by = {name: generator_name(r) if hasattr(r, "history") else None for name, r in runs.items()}
+    return {name: getattr(r, "history", r) for name, r in runs.items()}, made_by
 
 
 def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: str = "step", ax=None,
@@ -193,15 +286,22 @@ def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: st
     """Student held-out accuracy (%) against ``x`` (``step`` or ``queries``), one line per run.
 
     ``histories`` is a run's ``history`` (list of dicts with ``step``,
-    ``queries``, ``student_accuracy``) or a dict ``{legend name: history}``.
-    The teacher's held-out accuracy, if given, is a dashed reference line, and
-    10% marks chance for ten classes. With ``agreement`` (and one run), a
-    dotted line shows the share of queries whose released label is the class
-    the generator was asked for: it rises when the generator learns what the
-    teacher calls each class.
+    ``queries``, ``student_accuracy``), a transcription result, a list of
+    results, or a dict ``{legend name: history or result}``. Results name
+    their generator: in the title when they share one, in the legend when they
+    do not. The teacher's held-out accuracy, if given, is a dashed reference
+    line, and 10% marks chance for ten classes. With ``agreement`` (and one
+    run), a dotted line shows the share of queries whose released label is the
+    class the generator was asked for: it rises when the generator learns what
+    the teacher calls each class. The legend sits outside the axes, on the
+    right, so it never hides a curve.
     """
-    fig, ax = _axes(ax)
-    runs = _as_runs(histories)
+    fig, ax = _axes(ax, 8.0, 4.0)  # room for the legend beside the axes
+    runs, made_by = _as_runs(histories)
+    names = set(made_by.values()) - {None}
+    if len(names) > 1:  # different generators: the legend says which line is which
+        runs = {(f"{name} ({made_by[name]})" if made_by[name] and made_by[name] not in name else name): hist
+                for name, hist in runs.items()}
     for name, hist in runs.items():
         if not hist:
             continue
@@ -217,19 +317,31 @@ def plot_accuracy_curves(histories, teacher_accuracy: float | None = None, x: st
                    label=f"teacher ({100 * teacher_accuracy:.1f}%)")
     ax.axhline(10, color="grey", linestyle=":", linewidth=1, label="chance (10 classes)")
     ax.set_ylim(0, 102)
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and queries are whole numbers
+    # steps and queries are whole numbers; queries run to six figures, so fewer ticks, with thousands separators
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5 if x == "queries" else "auto", integer=True))
+    if x == "queries":
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
     ax.set_xlabel("generator iterations (steps)" if x == "step" else "teacher queries answered")
     ax.set_ylabel("student held-out accuracy (%)")
-    ax.set_title(title or "student accuracy during transcription")
+    if title is None:
+        title = "student accuracy during transcription" + (f" ({names.pop()})" if len(names) == 1 else "")
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    _legend_outside(ax)
     return fig
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of the axes (constrained layout makes room for it): it covers no line."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
 
 
 def plot_losses(history, ax=None, title: str | None = None) -> Figure:
     """Student and generator losses (at each evaluation) against steps.
+
+    ``history``: a run's history, or a transcription result (the title then names the run and its generator).
 
     The two losses have different units (the student's loss depends on the
     noise mode; the generator's is its objective in ``transcribe``: the
@@ -237,6 +349,9 @@ def plot_losses(history, ax=None, title: str | None = None) -> Figure:
     it towards inputs the students still get wrong), so they get separate y axes.
     """
     fig, ax = _axes(ax)
+    if hasattr(history, "history"):
+        title = title or f"the two players' losses\n{run_title(history)}"
+        history = history.history
     steps = [h["step"] for h in history]
     ax.plot(steps, [h["student_loss"] for h in history], color="tab:blue", marker="o", markersize=3,
             label="student loss (on the released labels)")
@@ -258,7 +373,7 @@ def plot_accuracy_vs_epsilon(rows, path=None) -> Figure:
 
     The same figure the CLI's ``dpsd-lite sweep`` saves: this calls
     :func:`dpsd_lite.sweep.plot_sweep`, so notebooks, dashboard and CLI draw
-    the trade-off one way.
+    the trade-off one way (its title names the generator of the rows).
     """
     from .sweep import plot_sweep
 
@@ -343,6 +458,81 @@ def plot_noise_calibration(epsilons=None, delta: float = 1e-5, ax=None) -> Figur
     ax.set_title(f"how much Gaussian noise one answer needs (δ = {delta:g})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_private_step(trace, n: int = 6, class_names=None, run=None) -> Figure:
+    """One private step, query by query (a :class:`dpsd_lite.phases.PrivateStepTrace`): n columns.
+
+    Top: the query x and the class it was asked for. Middle, in red: the teacher's probabilities, what the
+    mechanism reads and nothing outside it ever sees (shown for the lesson only). Bottom: the prior π (the
+    tempered, smoothed student prediction), the classes of the answer set in blue, and what the mechanism
+    released; without a prior, the released values if the mode has any. ``run`` (a config, a result, the
+    loop's players) names the run and its generator in the title.
+    """
+    n = min(int(n), len(trace.x))
+    K = trace.teacher_probabilities.shape[1]
+    fig = Figure(figsize=(1.55 * n + 0.9, 5.2), layout="constrained")
+    axes = fig.subplots(3, n, squeeze=False)
+    imgs = _to_numpy_images(trace.x[:n])
+    rel = trace.release
+    names = [_name(class_names, k) for k in range(K)]
+    released = rel.hard_labels[:n].cpu()
+    k = rel.extra.get("k")
+    mask = rel.mask[:n].cpu() if rel.mask is not None else None
+    bottom = trace.prior if trace.prior is not None else (rel.values.detach().float().cpu()
+                                                          if rel.values is not None else None)
+    for i in range(n):
+        ax = axes[0, i]
+        ax.imshow(imgs[i], cmap="gray" if imgs[i].ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"asked for {_name(class_names, trace.c[i])}", fontsize=8)
+        ax = axes[1, i]
+        ax.bar(range(K), trace.teacher_probabilities[i].numpy(), color="#c33")
+        ax.set_ylim(0, 1)
+        ax.set_xticks(range(K), names, fontsize=6)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_title(f"teacher's top: {names[int(trace.teacher_probabilities[i].argmax())]}", fontsize=8,
+                     color="#a33")
+        ax = axes[2, i]
+        if bottom is not None:
+            colours = ["tab:blue" if mask is None or mask[i, j] else "lightgrey" for j in range(K)]
+            ax.bar(range(K), bottom[i].numpy(), color=colours)
+        ax.set_xticks(range(K), names, fontsize=6)
+        ax.tick_params(axis="y", labelsize=6)
+        text = f"released {_name(class_names, released[i])}"
+        if k is not None:
+            text = f"k = {int(k[i])}, {text}"
+        ok = int(released[i]) == int(trace.c[i])
+        ax.set_title(text, fontsize=8, color="tab:green" if ok else "tab:red")
+    axes[1, 0].set_ylabel("teacher p\n(inside the\nmechanism only)", fontsize=8, color="#a33")
+    axes[2, 0].set_ylabel("prior π\n(blue: the\nanswer set)" if trace.prior is not None else
+                          ("released\nvalues" if rel.values is not None else ""), fontsize=8)
+    head = "one private step, query by query: the red row never leaves the mechanism; the rest is public"
+    fig.suptitle(head + (f"\n{run_title(run)}" if run is not None else ""), fontsize=9)
+    return fig
+
+
+def plot_weight_change(change: dict, title: str | None = None, ax=None) -> Figure:
+    """How far each layer moved in one step: ‖ΔW‖ / ‖W‖ in percent, one bar per layer.
+
+    ``change``: :func:`dpsd_lite.phases.weight_change` ({layer: {"norm", "change", "relative"}}).
+    """
+    fig, ax = _axes(ax, 6.4, 0.45 * len(change) + 1.2)
+    layers = list(change)
+    values = [100 * change[k]["relative"] for k in layers]
+    ax.barh(range(len(layers)), values, color="tab:purple")
+    ax.set_yticks(range(len(layers)), layers, fontsize=8)
+    ax.invert_yaxis()  # the first layer on top
+    for i, k in enumerate(layers):
+        ax.text(values[i], i, f"  ‖ΔW‖ = {change[k]['change']:.2g} of ‖W‖ = {change[k]['norm']:.3g}",
+                va="center", fontsize=7)
+    ax.set_xlim(0, 1.6 * max(values + [1e-9]))
+    ax.set_xlabel("relative change of the layer's weights in this step, ‖ΔW‖ / ‖W‖ (%)")
+    ax.set_ylabel("layer")
+    ax.set_title(title or "how far one step moved each layer", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
     return fig
 
 

@@ -163,33 +163,64 @@ class ProgressBar:
     """A tqdm progress bar driven by the loop's ``on_step_end`` callback: ``transcribe(..., callbacks=bar.callbacks)``.
 
     One bar per run (a sweep's next run, whose step count starts again,
-    gets a fresh bar), described by the run's mode and ε, with the latest
-    held-out accuracy and the number of teacher queries. ``tqdm.auto``: a
-    widget in Jupyter, text on a terminal (``file``, default stderr).
+    gets a fresh bar), described by the run's mode, ε and generator, with the
+    latest held-out accuracy and the number of teacher queries. ``tqdm.auto``:
+    a widget in Jupyter, text on a terminal (``file``, default stderr).
     ``close()`` ends the last bar.
+
+    A run's first step ends only after it has loaded its teacher (from the
+    disk cache, or by training it once) and built its players, so a bar made
+    at the first step would leave a notebook cell blank until then. With
+    ``start`` (the default in Jupyter) the bar is shown at once, named
+    ``desc`` (or "transcription") and saying what the run is doing, and takes
+    the run's step count and name at its first step. On a terminal the default
+    waits for the first step, so it never interleaves with the teacher's own
+    training bar.
     """
 
-    def __init__(self, desc: str | None = None, file=None, leave: bool = True):
+    STARTING = "starting… (loading the teacher: from the disk cache, or trained once)"
+
+    def __init__(self, desc: str | None = None, file=None, leave: bool = True, start: bool | None = None):
         self.desc, self.file, self.leave = desc, file, leave
         self.bar = None
+        self._waiting = False  # the bar shown before its run's first step, without a step count yet
         self.callbacks = {"on_step_end": self.update}
+        if start if start is not None else _in_notebook():
+            self.start()
 
     def _describe(self, state) -> str:
         if self.desc:
             return self.desc
-        cfg = state.config
-        return cfg.noise_mode if cfg.noise_mode == "none" else f"{cfg.noise_mode}, ε={cfg.epsilon:g}"
+        from .names import generator_label
 
-    def update(self, state) -> None:
+        cfg = state.config
+        mode = cfg.noise_mode if cfg.noise_mode == "none" else f"{cfg.noise_mode}, ε={cfg.epsilon:g}"
+        frozen = ", frozen" if getattr(cfg, "freeze_generator", False) else ""
+        return f"{mode}, {generator_label(cfg.generator)}{frozen}"
+
+    def _new_bar(self, **kwargs):
+        import sys
+
         from tqdm.auto import tqdm
 
-        if self.bar is not None and state.step < self.bar.n:  # a new run
+        return tqdm(unit="step", file=self.file or sys.stderr, leave=self.leave, **kwargs)
+
+    def start(self, text: str | None = None) -> None:
+        """Show a bar now, before the run's first step: its name and ``text`` (default :attr:`STARTING`)."""
+        self.close()
+        self.bar = self._new_bar(total=None, desc=self.desc or "transcription")
+        self.bar.set_postfix_str(text or self.STARTING)
+        self._waiting = True
+
+    def update(self, state) -> None:
+        if self.bar is not None and not self._waiting and state.step < self.bar.n:  # a new run
             self.close()
         if self.bar is None:
-            import sys
-
-            self.bar = tqdm(total=state.total_steps, desc=self._describe(state), unit="step",
-                            file=self.file or sys.stderr, leave=self.leave)
+            self.bar = self._new_bar(total=state.total_steps, desc=self._describe(state))
+        elif self._waiting:  # the bar shown at once: now the run is known
+            self.bar.reset(total=state.total_steps)
+            self.bar.set_description(self._describe(state), refresh=False)
+            self._waiting = False
         self.bar.update(state.step - self.bar.n)
         acc = state.student_accuracy
         self.bar.set_postfix(acc="n/a" if acc != acc else f"{100 * acc:.1f}%", queries=f"{state.queries:,}",
@@ -201,3 +232,15 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self._waiting = False
+
+
+def _in_notebook() -> bool:
+    """Whether tqdm.auto draws its bars as Jupyter widgets here (an IPython kernel with ipywidgets)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

@@ -38,7 +38,8 @@ import time
 import ipywidgets as W
 
 from . import plots
-from .names import mode_name, mode_settings
+from .generators import STROKE_FORMAT
+from .names import GENERATOR_LABELS, generator_label, mode_name, mode_settings
 
 __all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS"]
 
@@ -52,6 +53,8 @@ MODE_LABELS = {
 
 #: The dropdowns' choices, in order: the four noise modes, with rr's top-two release after rr.
 DROPDOWN_MODES = ("none", "label", "rr", "rr-top2", "data")
+#: The record-level route's choices: a DP-SGD teacher at these ε per private record (the CLI's --dp-epsilon)
+TEACHER_DP_EPSILONS = (1.0, 10.0)
 
 
 def show_figure(output: W.Output, fig, dpi: int = 90) -> None:
@@ -108,20 +111,30 @@ class LiveMonitor:
 
     With ``keep_snapshots=True``, the synthetic images at each evaluation are
     kept in ``monitor.snapshots`` (dicts ``step``, ``images``, ``classes``,
-    ``labels``) for :func:`dpsd_lite.plots.plot_image_evolution`.
+    ``labels``, ``generator``) for :func:`dpsd_lite.plots.plot_image_evolution`.
+
+    Until the first step ends (the run loads its teacher, from the disk cache
+    or by training it once, then builds its players and takes a step) the
+    status line says so (``waiting``), so the bar is never a blank box. The
+    figures name the generator that made the queries.
     """
 
+    #: What the status line says from the moment the monitor is shown until the first step ends.
+    WAITING = ("waiting for the run… once started it loads its teacher (from the disk cache, or trains it once: "
+               "about a minute) and shows its first step here")
+
     def __init__(self, teacher_accuracy: float | None = None, class_names=None, n_images: int = 32,
-                 refresh_seconds: float = 2.0, keep_snapshots: bool = False, show_images: bool = True):
+                 refresh_seconds: float = 2.0, keep_snapshots: bool = False, show_images: bool = True,
+                 waiting: str | None = None):
         self.teacher_accuracy = teacher_accuracy
         self.class_names = class_names
         self.n_images = int(n_images)
         self.refresh_seconds = float(refresh_seconds)
         self.keep_snapshots = keep_snapshots
         self.snapshots: list[dict] = []
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", bar_style="info",
-                                      layout=W.Layout(width="420px"))
-        self.status = W.HTML(value="")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="transcription", bar_style="info",
+                                      style={"description_width": "initial"}, layout=W.Layout(width="420px"))
+        self.status = W.HTML(value=html.escape(self.WAITING if waiting is None else waiting))
         self.curve_output = W.Output(layout=W.Layout(min_height="40px"))
         self.images_output = W.Output(layout=W.Layout(min_height="40px"))
         panels = [self.curve_output] + ([self.images_output] if show_images else [])
@@ -155,17 +168,18 @@ class LiveMonitor:
 
     def on_eval(self, state) -> None:
         self._maybe_new_run(state)
-        self.draw_curve(state.history)
+        self.draw_curve(state.history, title=f"student accuracy · {plots.generator_name(state.config)}")
         if self.keep_snapshots and state.last_images is not None:
             self.snapshots.append({"step": state.step, "images": state.last_images.clone(),
                                    "classes": state.last_classes.clone(),
-                                   "labels": None if state.last_labels is None else state.last_labels.clone()})
+                                   "labels": None if state.last_labels is None else state.last_labels.clone(),
+                                   "generator": plots.generator_name(state.config)})
         self.draw_images(state)
 
     # -- drawing ----------------------------------------------------------
-    def draw_curve(self, history) -> None:
-        fig, ax = plots.new_figure(5.6, 3.6)
-        plots.plot_accuracy_curves(history, teacher_accuracy=self.teacher_accuracy, ax=ax)
+    def draw_curve(self, history, title: str | None = None) -> None:
+        fig, ax = plots.new_figure(7.4, 3.6)  # the legend sits to the right of the axes
+        plots.plot_accuracy_curves(history, teacher_accuracy=self.teacher_accuracy, ax=ax, title=title)
         show_figure(self.curve_output, fig)
 
     def draw_images(self, state) -> None:
@@ -176,7 +190,8 @@ class LiveMonitor:
         fig = plots.image_grid(state.last_images[:n], classes=state.last_classes[:n],
                                labels=None if state.last_labels is None else state.last_labels[:n],
                                class_names=self.class_names, label_name="released label",
-                               title=f"synthetic queries at step {state.step}")
+                               title=f"synthetic queries at step {state.step} "
+                                     f"({plots.generator_name(state.config)})")
         show_figure(self.images_output, fig)
         now = time.perf_counter()
         self._next_draw = now + max(self.refresh_seconds, 10 * (now - start))
@@ -190,7 +205,13 @@ class Dashboard:
     :class:`~dpsd_lite.transcribe.TranscribeConfig` settings; ``epsilon``,
     ``noise_mode`` and ``steps`` set the controls' starting values.
 
-    Attributes for code and tests: ``epsilon_slider``, ``mode_dropdown``,
+    Beside the ε slider, ``privacy_levels`` shows the three levels of the run the controls describe: ε per
+    teacher answer, the whole run (every answer composed) and per private record (none for the ordinary
+    teacher; the DP-SGD teacher's ε when ``teacher_dropdown`` picks the record-level route).
+
+    Attributes for code and tests: ``epsilon_slider``, ``mode_dropdown``, ``generator_dropdown``
+    (DPSD's learned generator, or the stroke renderer on digit data), ``teacher_dropdown`` (the ordinary
+    teacher, or a DP-SGD teacher at ε per private record), ``privacy_levels``,
     ``steps_slider``, ``run_button``, ``stop_button``, ``progress``,
     ``monitor`` (a :class:`LiveMonitor`), ``table`` (HTML of all runs),
     ``tradeoff_output``, ``report_output``, ``runs`` (one sweep row per run,
@@ -228,6 +249,21 @@ class Dashboard:
         self.steps_slider = W.IntSlider(value=min(steps, max_steps), min=10, max=max_steps, step=10,
                                         description="generator steps", continuous_update=False,
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
+        generators = [(GENERATOR_LABELS["learned"], "learned")]
+        if self.config.dataset in STROKE_FORMAT:  # the renderer draws handwritten digits only
+            generators.append((GENERATOR_LABELS["strokes"] + " — a lesson, not DPSD", "strokes"))
+        self.generator_dropdown = W.Dropdown(options=generators, value=self.config.generator, description="generator",
+                                             style={"description_width": "initial"}, layout=W.Layout(width="440px"))
+        routes = [("ordinary teacher (no ε per private record)", 0.0)]
+        routes += [(f"DP-SGD teacher, ε = {e:g} per private record (trained once, then cached)", e)
+                   for e in TEACHER_DP_EPSILONS]
+        dp0 = self.config.teacher_dp_epsilon or 0.0
+        if dp0 not in dict((v, k) for k, v in routes):
+            routes.append((f"DP-SGD teacher, ε = {dp0:g} per private record", dp0))
+        self.teacher_dropdown = W.Dropdown(options=routes, value=dp0, description="teacher",
+                                           style={"description_width": "initial"}, layout=W.Layout(width="440px"))
+        self.privacy_levels = W.HTML(layout=W.Layout(width="440px"))
+        self._dp_teachers = {}  # record-level ε → its DP-SGD teacher, once loaded
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="transcribe the teacher with these settings (background thread)")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop", disabled=True,
@@ -236,6 +272,10 @@ class Dashboard:
         self.stop_button.on_click(lambda _b: self.stop())
         self.mode_dropdown.observe(self._on_mode, names="value")
         self._on_mode({"new": self.mode_dropdown.value})
+        for control in (self.epsilon_slider, self.mode_dropdown, self.steps_slider, self.teacher_dropdown):
+            control.observe(lambda _change: self._show_levels(), names="value")
+        self.generator_dropdown.observe(self._on_generator, names="value")
+        self._show_levels()
 
         teacher_acc = teacher.heldout_accuracy if teacher is not None else None
         names = data.class_names if data is not None else None
@@ -246,10 +286,11 @@ class Dashboard:
         self.table = W.HTML(value=self._table_html())
         self.tradeoff_output = W.Output()
         self.report_output = W.Output()
-        controls = W.VBox([self.epsilon_slider, self.mode_dropdown, self.steps_slider,
+        controls = W.VBox([W.HBox([self.epsilon_slider, self.privacy_levels]), self.mode_dropdown,
+                           self.generator_dropdown, self.teacher_dropdown, self.steps_slider,
                            W.HBox([self.run_button, self.stop_button])])
         header = W.HTML(f"<b>dpsd_lite dashboard</b> · dataset <code>{html.escape(self.config.dataset)}</code> · "
-                        f"δ = {self.config.delta:g} · ε is per teacher answer, not per private record")
+                        f"δ = {self.config.delta:g} · the slider's ε is per teacher answer, not per private record")
         self.widget = W.VBox([
             header,
             controls,
@@ -267,6 +308,32 @@ class Dashboard:
         # ε means nothing without noise: grey the slider out for mode none
         self.epsilon_slider.disabled = change["new"] == "none"
 
+    def _on_generator(self, change) -> None:
+        """A generator of its own budget: the steps slider moves to the new generator's default (unless set)."""
+        if self.config.steps is None:
+            steps = self.config.replace(generator=change["new"], epsilon=float(self.epsilon_slider.value),
+                                        **mode_settings(self.mode_dropdown.value)).resolved().steps
+            self.steps_slider.value = min(steps, self.steps_slider.max)
+        self._show_levels()
+
+    def _show_levels(self) -> None:
+        """The three levels of ε for the run the controls describe (before it runs: its planned answers)."""
+        from .accounting import whole_run_epsilon
+        from .report import privacy_summary
+
+        cfg = self.current_config()
+        answers = cfg.steps * cfg.student_steps * cfg.batch_size
+        report = {"unit": "answer" if cfg.noise_mode != "none" else "none", "answers": answers,
+                  "epsilon_per_answer": cfg.epsilon if cfg.noise_mode != "none" else math.inf,
+                  "delta_per_answer": 0.0 if cfg.noise_mode == "rr" else cfg.delta,
+                  "epsilon_per_record": cfg.teacher_dp_epsilon, "delta_per_record": cfg.delta}
+        whole = whole_run_epsilon(cfg.noise_mode, answers, cfg.delta, epsilon=cfg.epsilon)
+        report.update(epsilon_whole_run=whole["epsilon"], delta_whole_run=whole["delta"])
+        lines = html.escape(privacy_summary(report)).split("\n")
+        self.privacy_levels.value = ("<div style='font-size:90%;line-height:1.3'>" + "<br>".join(lines)
+                                     + f"<br><i>{answers:,} answers planned: {cfg.steps} steps × "
+                                     f"{cfg.student_steps} batches × {cfg.batch_size} queries</i></div>")
+
     # -- running ------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -275,6 +342,8 @@ class Dashboard:
     def current_config(self):
         """The TranscribeConfig the controls describe now."""
         return self.config.replace(epsilon=float(self.epsilon_slider.value), **mode_settings(self.mode_dropdown.value),
+                                   generator=self.generator_dropdown.value,
+                                   teacher_dp_epsilon=float(self.teacher_dropdown.value) or None,
                                    steps=int(self.steps_slider.value),
                                    eval_every=max(1, min(self.config.eval_every, int(self.steps_slider.value) // 4 or 1)))
 
@@ -297,6 +366,7 @@ class Dashboard:
         self.run_button.disabled = True
         self.stop_button.disabled = False
         self.epsilon_slider.disabled = self.mode_dropdown.disabled = self.steps_slider.disabled = True
+        self.generator_dropdown.disabled = self.teacher_dropdown.disabled = True
         self._thread = threading.Thread(target=self._work, args=(config,), name="dpsd-dashboard", daemon=True)
         self._thread.start()
         if wait:
@@ -320,12 +390,31 @@ class Dashboard:
             self._state.stop = True
         self.status.value = "stopping after this step…"
 
+    def _teacher_for(self, config):
+        """The ordinary teacher, or the DP-SGD teacher of the run's record-level ε (trained once, then cached)."""
+        if not config.teacher_dp_epsilon:
+            return self.teacher
+        if config.teacher_dp_epsilon not in self._dp_teachers:
+            from .teacher import teacher_for
+            from .utils import resolve_device
+
+            self.status.value = (f"training the DP-SGD teacher at ε = {config.teacher_dp_epsilon:g} per private "
+                                 "record once (a minute or two; then cached)…")
+
+            def progress(epoch, epochs, loss):
+                self.progress.max, self.progress.value = epochs, epoch
+                self.status.value = f"training the DP-SGD teacher once: epoch {epoch}/{epochs}, loss {loss:.3f}"
+
+            self._dp_teachers[config.teacher_dp_epsilon] = teacher_for(
+                config, self.data, device=resolve_device(config.device), cache_dir=self.cache_dir, progress=progress)
+        return self._dp_teachers[config.teacher_dp_epsilon]
+
     def _ensure_teacher(self) -> None:
         from .data import load_dataset
         from .teacher import teacher_for
         from .utils import resolve_device
 
-        cfg = self.config
+        cfg = self.config.replace(teacher_dp_epsilon=None)
         if self.data is None:
             self.status.value = f"loading {html.escape(cfg.dataset)}…"
             self.data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
@@ -360,8 +449,11 @@ class Dashboard:
 
         try:
             self._ensure_teacher()
+            teacher = self._teacher_for(config)
+            self.status.value = (f"running: {config.noise_mode}, {generator_label(config.generator)}, "
+                                 f"{config.steps} steps…")
             run_sweep([config.epsilon], [mode_name(config.noise_mode, config.rr_answer)], config=config,
-                      data=self.data, teacher=self.teacher, cache_dir=self.cache_dir, on_result=on_result,
+                      data=self.data, teacher=teacher, cache_dir=self.cache_dir, on_result=on_result,
                       callbacks={"on_step_end": on_step_end, "on_eval": self.monitor.on_eval})
             self._after_run()
         except BaseException as exc:  # shown in the dashboard and re-raised by wait()
@@ -373,31 +465,39 @@ class Dashboard:
             self.run_button.disabled = False
             self.stop_button.disabled = True
             self.mode_dropdown.disabled = self.steps_slider.disabled = False
+            self.generator_dropdown.disabled = self.teacher_dropdown.disabled = False
             self.epsilon_slider.disabled = self.mode_dropdown.value == "none"
 
     def _after_run(self) -> None:
-        from .report import format_report
+        from .report import format_report, privacy_summary
 
         result, row = self.last_result, self.runs[-1]
         stopped = " (stopped early)" if row.get("stopped_early") else ""
         self.status.value = (f"done{stopped}: student {_pct(result.student_accuracy)} "
-                             f"(teacher {_pct(result.teacher_accuracy)}) in {result.elapsed:.0f} s")
+                             f"(teacher {_pct(result.teacher_accuracy)}) in {result.elapsed:.0f} s, "
+                             f"{html.escape(generator_label(result.config.generator))}")
         self.progress.bar_style = "success"
-        _show_text(self.report_output, format_report(result.privacy) + "\n")
+        _show_text(self.report_output, f"queries from: {generator_label(result.config.generator)}\n"
+                   + privacy_summary(result.privacy) + "\n\n" + format_report(result.privacy) + "\n")
         self.table.value = self._table_html()
         # a run stopped after a few steps is not a point of the trade-off: it would pull its (mode, ε) mean down
         show_figure(self.tradeoff_output,
                     plots.plot_accuracy_vs_epsilon([r for r in self.runs if not r.get("stopped_early")]))
 
     def _table_html(self) -> str:
-        head = ("#", "mode", "ε per answer", "δ", "steps", "student acc", "teacher acc", "queries", "seconds")
+        from .sweep import eps_cell
+
+        head = ("#", "mode", "generator", "ε per answer", "ε whole run", "ε per record", "δ", "steps", "student acc",
+                "teacher acc", "queries", "seconds")
         rows = []
         for i, r in enumerate(self.runs, 1):
             eps = "∞ (no privacy)" if r["epsilon"] is None or math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
             delta = "—" if r.get("delta") is None else f"{r['delta']:g}"
             steps = f"{r['steps']} (stopped)" if r.get("stopped_early") else r["steps"]
-            cells = (i, r["noise_mode"], eps, delta, steps, _pct(r["student_accuracy"]),
-                     _pct(r["teacher_accuracy"]), f"{r['queries']:,}", f"{r['seconds']:.1f}")
+            cells = (i, r["noise_mode"], generator_label(r.get("generator", "—")), eps,
+                     eps_cell(r.get("epsilon_whole_run"), "—"), eps_cell(r.get("epsilon_per_record")), delta, steps,
+                     _pct(r["student_accuracy"]), _pct(r["teacher_accuracy"]), f"{r['queries']:,}",
+                     f"{r['seconds']:.1f}")
             rows.append("<tr>" + "".join(f"<td style='{_CELL_STYLE}'>{html.escape(str(c))}</td>" for c in cells)
                         + "</tr>")
         if not rows:
@@ -417,8 +517,11 @@ class MechanismExplorer:
     ``seed``, so moving ε rescales the same noise draw instead of drawing new
     noise), and its privacy report says that such an ε does not hold against
     anyone who knows the seed; ``reproducible_noise=False`` draws secret noise
-    on every update, as a run does. No prior is used (k = all classes, as
-    in the warm-up of a run); the ``data`` mode takes the gradient against an
+    on every update, as a run does. No prior is used, so ``rr`` and
+    ``label`` keep all K classes (k = K). A run differs: by default
+    (``warmup_fraction`` 0) its student's prior picks the answer set from the
+    first query on; only a run given a warm-up keeps k = K for that share of
+    its iterations. The ``data`` mode takes the gradient against an
     untrained student (uniform prediction) unless ``student_logits`` is given.
     """
 

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 1 · Quickstart: a private student in about a minute
+# # 1 · Quickstart: a private student in a minute or two
 #
 # **What you will see.** The whole `dpsd_lite` pipeline on the embedded
 # `mnist-5k` data (5,000 real MNIST digits that ship with the package's
@@ -22,9 +22,13 @@
 #
 # 1. the *private* data, which only the teacher ever sees;
 # 2. the *teacher*, a CNN trained on it (trained once, then loaded from a disk cache);
-# 3. the *transcription*: a generator invents images, the teacher answers about
-#    them **through a differentially private mechanism**, and a small *student*
-#    learns from those noisy answers, never from the private data;
+# 3. the *transcription*: DPSD's **learned generator** (a small network that
+#    starts from random weights and never sees a private image) invents
+#    images, the teacher answers about them **through a differentially private
+#    mechanism**, and a small *student* learns from those noisy answers, never
+#    from the private data; the generator in turn learns, through the student
+#    alone, to draw images the student names as the class it was asked for,
+#    each class in many different ways;
 # 4. the privacy report, which says what ε protects;
 # 5. the interactive dashboard, where you choose ε and the noise mode yourself.
 #
@@ -39,7 +43,6 @@ import torch
 
 from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
-from dpsd_lite.report import format_report
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import TranscribeConfig, transcribe
 from dpsd_lite.widgets import Dashboard, LiveMonitor
@@ -109,25 +112,30 @@ print(f"teacher held-out accuracy: {teacher.heldout_accuracy:.1%} "
 # progress bar, the student's held-out accuracy, and the current synthetic
 # queries, each titled *requested class → released label*. The released label
 # is what the noise mode let out of the teacher; red titles are where it
-# disagrees with the class the generator was asked to draw.
+# disagrees with the class the generator was asked to draw. The generator
+# starts from random weights, so its first images are blobs that the teacher
+# calls almost anything; watch them change as it learns what the student (and,
+# through the releases, the teacher) calls each class.
 
 # %%
 live = LiveMonitor(teacher_accuracy=teacher.heldout_accuracy, class_names=data.class_names)
 display(live)
 result = transcribe(config, data=data, teacher=teacher, callbacks=live.callbacks)
+print(plots.run_title(result))
 result.summary()
 
 # %% [markdown]
 # ## 4. What came out, and what it cost
 #
-# The privacy report names the mechanism, ε and δ, how the noise was
-# calibrated, and, most importantly, **what one unit of privacy is**.
+# The privacy report names the run (its data, noise mode and generator), the
+# mechanism, ε and δ, how the noise was calibrated, and, most importantly,
+# **what one unit of privacy is**.
 
 # %%
-print(format_report(result.privacy))
+print(plots.run_report(result))
 
 # %%
-plots.plot_accuracy_curves(result.history, teacher_accuracy=teacher.heldout_accuracy)
+plots.plot_accuracy_curves(result, teacher_accuracy=teacher.heldout_accuracy)
 
 # %% [markdown]
 # The student never saw a private image. Here it is on held-out real digits
@@ -140,7 +148,8 @@ print(f"true labels shown: {sorted(set(truth.tolist()))}")
 with torch.no_grad():
     predicted = result.student(shown).argmax(1)
 plots.image_grid(shown, classes=truth, labels=predicted, class_names=data.class_names,
-                 class_name="true label", label_name="student's prediction", title="held-out real images")
+                 class_name="true label", label_name="student's prediction",
+                 title=f"held-out real images, named by the student ({plots.run_title(result)})")
 
 # %% [markdown]
 # ## 5. Your turn: the dashboard
@@ -180,3 +189,6 @@ dashboard
 # 4. Watch the image grid during a run at ε = 1. What fraction of titles are
 #    red (released label ≠ requested class), and where does that noise come
 #    from: the generator, or the mechanism?
+# 5. The generator's images never look much like handwriting, yet the student
+#    reads real digits. What does the generator have to get right for that,
+#    and what may it get wrong?

@@ -34,7 +34,7 @@ import os
 import torch
 
 from dpsd_lite import plots
-from dpsd_lite.data import load_dataset
+from dpsd_lite.data import class_matched_members, load_dataset
 from dpsd_lite.report import UNIT_PER_QUERY
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import TranscribeConfig
@@ -66,18 +66,23 @@ print(f"accuracy on the held-out split (never seen):      {teacher.heldout_accur
 # For each image, the teacher's loss on the **true** label, −ln p(true
 # label): small when the teacher is sure and right. An attacker who holds a
 # candidate record (image and label) can compute exactly this by querying the
-# teacher. We take as many members as there are non-members so the two
-# histograms are comparable.
+# teacher. The members are drawn from the private split with exactly the
+# held-out split's class mix (`class_matched_members`: as many of each class
+# as the held-out split has), so the two histograms are comparable and any
+# gap between them is about membership, not about which digits each set
+# holds (some digits are easier than others for every model).
 
 # %%
-n = len(data.y_heldout)
+x_members, y_members = class_matched_members(data, seed=SEED)
+n = len(y_members)
+print(f"{n} members and {len(data.y_heldout)} non-members; per class: members "
+      f"{torch.bincount(y_members).tolist()}, non-members {torch.bincount(data.y_heldout).tolist()}")
 with torch.no_grad():
-    loss_members = torch.nn.functional.cross_entropy(teacher.model(data.x_private[:n]), data.y_private[:n],
-                                                     reduction="none")
+    loss_members = torch.nn.functional.cross_entropy(teacher.model(x_members), y_members, reduction="none")
     loss_nonmembers = torch.nn.functional.cross_entropy(teacher.model(data.x_heldout), data.y_heldout,
                                                         reduction="none")
-print(f"median loss on the true label: members {loss_members.median():.4f} nats, "
-      f"non-members {loss_nonmembers.median():.4f} nats")
+print(f"median loss on the true label: members {loss_members.median():.3g} nats, "
+      f"non-members {loss_nonmembers.median():.3g} nats")
 print(f"mean probability of the true label: members {torch.exp(-loss_members).mean():.4f}, "
       f"non-members {torch.exp(-loss_nonmembers).mean():.4f}")
 
@@ -137,7 +142,9 @@ print(UNIT_PER_QUERY)
 #
 # 1. Retrain the teacher with `TEACHER_EPOCHS = 1` and with `30`. How do the
 #    held-out accuracy and the member/non-member gap move?
-# 2. Why do we compare the same number of members and non-members?
+# 2. Why do we compare the same number of members and non-members, and with
+#    the same class mix? What would the attack measure if the members were
+#    all zeros and ones?
 # 3. The attack above needs the true label of the record. Is that a
 #    realistic assumption for an attacker? What could they do without it?
 # 4. The student is trained only on synthetic images. Can it still leak

@@ -152,8 +152,12 @@ print(f"{QUERIES} teacher answers, {(teacher_labels == data.y_heldout[:QUERIES])
 # Two points of the probability simplex are at most $\sqrt 2$ apart (two
 # different one-hot vectors), so $\Delta = \sqrt 2$ whatever the teacher
 # says. Fewer classes means the same noise spread over fewer entries: that is
-# why a prior helps. Without a prior (as here, and during a run's warm-up)
-# all classes are kept. The code:
+# why a prior helps. Without a prior (as here) all classes are kept. In a
+# run the prior is the student's own prediction from the very first query:
+# the default has no warm-up with a uniform prior (`warmup_fraction = 0`).
+# With the learned generator, though, `label` keeps all ten classes anyway
+# (`top_k = 10`: its student's prior is too weak early on to choose from);
+# runs with the stroke renderer keep the prior's top two. The code:
 
 # %%
 print(inspect.getsource(LabelNoise.release))
@@ -252,17 +256,11 @@ print(inspect.getsource(SelectiveRR.student_loss))
 # $(a, b)$, one of $N = K(K-1) = 90$, and releases it by randomized response
 # over all the pairs:
 #
-# $$Pig((	ilde a, 	ilde b) = (a, b)ig) = 
-# rac{e^
-# arepsilon}{e^
-# arepsilon + N - 1},\qquad
-#   Pig((	ilde a, 	ilde b) = 	ext{each other pair}ig) = 
-# rac{1}{e^
-# arepsilon + N - 1}.$$
+# $$P\big((\tilde a, \tilde b) = (a, b)\big) = \frac{e^\varepsilon}{e^\varepsilon + N - 1},\qquad
+#   P\big((\tilde a, \tilde b) = \text{each other pair}\big) = \frac{1}{e^\varepsilon + N - 1}.$$
 #
 # Any two teacher answers change the probability of any output pair by at most
-# $e^
-# arepsilon$: the same pure ε-DP for the same unit. The price of the
+# $e^\varepsilon$: the same pure ε-DP for the same unit. The price of the
 # larger answer space is a smaller keep probability:
 
 # %%

@@ -16,12 +16,13 @@
 # %% [markdown]
 # # 07 · Private synthetic data, and a re-identification filter
 #
-# A finished DPSD run leaves two networks behind: the **student** and the **generator**.
-# The generator is a product too: it can release a *synthetic data set* that others train on.
+# A finished DPSD run leaves two networks behind: the **student** and DPSD's **learned generator**, which
+# learnt through the student alone what to draw. The generator is a product too: it can release a *synthetic
+# data set* that others train on.
 #
 # In this notebook you will:
 #
-# 1. draw synthetic images from a run's generator and label them with its **student** — no new
+# 1. draw synthetic images from the run's learned generator and label them with its **student** — no new
 #    teacher query, so the set costs no privacy beyond the run's ε;
 # 2. train a fresh classifier on the synthetic images only and compare it with one trained on the real
 #    private images;
@@ -71,7 +72,8 @@ from dpsd_lite.transcribe import transcribe
 data = load_dataset(DATASET)
 result = transcribe(dataset=DATASET, data=data, noise_mode=NOISE_MODE, epsilon=EPSILON, steps=STEPS,
                     batch_size=BATCH_SIZE, teacher_epochs=TEACHER_EPOCHS, seed=SEED)
-print(f"teacher {result.teacher_accuracy:.1%}, student {result.student_accuracy:.1%} on the held-out split")
+print(f"{plots.run_title(result)}\nteacher {result.teacher_accuracy:.1%}, student {result.student_accuracy:.1%} "
+      "on the held-out split")
 
 # %% [markdown]
 # ## 2. Synthetic images, labelled by the student
@@ -85,16 +87,17 @@ print(f"teacher {result.teacher_accuracy:.1%}, student {result.student_accuracy:
 
 # %%
 synth = sample_synthetic(result, N_SYNTHETIC, seed=SEED)
-print(f"{len(synth)} images (generator: {synth.meta['generator']}); "
+print(f"{len(synth)} images from the run's {plots.generator_name(result)}; "
       f"student label = requested class for {synth.agreement:.1%}")
 print("label counts:", synth.label_counts())
-contact_sheet(synth)
+plots.add_run_title(contact_sheet(synth), result)
 
 # %% [markdown]
 # The set carries the run's privacy report. Read the *unit of privacy*: ε protects each answer the teacher
 # gave during training, not each private training record.
 
 # %%
+print(f"synthetic set of the run: {plots.run_title(result)}")
 print(format_report(synth.privacy))
 
 # %% [markdown]
@@ -113,6 +116,7 @@ print(format_report(synth.privacy))
 
 # %%
 rows = downstream_comparison(data, synth, steps=DOWNSTREAM_STEPS, seed=SEED)
+print(f"synthetic images from: {plots.run_title(result)}")
 for r in rows:
     print(f"{r['training set']:<22} {r['size']:>5} images  held-out accuracy {r['heldout_accuracy']:.1%}"
           f"   labels: {r['labels']}   privacy: {r['privacy']}")
@@ -140,14 +144,15 @@ print(f"{'synthetic, argmax':<22} {hard['size']:>5} images  held-out accuracy {h
 # %%
 filt = reid_filter(synth.images, data.x_private, data.x_heldout, result.teacher, percentile=PERCENTILE)
 print(filt.format())
-similarity_histogram(filt)
+plots.add_run_title(similarity_histogram(filt), result)
 
 # %% [markdown]
 # The closest synthetic/private pairs, synthetic on top. These pictures show **private images**: they are
 # for the data owner, never for release.
 
 # %%
-closest_pairs_figure(filt, synth.images, data.x_private, k=8, labels=synth.labels, class_names=synth.class_names)
+plots.add_run_title(closest_pairs_figure(filt, synth.images, data.x_private, k=8, labels=synth.labels,
+                                        class_names=synth.class_names), result)
 
 # %% [markdown]
 # ### Does the filter catch a memorised image?
@@ -175,7 +180,7 @@ fig, ax = plots.new_figure(6, 3)
 ax.barh([f"{r['training set']} ({r['size']})" for r in rows], [100 * r["heldout_accuracy"] for r in rows])
 ax.set_xlabel("accuracy on the real held-out split (%)")
 ax.set_xlim(0, 100)
-ax.set_title(f"{DATASET}, {NOISE_MODE}, ε = {EPSILON:g}; filter dropped {filt.fraction_dropped:.1%}")
+ax.set_title(f"filter dropped {filt.fraction_dropped:.1%}\n{plots.run_title(result)}", fontsize=9)
 fig
 
 # %% [markdown]

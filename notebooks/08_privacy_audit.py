@@ -38,11 +38,17 @@
 # > proves that a model leaks. An attack that fails proves nothing: a stronger attack might succeed.
 # > Only the accounting of a mechanism gives an upper bound, and only for the unit it names.
 #
-# Every computation is a call into `dpsd_lite` (`dpsgd.py`, `ensemble.py`, `audit.py`).
+# Every computation is a call into `dpsd_lite` (`dpsgd.py`, `ensemble.py`, `audit/`).
 
 # %%
 # %matplotlib inline
 import os
+
+# %% [markdown]
+# The sizes. Full mode trains an ensemble of 20 teachers, DP-SGD for 5 epochs and 4 shadow models, sized to
+# finish in a few minutes on 2 CPU cores; the full-size study (50 teachers, 30 DP-SGD epochs, 8 shadow models)
+# is `python benchmarks/audit_benchmark.py`. Fast mode (`DPSD_FAST=1`, CI) trains 5 teachers on the small
+# digits data.
 
 # %% tags=["parameters"]
 FAST = os.environ.get("DPSD_FAST") == "1"  # CI: tiny sizes, well under a minute
@@ -51,8 +57,6 @@ DATASET = "digits" if FAST else "mnist-5k"
 EPSILONS = (1.0, 10.0)
 DELTA = 1e-5
 MODES = ("rr",) if FAST else ("label", "rr")  # DPSD noise modes (epsilon per teacher answer)
-# Full mode is sized to finish in about 5 minutes on 2 CPU cores; the full-size study (50 teachers,
-# 30 DP-SGD epochs, 8 shadow models, about 7 minutes on 2 cores) is `python benchmarks/audit_benchmark.py`.
 STEPS = 10 if FAST else 85  # transcription steps of each DPSD student
 BATCH_SIZE = 64 if FAST else 256
 TEACHER_EPOCHS = 3 if FAST else 8
@@ -72,6 +76,7 @@ import inspect
 import torch
 
 from dpsd_lite import plots
+from dpsd_lite.transcribe import TranscribeConfig
 from dpsd_lite.accounting import composed_epsilon, composed_noise_multiplier
 from dpsd_lite.audit import (StudySettings, format_canaries, format_study, one_run_p_value, plot_privacy_utility,
                              plot_roc, privacy_study)
@@ -121,10 +126,14 @@ for queries in (64, 256, 1024):
     sigma = composed_noise_multiplier(1.0, DELTA, sample_rate=1.0, steps=queries)
     print(f"eps = 1 per record over {queries:>4} answers needs sigma = {sigma:6.1f}: noise std "
           f"{sigma * 2 ** 0.5:6.1f} votes (check: eps = {ensemble_epsilon(sigma, queries, DELTA):.3f})")
+print(f"the ensemble below: {ENSEMBLE_TEACHERS} teachers, so a vote margin of at most {ENSEMBLE_TEACHERS} votes, "
+      f"and {ENSEMBLE_QUERIES} answers")
 
 # %% [markdown]
-# **What you should see:** the noise grows with the square root of the number of answers. With 50 teachers,
-# a vote margin of a few dozen drowns in noise of that size: more teachers, fewer queries.
+# **What you should see:** the noise grows with the square root of the number of answers. The ensemble
+# trained below has `ENSEMBLE_TEACHERS` teachers (20 in full mode), so no vote margin exceeds 20: at ε = 1
+# over its 256 answers, against noise of the std printed above, its answers are mostly noise. More
+# teachers, fewer queries, or a larger ε.
 #
 # **DP-SGD.** At step $t$ a batch $B_t$ is drawn by Poisson sampling (each record with probability $q$), each
 # record's gradient is clipped to norm $C$, and Gaussian noise is added to their sum:
@@ -184,10 +193,15 @@ settings = StudySettings(
     num_shadows=NUM_SHADOWS, shadow_epochs=SHADOW_EPOCHS, n_boot=N_BOOT, canaries=CANARIES, seed=SEED,
 )
 study = privacy_study(data, settings, log=print)
+made_by = plots.generator_name(TranscribeConfig(**settings.transcribe))  # what asked the DPSD students' queries
+print(f"DPSD students: queries from the {made_by}, "
+      f"{STEPS} iterations each")
 print(format_study(study))
 
-# %%
+# %% [markdown]
 # Sanity checks: a broken run should fail here, loudly, rather than plot nonsense.
+
+# %%
 assert all(0.0 <= r["heldout_accuracy"] <= 1.0 for r in study.rows)
 for r in study.rows:
     if r["unit"] == "record":  # DP-SGD and the ensemble never spend more than their target
@@ -201,7 +215,7 @@ for r in study.rows:
 # x position are *not* the same guarantee: a per-answer ε of 10 promises nothing about any training record.
 
 # %%
-plot_privacy_utility(study.rows, title=f"{DATASET}: held-out accuracy vs ε (δ = {DELTA:g})")
+plot_privacy_utility(study.rows, title=f"{DATASET}: held-out accuracy vs ε (δ = {DELTA:g})\nDPSD students: {made_by}")
 
 # %% [markdown]
 # ## 4 · Membership inference: ROC curves on log axes
@@ -212,10 +226,11 @@ plot_privacy_utility(study.rows, title=f"{DATASET}: held-out accuracy vs ε (δ 
 
 # %%
 lira = [a for a in study.attacks if a.attack.startswith("lira")]
-plot_roc(lira, title="offline LiRA: teacher's private records vs held-out records")
+plot_roc(lira, title=f"offline LiRA: teacher's private records vs held-out records\nDPSD students' queries: {made_by}")
 
 # %%
-plot_roc([a for a in study.attacks if a.attack == "loss"], title="loss threshold attack")
+plot_roc([a for a in study.attacks if a.attack == "loss"],
+         title=f"loss threshold attack\nDPSD students' queries: {made_by}")
 
 # %% [markdown]
 # ## 5 · Lower bound beside the claim
@@ -236,7 +251,8 @@ plot_roc([a for a in study.attacks if a.attack == "loss"], title="loss threshold
 print(inspect.getsource(one_run_p_value))
 print(f"100 canaries, 50 guesses, all right: p-value at eps = 1: {one_run_p_value(100, 50, 50, 1.0, DELTA):.2e}, "
       f"at eps = 3: {one_run_p_value(100, 50, 50, 3.0, DELTA):.3f}")
-#
+
+# %% [markdown]
 # With m canaries even a perfect attack can show only so much (about 2.4 for 100 canaries, 4.7 for 1000), so
 # a small bound from a small audit is weak evidence of anything, and never evidence of privacy.
 

@@ -248,3 +248,22 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_write(str(path), broken)
     assert path.read_bytes() == b"first"
     assert sorted(p.name for p in path.parent.iterdir()) == ["file.bin"]  # no temporary file left
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist-5k"])
+def test_class_matched_members_share_the_heldout_class_mix(name):
+    """Notebook 02's members: private records with exactly the held-out split's count per class (the private
+    split is sorted, so its first records are a few classes only), distinct, and the same for the same seed."""
+    splits = D.load_dataset(name)
+    x, y = D.class_matched_members(splits, seed=0)
+    K = splits.num_classes
+    assert torch.equal(torch.bincount(y, minlength=K), torch.bincount(splits.y_heldout, minlength=K))
+    assert len(x) == len(y) == len(splits.y_heldout)
+    rows = _row_keys(x)
+    private = _row_keys(splits.x_private)
+    assert all(private[r] >= n for r, n in rows.items()), "every member is a private record"
+    assert torch.equal(D.class_matched_members(splits, seed=0)[0], x)
+    assert not torch.equal(D.class_matched_members(splits, seed=1)[0], x)
+    first = torch.bincount(splits.y_private[: len(splits.y_heldout)], minlength=K)
+    if name == "mnist-5k":  # the naive choice this replaces: the first n private records, 400 zeros, 400 ones...
+        assert (first > 0).sum() < K

@@ -49,6 +49,60 @@ def test_pair_in_sync(ipynb):
         assert ca == cb, f"cell {i} differs between {ipynb.name} and {script.name} (run jupytext --sync)"
 
 
+#: Every notebook, the main ones and the assignments' (source and student), each with its paired script.
+ALL_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("**/*.ipynb"))
+#: Control characters that may appear in text: only the newline.
+_CONTROL = {chr(i) for i in range(32) if chr(i) != "\n"} | {"\x7f"}
+_ESCAPES = "(a Python escape gone wrong? \\b of \\big, \\t of \\tilde, \\f of \\frac, \\v of \\varepsilon)"
+
+
+def _control_characters(text: str) -> list:
+    return sorted({repr(ch) for ch in text if ch in _CONTROL})
+
+
+def _string_constants(source: str):
+    """The values of the string literals in Python source (IPython magics and shell lines blanked out)."""
+    import ast
+
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+@pytest.mark.parametrize("ipynb", ALL_NOTEBOOKS, ids=[str(p.relative_to(NOTEBOOK_DIR)) for p in ALL_NOTEBOOKS])
+def test_no_control_characters_in_notebooks(ipynb):
+    """No cell (markdown or code), paired script, string a cell makes, or stored LaTeX/Markdown output holds a
+    control character other than newline: an escape that turned LaTeX into control characters renders as
+    garbage (``P\\big(`` written in a non-raw string is ``P`` + backspace + ``ig(``)."""
+    nb = nbformat.read(ipynb, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        bad = _control_characters(cell.source)
+        assert not bad, f"{ipynb.name}, cell {i} ({cell.cell_type}): control characters {bad} {_ESCAPES}"
+        if cell.cell_type == "code":
+            for line, value in _string_constants(cell.source):
+                bad = _control_characters(value)
+                assert not bad, f"{ipynb.name}, cell {i}, line {line}: a string holds {bad} {_ESCAPES}"
+            for output in cell.get("outputs", ()):
+                for mime in ("text/latex", "text/markdown"):
+                    text = output.get("data", {}).get(mime, "")
+                    bad = _control_characters(text if isinstance(text, str) else "".join(text))
+                    assert not bad, f"{ipynb.name}, cell {i}: {mime} output holds {bad} {_ESCAPES}"
+    script = ipynb.with_suffix(".py")
+    if script.exists():
+        bad = _control_characters(script.read_text(encoding="utf-8"))
+        assert not bad, f"{script.name}: control characters {bad} {_ESCAPES}"
+
+
+def test_no_control_characters_in_library_strings():
+    """The library's strings (figure titles, reports, anything that may be shown as LaTeX) hold no control
+    character but newline: write LaTeX in raw strings."""
+    for path in sorted((ROOT / "dpsd_lite").rglob("*.py")):  # the subpackages (audit/, course/) too
+        for line, value in _string_constants(path.read_text(encoding="utf-8")):
+            bad = _control_characters(value)
+            assert not bad, f"{path.name}, line {line}: a string holds {bad} {_ESCAPES}"
+
+
 def test_pairing_is_configured():
     config = NOTEBOOK_DIR / "jupytext.toml"
     assert config.exists()

@@ -249,3 +249,87 @@ def test_the_steps_slider_starts_at_the_generators_own_budget(digits, digits_tea
     exact = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu", generator="learned",
                       precision="float32")
     assert exact.steps_slider.value == GENERATOR_DEFAULTS["learned"]["steps"]
+
+
+# ------------------------------------------------------------------ what a learner sees before and during a run
+def test_live_monitor_says_what_it_waits_for_before_the_first_step():
+    """Shown before the run starts (the teacher may take a minute to load or train): never a blank bar."""
+    live = LiveMonitor()
+    assert live.progress.description == "transcription"
+    assert "teacher" in live.status.value and "waiting" in live.status.value
+    assert LiveMonitor(waiting="press Run").status.value == "press Run"
+
+
+def test_live_monitor_names_the_generator(digits, digits_teacher):
+    from dpsd_lite.transcribe import transcribe
+
+    live = LiveMonitor(keep_snapshots=True, refresh_seconds=0.0)
+    transcribe(dataset="digits", data=digits, teacher=digits_teacher, noise_mode="rr", epsilon=2.0, steps=4,
+               batch_size=32, eval_every=4, teacher_epochs=3, device="cpu", callbacks=live.callbacks)
+    assert live.snapshots[-1]["generator"] == "learned generator (DPSD)"
+    fig = plots.plot_image_evolution(live.snapshots)
+    assert "learned generator (DPSD)" in fig._suptitle.get_text()
+    assert live.status.value.startswith("step 4/4")
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_accuracy_legend_covers_no_curve(shared):
+    """The live curve's legend sits outside the axes (the released = requested line rises into any corner)."""
+    history = [{"step": s, "queries": 64 * s, "student_accuracy": 0.1 + s / 50, "agreement": 0.2 + s / 60}
+               for s in range(5, 50, 5)]
+    if shared:  # as LiveMonitor draws it: into axes it made
+        fig, ax = plots.new_figure(7.4, 3.6)
+        plots.plot_accuracy_curves(history, teacher_accuracy=0.97, ax=ax)
+    else:
+        fig = plots.plot_accuracy_curves(history, teacher_accuracy=0.97)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "released label = requested class" in labels
+    fig.draw_without_rendering()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert not _overlaps(legend, axes), (legend, axes)
+    assert legend.x1 <= fig.bbox.x1 + 1, "and it is not cut off"
+
+
+def test_figures_of_results_name_their_generator():
+    import types
+
+    from dpsd_lite.transcribe import TranscribeConfig
+
+    history = [{"step": s, "queries": 64 * s, "student_accuracy": 0.5, "student_loss": 1.0, "generator_loss": 2.0,
+                "agreement": 0.5} for s in (1, 2)]
+    learned = types.SimpleNamespace(history=history, config=TranscribeConfig())
+    frozen = types.SimpleNamespace(history=history, config=TranscribeConfig(freeze_generator=True))
+    renderer = types.SimpleNamespace(history=history, config=TranscribeConfig(generator="strokes"))
+    assert "(learned generator (DPSD))" in plots.plot_accuracy_curves(learned).axes[0].get_title()
+    fig = plots.plot_accuracy_curves([learned, frozen, renderer])
+    labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert {"learned generator (DPSD)", "learned generator (DPSD), frozen at its initialisation",
+            "stroke renderer (public prior)"} <= labels
+    fig = plots.plot_accuracy_curves({"rr": learned, "renderer": renderer})
+    labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert {"rr (learned generator (DPSD))", "renderer (stroke renderer (public prior))"} <= labels
+    title = plots.plot_losses(learned).axes[0].get_title()
+    assert "mnist-5k · rr, ε = 10 per teacher answer · learned generator (DPSD)" in title
+    assert plots.run_title(TranscribeConfig(noise_mode="none")) == \
+        "mnist-5k · none, no privacy · learned generator (DPSD)"
+    assert plots.generator_name({"generator": "strokes"}) == "stroke renderer (public prior)"
+    rows = [{"dataset": "digits", "generator": "learned", "noise_mode": m, "epsilon": e, "student_accuracy": 0.5,
+             "teacher_accuracy": 0.9, "steps": 10, "seed": 0} for m, e in (("rr", 1.0), ("none", math.inf))]
+    assert "learned generator (DPSD)" in plots.plot_accuracy_vs_epsilon(rows).axes[0].get_title()
+
+
+def test_a_runs_report_is_headed_by_the_run(tiny_run):
+    text = plots.run_report(tiny_run)
+    assert text.splitlines()[0] == "run: digits · rr, ε = 2 per teacher answer · learned generator (DPSD)"
+    assert "unit of privacy" in text
+
+
+def test_a_figure_drawn_elsewhere_can_name_its_run(tiny_run, digits):
+    fig = plots.image_grid(digits.x_heldout[:4], title="four images")
+    plots.add_run_title(fig, tiny_run)
+    assert fig.axes[0].get_title() == "four images\ndigits · rr, ε = 2 per teacher answer · learned generator (DPSD)"
