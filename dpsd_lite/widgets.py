@@ -280,7 +280,8 @@ class Dashboard:
         teacher_acc = teacher.heldout_accuracy if teacher is not None else None
         names = data.class_names if data is not None else None
         self.monitor = LiveMonitor(teacher_accuracy=teacher_acc, class_names=names, n_images=32,
-                                   refresh_seconds=refresh_seconds)
+                                   refresh_seconds=refresh_seconds,
+                                   waiting="press Run: the curve, the images and the report of the run appear here")
         self.progress = self.monitor.progress
         self.status = self.monitor.status
         self.table = W.HTML(value=self._table_html())

@@ -257,10 +257,11 @@ for kind, prior in prior_kinds.items():
 # %% [markdown]
 # A good prior roughly doubles the useful signal at small ε. A confidently wrong prior is worse than none: it picks
 # k = 1, and RR then returns the prior's own guess whatever the teacher said — the student would be trained on its
-# own mistakes (pure self-training). That is why `dpsd_lite` starts every run with a **uniform prior** (a warm-up
-# during which k = K), mixes the student's prior with a little uniform mass (`prior_smoothing`), and never lets
-# k fall below `k_min = 2` by default (it maximises the same score over k ≥ 2 only). With k ≥ 2 the teacher's
-# answer always has a say:
+# own mistakes (pure self-training). That is why `dpsd_lite` tempers the student's prior (`prior_temperature` 4:
+# an untrained student's prior is then nearly flat, so the first answer sets have k = K by themselves, with no
+# separate warm-up), mixes it with a little uniform mass (`prior_smoothing`), and never lets k fall below
+# `k_min = 2` by default (it maximises the same score over k ≥ 2 only). With k ≥ 2 the teacher's answer always
+# has a say:
 
 # %%
 print("keep probability at k = 2, 3, 10 (ε = 1):", [round(keep_probability(1.0, k), 4) for k in (2, 3, 10)])
