@@ -5,7 +5,7 @@ Each *arm* is a set of config overrides (``base`` for the defaults, or ``KEY=VAL
 the student's accuracy on the **private split** over the teacher's there; nothing of the held-out split is
 printed or stored here, so nothing is chosen on it:
 
-    python benchmarks/private_split_comparison.py --epsilon 1 --seeds 0-9 --arms base contrastive_weight=0.3
+    python benchmarks/private_split_comparison.py --epsilon 1 --seeds 0-9 --arms base diversity_weight=0.3
     python benchmarks/private_split_comparison.py --dataset fashion-mnist --data-root ../shared/data \\
         --epsilon 10 --seeds 0-2 --arms base top_k=5
     python benchmarks/private_split_comparison.py --fast          # digits, a smoke run of the same path

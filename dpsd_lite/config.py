@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from .accounting import check_delta, check_epsilon
 from .errors import DpsdError
-from .names import DATASETS, GENERATOR_KINDS, GENERATOR_OBJECTIVES, NOISE_MODES, RR_ANSWERS, SPENT_AT_ONCE
+from .names import DATASETS, GENERATOR_KINDS, NOISE_MODES, RR_ANSWERS, SPENT_AT_ONCE
 
 #: Epochs of the (non-private) teacher on the private split.
 TEACHER_EPOCHS = 8
@@ -137,7 +137,6 @@ class TranscribeConfig:
     clip_norm: float = 1.0  # data: C, the norm each query's gradient is normalised to
     prior_temperature: float = 4.0  # rr, label: the prior is softmax(student logits / T); T > 1 tempers it
     prior_smoothing: float = 0.1  # rr, label: the prior mixed with uniform, (1 − λ)·p + λ/K
-    warmup_fraction: float = 0.0  # rr, label: share of iterations with a uniform prior (k = K) first
 
     # --- the generator -----------------------------------------------------------------------------------------
     generator: str = "learned"  # learned (DPSD's own) | strokes (a public prior for handwritten digits, a lesson)
@@ -145,16 +144,11 @@ class TranscribeConfig:
     generator_batch: int = 64  # images per generator step
     lr_generator: float | None = None  # None: the generator's default (GENERATOR_DEFAULTS)
     generator_sharpness: float | None = None  # learned: ink edges, tanh(sharpness·…) (None: per dataset)
-    generator_objective: str = "class"  # class: the student must see the requested class; boundary: its entropy
     # mode none only: DFAD's teacher–student discrepancy, maximised by the generator (it reads the raw teacher,
     # which no private mode may: there it resolves to 0, whatever is set, and the saved config says so).
     # None: LEARNED_DISCREPANCY_WEIGHT for the learned generator in mode none, 0 otherwise
     discrepancy_weight: float | None = None
     diversity_weight: float = 1.0  # mode seeking: two images asked for the same class should differ
-    # contrastive diversity (after CMI): in the student's hidden features each generated image must pick out its
-    # own shifted copy among the batch's and the last ``contrastive_memory`` images' (InfoNCE). 0: off
-    contrastive_weight: float = 0.0
-    contrastive_memory: int = 2048  # how many earlier images' features the contrastive term compares against
     anchor_weight: float = 10.0  # strokes: pull the stroke parameters toward the generator's random initial draw
     skeletons: float = 0.5  # strokes: share of images drawn as bent digit skeletons (the rest free strokes)
     augment: bool | None = None  # random shifts/rotations of the queries (no privacy cost); None: per generator
@@ -183,9 +177,6 @@ class TranscribeConfig:
             raise DpsdError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.noise_mode not in NOISE_MODES:
             raise DpsdError(f"unknown noise mode {self.noise_mode!r}; choose one of {', '.join(NOISE_MODES)}")
-        if self.generator_objective not in GENERATOR_OBJECTIVES:
-            raise DpsdError(f"unknown generator objective {self.generator_objective!r}; "
-                            f"choose one of {', '.join(GENERATOR_OBJECTIVES)}")
         if self.generator not in GENERATOR_KINDS:
             raise DpsdError(f"unknown generator {self.generator!r}; choose one of {', '.join(GENERATOR_KINDS)}")
         if self.noise_mode != "none":
@@ -196,8 +187,7 @@ class TranscribeConfig:
             check_delta(self.delta)
         counts = [(n, 1, "positive") for n in ("steps", "query_pool", "student_steps", "batch_size",
                                                "generator_batch", "eval_every", "teacher_epochs")]
-        counts += [(n, 0, "non-negative") for n in ("replay_steps", "replay_buffer", "warm_start_steps",
-                                                    "contrastive_memory")]
+        counts += [(n, 0, "non-negative") for n in ("replay_steps", "replay_buffer", "warm_start_steps")]
         for name, least, kind in counts:
             value = getattr(self, name)
             if value is None and name in GENERATOR_DEFAULTS["learned"]:  # None: the generator's default
@@ -210,14 +200,12 @@ class TranscribeConfig:
             raise DpsdError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.class_balance is not None and not 0 <= self.class_balance <= 1:
             raise DpsdError(f"class_balance is a share of the requested classes, in [0, 1]; got {self.class_balance}")
-        for name in ("discrepancy_weight", "contrastive_weight", "diversity_weight"):
+        for name in ("discrepancy_weight", "diversity_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise DpsdError(f"{name} must be non-negative, got {value}")
         if self.rr_answer not in RR_ANSWERS:
             raise DpsdError(f"unknown rr answer {self.rr_answer!r}; choose one of {', '.join(RR_ANSWERS)}")
-        if not 0 <= self.warmup_fraction <= 1:
-            raise DpsdError(f"warmup_fraction must lie in [0, 1], got {self.warmup_fraction}")
         return self
 
     def to_dict(self) -> dict:

@@ -106,11 +106,3 @@ class Student(nn.Module):
 
     def forward(self, x):
         return self.net(x)
-
-    def features(self, x):
-        """The hidden layer's activations (everything but the output layer)."""
-        return self.net[:-1](x)
-
-    def head(self, features):
-        """The output layer: ``head(features(x))`` is ``forward(x)``."""
-        return self.net[-1](features)

@@ -40,4 +40,3 @@ GENERATOR_LABELS = {"learned": "learned generator (DPSD)", "strokes": "stroke re
 def generator_label(generator: str) -> str:
     """What a table or a plot title calls a generator (``learned`` → "learned generator (DPSD)")."""
     return GENERATOR_LABELS.get(generator, generator)
-GENERATOR_OBJECTIVES = ("class", "boundary")

@@ -35,11 +35,9 @@ from .utils import channels_last, seed_everything
 
 __all__ = ["Players", "setup", "ReplayBuffer", "draw", "balances_classes", "class_weights", "note_release",
            "warm_start", "pick_uncertain", "student_prior", "private_step", "replay_step", "generator_objective",
-           "contrastive_loss", "generator_step", "PrivateStepTrace", "GeneratorStepTrace", "trace_private_step",
+           "generator_step", "PrivateStepTrace", "GeneratorStepTrace", "trace_private_step",
            "trace_generator_step", "generator_images", "parameter_snapshot", "weight_change"]
 
-#: The contrastive term's temperature (CMI's 0.1): lower sharpens it toward the hardest negatives.
-CONTRASTIVE_TEMPERATURE = 0.1
 
 
 class ReplayBuffer:
@@ -98,8 +96,6 @@ class Players:
     anchor: torch.nn.Module | None = None  # strokes: the generator's random initial draw, to stay near
     # how often each class has been released lately (a moving average of shares; None: classes drawn uniformly)
     released_share: torch.Tensor | None = None
-    # the contrastive term's memory: the student's normalised features of the latest generated images (newest first)
-    memory: torch.Tensor | None = None
 
     def autocast(self):
         """The forward passes' arithmetic: bfloat16 autocast when the run's precision is bfloat16, else a no-op."""
@@ -271,10 +267,7 @@ def generator_objective(p: Players, z, c, ink):
     """The generator's loss with the student as discriminator, one term per line; returns (loss, {term: value}).
 
     * class: the student should see the requested class c in G(z, c) (the student as auxiliary classifier);
-      or, with ``generator_objective="boundary"``, images the student is unsure about (minus its entropy);
     * diversity: two images asked for the same class should differ (mode seeking, per unit of z distance);
-    * contrastive (``contrastive_weight``, after CMI): in the student's hidden features each image must pick out
-      its own shifted copy among the batch's and the memory's (:func:`contrastive_loss`);
     * anchor (strokes): the stroke parameters stay near the generator's random initial draw;
     * discrepancy (mode ``none`` only, ``discrepancy_weight``; by default
       ``config.LEARNED_DISCREPANCY_WEIGHT`` for the learned generator, 0 for the strokes): DFAD's L1 between
@@ -283,20 +276,12 @@ def generator_objective(p: Players, z, c, ink):
     cfg = p.config
     with p.autocast():
         x = p.generator(z, c, ink).float()
-        features = p.student.features(x)
-        s = p.student.head(features).float()
-    terms = {}
-    if cfg.generator_objective == "boundary":
-        logp = s.log_softmax(1)
-        terms["class"] = (logp.exp() * logp).sum(1).mean()
-    else:
-        terms["class"] = F.cross_entropy(s, c)
+        s = p.student(x).float()
+    terms = {"class": F.cross_entropy(s, c)}
     if cfg.diversity_weight:
         h = len(x) // 2
         dx, dz = (x[:h] - x[h:2 * h]).abs().mean((1, 2, 3)), (z[:h] - z[h:2 * h]).abs().mean(1)
         terms["diversity"] = -cfg.diversity_weight * (dx / dz).mean()
-    if cfg.contrastive_weight:
-        terms["contrastive"] = cfg.contrastive_weight * contrastive_loss(p, x, features)
     if p.anchor is not None:
         with torch.no_grad():
             start = p.anchor.raw(z, c)
@@ -306,24 +291,6 @@ def generator_objective(p: Players, z, c, ink):
             teacher_logits = p.teacher_model(x).float()
         terms["discrepancy"] = -cfg.discrepancy_weight * F.l1_loss(s, teacher_logits)
     return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
-
-
-def contrastive_loss(p: Players, x, features, temperature: float = CONTRASTIVE_TEMPERATURE):
-    """InfoNCE in the student's hidden features (after CMI): image i's positive is a shifted and rotated copy of
-    itself; its negatives are the other images' copies and the memory of earlier images (detached). Low when
-    every image is told apart from the rest, so the generator cannot collapse into one image per class. Reads
-    only the student and the generator: post-processing in every mode. Updates ``p.memory``."""
-    with p.autocast():
-        other = p.student.features(augment_images(x, p.rng))
-    a, b = F.normalize(features.float(), dim=1), F.normalize(other.float(), dim=1)
-    logits = a @ b.t()
-    if p.memory is not None:
-        logits = torch.cat([logits, a @ p.memory.t()], 1)
-    size = p.config.contrastive_memory
-    if size:
-        new = b.detach()
-        p.memory = (new if p.memory is None else torch.cat([new, p.memory]))[:size]
-    return F.cross_entropy(logits / temperature, torch.arange(len(a), device=logits.device))
 
 
 def generator_step(p: Players):

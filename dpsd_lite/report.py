@@ -126,8 +126,6 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
         if config.warm_start_steps:
             prior += (f"; before the first query the student took {config.warm_start_steps} steps on the "
                       "generator's skeleton drawings labelled by the digit drawn (public, no teacher query)")
-        if config.warmup_fraction:
-            prior += f"; uniform (k = all classes) for the first {config.warmup_fraction:.0%} of steps"
         report["prior"] = prior
     if config is not None and balances_classes(config, mechanism):
         report["requested_classes"] = (

@@ -336,7 +336,9 @@ def _fit_state(module: torch.nn.Module, state, fpath: str, what: str, architectu
 SETTINGS_BEFORE_THEY_EXISTED = {"skeletons": 0.0, "warm_start_steps": 0, "prior_temperature": 1.0,
                                 "reproducible_noise": True}
 # Settings that no longer exist, with the value at which they did nothing: a run saved with that value loads.
-SETTINGS_REMOVED = {"disagreement_weight": 0.0, "ink": None}
+# (0.4: the settings of experiments tried and dropped, benchmarks/RESULTS.md, "Design history")
+SETTINGS_REMOVED = {"disagreement_weight": 0.0, "ink": None, "warmup_fraction": 0.0, "generator_objective": "class",
+                    "contrastive_weight": 0.0, "contrastive_memory": 2048}
 RENAMED_VALUES = {"generator": {"conv": "learned"}}  # the conv generator is now called "learned"
 
 

@@ -10,7 +10,7 @@ notebook 05 also calls one at a time)::
 
 Before the first iteration the student may warm up on the generator's own public drawings (``warm_start``:
 no teacher). In ``rr`` and ``label`` the student's own prediction is the prior that picks the answer set (it
-costs no privacy); ``warmup_fraction`` keeps it uniform for the first iterations. The privacy report at the
+costs no privacy). The privacy report at the
 end says what the run's ε covers.
 
 UI code attaches from outside with ``callbacks``: ``on_step_end(state)`` after
@@ -135,7 +135,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
         warmed = warm_start(p)
         for step in range(1, config.steps + 1):
             state.step = step
-            use_prior = p.mechanism.uses_prior and step > round(config.warmup_fraction * config.steps)
+            use_prior = p.mechanism.uses_prior
             for _ in range(config.student_steps):
                 x, c, release, loss_s = private_step(p, use_prior)
                 answered = release.labels >= 0 if release.labels is not None else torch.ones_like(c, dtype=bool)

@@ -519,10 +519,9 @@ class MechanismExplorer:
     noise), and its privacy report says that such an ε does not hold against
     anyone who knows the seed; ``reproducible_noise=False`` draws secret noise
     on every update, as a run does. No prior is used, so ``rr`` and
-    ``label`` keep all K classes (k = K). A run differs: by default
-    (``warmup_fraction`` 0) its student's prior picks the answer set from the
-    first query on; only a run given a warm-up keeps k = K for that share of
-    its iterations. The ``data`` mode takes the gradient against an
+    ``label`` keep all K classes (k = K). A run differs: its student's prior
+    picks the answer set from the first query on (an untrained student's
+    tempered prior is nearly flat, so k = K by itself at first). The ``data`` mode takes the gradient against an
     untrained student (uniform prediction) unless ``student_logits`` is given.
     """
 

@@ -212,11 +212,11 @@ print(f"{last['generator']}: released labels in the last batch, per class:",
 #    classify. What would go wrong if it only made images that are easy?
 #    (Hint: what does the student then never learn?)
 # 3. Run the learned generator with `diversity_weight=0`. What happens to the
-#    released labels' class balance and to accuracy? Then try
-#    `contrastive_weight=0.3`, a diversity term measured in the *student's*
-#    features instead of pixels (after the CMI paper). The benchmarks found it
-#    level at ε = 10 and no help at ε = 1: how many seeds would you need to
-#    tell a gain of 0.02 from the run-to-run spread?
+#    released labels' class balance and to accuracy? A diversity term
+#    measured in the *student's* features instead of pixels (after the CMI
+#    paper) was tried and found level at ε = 10 and no help at ε = 1
+#    (benchmarks/RESULTS.md): how many seeds would you need to tell a gain of
+#    0.02 from the run-to-run spread?
 # 4. The renderer knows what digits look like. What would a renderer for
 #    Fashion-MNIST have to know, and would it still be "public"?
 # 5. The generator never sees a private image. Can its images still reveal

@@ -154,7 +154,7 @@ print(f"{QUERIES} teacher answers, {(teacher_labels == data.y_heldout[:QUERIES])
 # says. Fewer classes means the same noise spread over fewer entries: that is
 # why a prior helps. Without a prior (as here) all classes are kept. In a
 # run the prior is the student's own prediction from the very first query:
-# the default has no warm-up with a uniform prior (`warmup_fraction = 0`).
+# there is no warm-up with a uniform prior.
 # With the learned generator, though, `label` keeps all ten classes anyway
 # (`top_k = 10`: its student's prior is too weak early on to choose from);
 # runs with the stroke renderer keep the prior's top two. The code:

@@ -92,12 +92,10 @@ print(f"mechanism: {p.mechanism.describe()['mechanism']}")
 print(f"B = {cfg.batch_size} queries per private step, {cfg.student_steps} private steps, {p.replay_steps} replay "
       f"steps and 1 generator step (n = {cfg.generator_batch} images) per iteration; query_pool {cfg.query_pool}, "
       f"augment {cfg.augment}, class_balance u = {cfg.class_balance}")
-print(f"prior: temperature T = {cfg.prior_temperature}, smoothing λ = {cfg.prior_smoothing}, k_min = {cfg.k_min}; "
-      f"warmup_fraction {cfg.warmup_fraction} (" + ("the prior is used from the first query)" if not cfg.warmup_fraction
-                                                    else "a uniform prior first, k = K)"))
-print(f"generator objective weights: diversity λ_div = {cfg.diversity_weight}, contrastive λ_con = "
-      f"{cfg.contrastive_weight}, discrepancy λ_disc = {cfg.discrepancy_weight} (0 in every private mode); "
-      f"forward passes in {cfg.precision}")
+print(f"prior: temperature T = {cfg.prior_temperature}, smoothing λ = {cfg.prior_smoothing}, k_min = {cfg.k_min} "
+      "(the prior is used from the first query)")
+print(f"generator objective weights: diversity λ_div = {cfg.diversity_weight}, discrepancy λ_disc = "
+      f"{cfg.discrepancy_weight} (0 in every private mode); forward passes in {cfg.precision}")
 
 # %% [markdown]
 # The stroke renderer would first warm the student up on its own skeleton
@@ -255,10 +253,8 @@ print(f"replay buffer holds {p.buffer.size:,} released queries; replay loss {pha
 # distance between their $z$, so a class does not collapse to one image. The
 # discrepancy term (DFAD's) reads the raw teacher, so only mode `none` may
 # use it: its weight $\lambda_{\mathrm{disc}}$ = `discrepancy_weight` is 0.1
-# there for the learned generator and 0 in every private mode, as here. Two
-# more terms are off in this run: an InfoNCE term in the student's features,
-# $+\lambda_{\mathrm{con}}\,\mathcal{L}_{\mathrm{con}}$, when
-# `contrastive_weight` is set (default 0), and, for the stroke renderer only,
+# there for the learned generator and 0 in every private mode, as here. One
+# more term is off in this run: for the stroke renderer only,
 # an anchor $+\lambda_{\mathrm{anchor}}\cdot\mathrm{mean}\big(\phi_\theta(z,
 # c) - \phi_{\theta_0}(z, c)\big)^2$ on its stroke parameters
 # (`anchor_weight` = 10). One line per term:

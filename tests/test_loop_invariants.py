@@ -32,7 +32,7 @@ from dpsd_lite.teacher import TrainedTeacher, train_teacher_model
 PRIVATE_MODES = ("rr", "label", "data")
 # reproducible_noise: these are bit-for-bit comparisons, so the privacy noise comes from the seed (the opt-in)
 RUN = dict(dataset="digits", epsilon=2.0, delta=1e-5, steps=4, student_steps=1, batch_size=64,
-           warmup_fraction=0.25, eval_every=100, device="cpu", reproducible_noise=True, precision="float32")
+           eval_every=100, device="cpu", reproducible_noise=True, precision="float32")
 _FIELDS = {f.name for f in fields(T.TranscribeConfig)}
 if "ink_pretrain_steps" in _FIELDS:  # optional knob (not in every version of the loop): keep the runs short
     RUN["ink_pretrain_steps"] = 5
@@ -235,21 +235,6 @@ def test_class_balancing_counts_the_release_not_the_teacher(digits, teachers, mo
     assert not identical(base, run(digits, teachers, mode, teacher="B", **extra), "generator")  # control
 
 
-@pytest.mark.parametrize("mode", ["rr", "label"])
-def test_the_contrastive_term_reads_the_student_not_the_teacher(digits, teachers, mode):
-    """The contrastive diversity term compares the student's features of generated images: with it on, a teacher
-    change the mechanism hides stays hidden, and a fixed release makes two teachers indistinguishable; it does
-    change the generator (the control that lets the first checks fail)."""
-    extra = dict(generator="learned", contrastive_weight=1.0, precision="float32")
-    base = run(digits, teachers, mode, **extra)
-    assert identical(base, run(digits, teachers, mode, perturb="softmax-preserving", **extra), "generator")
-    a = run(digits, teachers, mode, teacher="A", fixed_release=True, **extra)
-    b = run(digits, teachers, mode, teacher="B", fixed_release=True, **extra)
-    assert identical(a, b, "student") and identical(a, b, "generator")
-    off = run(digits, teachers, mode, **{**extra, "contrastive_weight": 0.0})
-    assert not identical(base, off, "generator")
-
-
 @pytest.mark.parametrize("mode", PRIVATE_MODES)
 def test_student_independent_of_teacher_when_release_is_fixed(digits, teachers, mode):
     a = run(digits, teachers, mode, teacher="A", fixed_release=True)
@@ -354,7 +339,7 @@ def test_rr_report_counts_the_answer_sets_the_run_used(digits, teachers):
     rep = res.privacy
     assert len(mech.ks) == res.queries == sum(rep["k_used"].values())
     assert rep["k_used"] == {str(k): n for k, n in sorted(Counter(mech.ks).items())}
-    assert min(mech.ks) >= 2 and max(mech.ks) == digits.num_classes  # the uniform-prior warm-up step uses every class
+    assert min(mech.ks) >= 2 and max(mech.ks) == digits.num_classes  # the untrained student's flat prior: every class
     expected = sum(rr_keep_probability(RUN["epsilon"], k) for k in mech.ks) / len(mech.ks)
     assert rep["mean_keep_probability"] == pytest.approx(expected, rel=1e-12)
     assert rep["mean_k"] == pytest.approx(sum(mech.ks) / len(mech.ks))
@@ -362,9 +347,9 @@ def test_rr_report_counts_the_answer_sets_the_run_used(digits, teachers):
 
 
 def test_uniform_prior_answers_among_all_classes_at_the_k_ary_keep_probability(digits, teachers):
-    """With the prior uniform throughout (warm-up over all steps), every answer is K-ary RR: e^1/(e^1+9) = 0.231969."""
+    """With the prior uniform throughout (tempered flat), every answer is K-ary RR: e^1/(e^1+9) = 0.231969."""
     res = T.transcribe(data=digits, teacher=_wrap(teachers["A"]), noise_mode="rr", seed=0,
-                       **{**RUN, "epsilon": 1.0, "warmup_fraction": 1.0})
+                       **{**RUN, "epsilon": 1.0, "prior_temperature": 1e9})
     assert res.privacy["k_used"] == {"10": res.queries}
     assert res.privacy["mean_keep_probability"] == pytest.approx(0.231969, abs=1e-6)
 

@@ -26,8 +26,8 @@ def _keep_threads():
 def test_seed_ranges_and_arms_parse():
     assert psc.parse_seeds("0-2,5") == [0, 1, 2, 5]
     assert psc.parse_arm("base") == ("base", {})
-    assert psc.parse_arm("contrastive_weight=0.3+top_k=5") == ("contrastive_weight=0.3+top_k=5",
-                                                                {"contrastive_weight": 0.3, "top_k": 5})
+    assert psc.parse_arm("diversity_weight=0.3+top_k=5") == ("diversity_weight=0.3+top_k=5",
+                                                              {"diversity_weight": 0.3, "top_k": 5})
 
 
 def test_the_summary_is_mean_sd_and_standard_error():
