@@ -31,7 +31,9 @@ these Gaussian answers, as if σ were halved), not at the ε reported.
 
 Wiring into the transcription loop
 ----------------------------------
-:class:`EnsembleVote` is a :class:`~dpsd_lite.mechanisms.Mechanism`; the
+The noisy vote is a release like every other, so it lives with them:
+:class:`~dpsd_lite.mechanisms.EnsembleVote` is a :class:`~dpsd_lite.mechanisms.Mechanism`, its ε
+comes from :mod:`dpsd_lite.accounting` and its report from :mod:`dpsd_lite.report`; the
 ensemble's forward returns raw vote histograms, which reach nothing but
 ``EnsembleVote.release``: :func:`transcribe_with_ensemble` runs the unchanged
 loop of :mod:`dpsd_lite.transcribe` with ``mechanism=EnsembleVote(...)``.
@@ -42,7 +44,6 @@ asks for ``reproducible_noise``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -51,39 +52,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .accounting import check_delta, check_epsilon, composed_noise_multiplier
 from .data import DataSplits
 from .errors import DpsdError
-from .mechanisms import Mechanism, Release
+from .mechanisms import EnsembleVote
 from .noise import NoiseSource
-from .report import three_level_lines, three_levels
+from .report import ensemble_privacy_report
 from .teacher import TrainedTeacher, _cache_path, cache_trained_teacher, load_cached_teacher, train_teacher_model
 from .utils import default_cache_dir
 from .utils import resolve_device
 
 __all__ = [
-    "UNIT_RECORD_ENSEMBLE",
     "ENSEMBLE_TEACHER_EPOCHS",
     "assign_partitions",
     "partition_private",
     "TeacherEnsemble",
     "train_teacher_ensemble",
-    "EnsembleVote",
-    "ensemble_epsilon",
-    "ensemble_privacy_report",
-    "format_ensemble_report",
     "EnsembleTranscription",
     "transcribe_with_ensemble",
 ]
 
-UNIT_RECORD_ENSEMBLE = (
-    "each private training record (add/remove one record of the private split): records are assigned to "
-    "teachers by a hash of their own content, so adding or removing one record changes exactly one teacher's "
-    "partition and can move at most one vote; the epsilon is composed by the accountant over every query the "
-    "ensemble answered, so it bounds what one training record can change in everything released, and in the "
-    "student (post-processing). Replacing a record (remove one, add another) may change two teachers: that "
-    "holds only by group privacy for two records, not at this epsilon"
-)
 
 #: Epochs of each partition teacher when not given: a constant, never computed from the partitions' sizes (one
 #: record could then change every teacher's training). 34 epochs are about 100 optimiser steps for a partition
@@ -221,140 +208,6 @@ def _vote_accuracy(ensemble: TeacherEnsemble, x, y, batch_size: int = 128) -> fl
 
 
 # ---------------------------------------------------------------------------- the mechanism
-
-def ensemble_epsilon(noise_multiplier: float, queries: int, delta: float) -> float:
-    """Record-level ε after ``queries`` GNMax answers with noise multiplier σ (Opacus RDP, q = 1)."""
-    from opacus.accountants import RDPAccountant
-
-    if int(queries) <= 0:
-        return 0.0
-    acc = RDPAccountant()
-    acc.history = [(float(noise_multiplier), 1.0, int(queries))]
-    return float(acc.get_epsilon(delta=check_delta(delta)))
-
-
-class EnsembleVote(Mechanism):
-    """GNMax: Gaussian noise on the teachers' vote histogram, the noisy arg-max released as a hard label.
-
-    ``release(votes)`` takes the B×K raw vote histogram (what
-    :class:`TeacherEnsemble` returns in place of logits). σ is calibrated so
-    that ``max_queries`` answers are (ε, δ)-DP per private training record
-    (Opacus RDP accountant, L2 sensitivity √2, q = 1). Once ``max_queries``
-    have been answered the mechanism answers no more: the remaining rows of a
-    batch get label −1 and no loss (``answered`` in ``Release.extra``), and
-    ``exhausted`` turns true so the caller can stop.
-    """
-
-    mode = "ensemble"
-    private = True
-    uses_prior = False
-    sensitivity = math.sqrt(2.0)  # one record moves one vote: −1 in one class, +1 in another
-
-    def __init__(self, epsilon: float, delta: float, max_queries: int, num_teachers: int | None = None,
-                 noise: NoiseSource | None = None):
-        super().__init__(noise)
-        self.target_epsilon = check_epsilon(epsilon)
-        self.delta = check_delta(delta)
-        self.max_queries = int(max_queries)
-        if self.max_queries < 1:
-            raise DpsdError(f"the query budget must be a positive integer, got {max_queries!r}")
-        self.num_teachers = num_teachers
-        self.noise_multiplier = composed_noise_multiplier(self.target_epsilon, self.delta, sample_rate=1.0,
-                                                          steps=self.max_queries, accountant="rdp")
-        self.noise_std = self.noise_multiplier * self.sensitivity
-        self.answered = 0
-        self.record = False  # when True, keep every released label (CPU) in ``released``
-        self.released: list[torch.Tensor] = []
-
-    @property
-    def remaining(self) -> int:
-        return self.max_queries - self.answered
-
-    @property
-    def exhausted(self) -> bool:
-        return self.answered >= self.max_queries
-
-    @property
-    def epsilon(self) -> float:
-        """Record-level ε spent so far (over the queries answered), from Opacus's RDP accountant."""
-        return ensemble_epsilon(self.noise_multiplier, self.answered, self.delta)
-
-    def release(self, teacher_logits, prior=None, student_logits=None) -> Release:
-        votes = teacher_logits.detach()
-        B, K = votes.shape
-        n = max(0, min(B, self.remaining))
-        answered = torch.zeros(B, dtype=torch.bool, device=votes.device)
-        answered[:n] = True
-        labels = torch.full((B,), -1, dtype=torch.long, device=votes.device)
-        if n:
-            noise = torch.randn((n, K), generator=self.noise.generator(), device="cpu").to(votes.device)
-            labels[:n] = (votes[:n] + self.noise_std * noise).argmax(1)
-            self.answered += n
-        if self.record:
-            self.released.append(labels.cpu())
-        mask = answered.view(-1, 1).expand(B, K).clone()
-        return Release("ensemble", mask=mask, labels=labels, extra={"answered": answered})
-
-    def student_loss(self, student_logits, rel):
-        answered = rel.extra["answered"]
-        if not bool(answered.any()):
-            return student_logits.sum() * 0.0  # budget spent: nothing to learn from this batch
-        return F.cross_entropy(student_logits[answered], rel.labels[answered])
-
-    def describe(self) -> dict:
-        return {
-            "mode": "ensemble",
-            "mechanism": (f"GNMax noisy vote aggregation (PATE): Gaussian noise on the vote histogram of "
-                          f"{self.num_teachers or 'n'} teachers trained on disjoint partitions of the private "
-                          f"split; the noisy arg-max is released as a hard label"),
-            "epsilon": self.epsilon,
-            "target_epsilon": self.target_epsilon,
-            "delta": self.delta,
-            "num_teachers": self.num_teachers,
-            "query_budget": self.max_queries,
-            "queries_answered": self.answered,
-            "l2_sensitivity": self.sensitivity,
-            "noise_multiplier": self.noise_multiplier,
-            "noise_std": self.noise_std,
-            "calibration": ("Opacus RDP accountant (Renyi DP, Opacus's current RDP-to-(eps, delta) conversion, "
-                            "Balle et al. 2020): each answered query a Gaussian release with q = 1, composed over "
-                            "all queries answered; sigma calibrated for the query budget"),
-            "composition": (f"RDP composition over the {self.answered:,} queries answered "
-                            f"(budget {self.max_queries:,}; no answers after the budget)"),
-            "neighbouring": "add/remove one private training record",
-            "unit": "record",
-            "unit_of_privacy": UNIT_RECORD_ENSEMBLE,
-            **self.noise.describe(),
-        }
-
-
-def ensemble_privacy_report(mechanism: EnsembleVote) -> dict:
-    """The ensemble's privacy report (JSON-ready), with the record-level unit."""
-    desc = mechanism.describe()
-    report = {"noise_mode": "ensemble", "mechanism": desc.pop("mechanism"), "private": True,
-              "teacher_queries": desc["queries_answered"]}
-    desc.pop("mode")
-    report.update(desc)
-    report["accountant"] = report.pop("calibration")
-    report.update(three_levels(report))
-    return report
-
-
-def format_ensemble_report(report: dict) -> str:
-    """Human-readable lines: ε with δ and its record-level unit, σ, queries, accountant, noise source."""
-    warning = [f"WARNING: {report['warning']}"] if report.get("warning") else []
-    return "\n".join(warning + three_level_lines(report) + [
-        f"noise mode: ensemble — {report['mechanism']}",
-        f"epsilon = {report['epsilon']:.4g} per private training record (target {report['target_epsilon']:g}), "
-        f"delta = {report['delta']:g}",
-        f"noise multiplier sigma = {report['noise_multiplier']:.4f} (noise std {report['noise_std']:.4f} "
-        f"on each vote count, L2 sensitivity {report['l2_sensitivity']:.4f})",
-        f"queries answered: {report['queries_answered']:,} of a budget of {report['query_budget']:,}",
-        f"accountant: {report['accountant']}; composition: {report['composition']}",
-        f"noise: {report['noise_source']}",
-        f"unit of privacy: {report['unit_of_privacy']}",
-    ])
-
 
 # ---------------------------------------------------------------------------- the loop
 

@@ -34,6 +34,9 @@ Modes
           teacher's ordered top two classes by K(K−1)-ary RR over all ordered
           pairs, keep probability e^ε/(e^ε+K(K−1)−1): the same ε for the same
           unit (any two teacher answers to one query), one more class per answer.
+``ensemble`` (record-level, not a mode of the dropdown): a teacher ensemble's vote histogram plus Gaussian
+          noise, the noisy arg-max released (PATE's GNMax, :class:`EnsembleVote`; the ensemble itself lives in
+          :mod:`dpsd_lite.ensemble`).
 ``data``  data/gradient noisy perturbation (DPDFD): the per-query gradient of
           the distillation loss KL(teacher ‖ student) with respect to the
           student's logits, ``softmax(s) − p_teacher``, normalised to norm C,
@@ -49,7 +52,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .accounting import check_delta, check_epsilon, gaussian_noise_multiplier, rr_keep_probability
+from .accounting import (check_delta, check_epsilon, composed_epsilon, composed_noise_multiplier,
+                         gaussian_noise_multiplier, rr_keep_probability)
 from .errors import DpsdError
 from .noise import NoiseSource
 
@@ -64,6 +68,7 @@ __all__ = [
     "SelectiveRR",
     "TopTwoRR",
     "GradientNoise",
+    "EnsembleVote",
     "make_mechanism",
     "select_rr_classes",
     "rr_sample",
@@ -477,6 +482,100 @@ class GradientNoise(Mechanism):
             "noise_multiplier": self.noise_multiplier,
             "noise_std": self.noise_std,
             "calibration": "analytic Gaussian mechanism (Balle & Wang 2018), exact for every epsilon",
+        }
+
+
+class EnsembleVote(Mechanism):
+    """GNMax: Gaussian noise on the teachers' vote histogram, the noisy arg-max released as a hard label.
+
+    ``release(votes)`` takes the B×K raw vote histogram (what
+    :class:`TeacherEnsemble` returns in place of logits). σ is calibrated so
+    that ``max_queries`` answers are (ε, δ)-DP per private training record
+    (Opacus RDP accountant, L2 sensitivity √2, q = 1). Once ``max_queries``
+    have been answered the mechanism answers no more: the remaining rows of a
+    batch get label −1 and no loss (``answered`` in ``Release.extra``), and
+    ``exhausted`` turns true so the caller can stop.
+    """
+
+    mode = "ensemble"
+    private = True
+    uses_prior = False
+    sensitivity = math.sqrt(2.0)  # one record moves one vote: −1 in one class, +1 in another
+
+    def __init__(self, epsilon: float, delta: float, max_queries: int, num_teachers: int | None = None,
+                 noise: NoiseSource | None = None):
+        super().__init__(noise)
+        self.target_epsilon = check_epsilon(epsilon)
+        self.delta = check_delta(delta)
+        self.max_queries = int(max_queries)
+        if self.max_queries < 1:
+            raise DpsdError(f"the query budget must be a positive integer, got {max_queries!r}")
+        self.num_teachers = num_teachers
+        self.noise_multiplier = composed_noise_multiplier(self.target_epsilon, self.delta, sample_rate=1.0,
+                                                          steps=self.max_queries, accountant="rdp")
+        self.noise_std = self.noise_multiplier * self.sensitivity
+        self.answered = 0
+        self.record = False  # when True, keep every released label (CPU) in ``released``
+        self.released: list[torch.Tensor] = []
+
+    @property
+    def remaining(self) -> int:
+        return self.max_queries - self.answered
+
+    @property
+    def exhausted(self) -> bool:
+        return self.answered >= self.max_queries
+
+    @property
+    def epsilon(self) -> float:
+        """Record-level ε spent so far (over the queries answered), from Opacus's RDP accountant."""
+        return composed_epsilon(self.noise_multiplier, 1.0, self.answered, self.delta) if self.answered else 0.0
+
+    def release(self, teacher_logits, prior=None, student_logits=None) -> Release:
+        votes = teacher_logits.detach()
+        B, K = votes.shape
+        n = max(0, min(B, self.remaining))
+        answered = torch.zeros(B, dtype=torch.bool, device=votes.device)
+        answered[:n] = True
+        labels = torch.full((B,), -1, dtype=torch.long, device=votes.device)
+        if n:
+            noise = torch.randn((n, K), generator=self.noise.generator(), device="cpu").to(votes.device)
+            labels[:n] = (votes[:n] + self.noise_std * noise).argmax(1)
+            self.answered += n
+        if self.record:
+            self.released.append(labels.cpu())
+        mask = answered.view(-1, 1).expand(B, K).clone()
+        return Release("ensemble", mask=mask, labels=labels, extra={"answered": answered})
+
+    def student_loss(self, student_logits, rel):
+        answered = rel.extra["answered"]
+        if not bool(answered.any()):
+            return student_logits.sum() * 0.0  # budget spent: nothing to learn from this batch
+        return F.cross_entropy(student_logits[answered], rel.labels[answered])
+
+    def describe(self) -> dict:
+        return {
+            "mode": "ensemble",
+            "mechanism": (f"GNMax noisy vote aggregation (PATE): Gaussian noise on the vote histogram of "
+                          f"{self.num_teachers or 'n'} teachers trained on disjoint partitions of the private "
+                          f"split; the noisy arg-max is released as a hard label"),
+            "epsilon": self.epsilon,
+            "target_epsilon": self.target_epsilon,
+            "delta": self.delta,
+            "num_teachers": self.num_teachers,
+            "query_budget": self.max_queries,
+            "queries_answered": self.answered,
+            "l2_sensitivity": self.sensitivity,
+            "noise_multiplier": self.noise_multiplier,
+            "noise_std": self.noise_std,
+            "calibration": ("Opacus RDP accountant (Renyi DP, Opacus's current RDP-to-(eps, delta) conversion, "
+                            "Balle et al. 2020): each answered query a Gaussian release with q = 1, composed over "
+                            "all queries answered; sigma calibrated for the query budget"),
+            "composition": (f"RDP composition over the {self.answered:,} queries answered "
+                            f"(budget {self.max_queries:,}; no answers after the budget)"),
+            "neighbouring": "add/remove one private training record",
+            "unit": "record",
+            **self.noise.describe(),
         }
 
 

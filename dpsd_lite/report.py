@@ -7,7 +7,7 @@ import math
 import torch
 
 from .accounting import rr_keep_probability, whole_run_epsilon
-from .mechanisms import Mechanism
+from .mechanisms import EnsembleVote, Mechanism
 from .names import generator_label
 from .phases import balances_classes
 
@@ -27,6 +27,14 @@ UNIT_RECORD_DP_TEACHER = (
 )
 TEACHER_ACCURACY_NOTE = ("the teacher's held-out accuracy (printed and saved beside the student's) is a "
                          "non-private statistic of the teacher, outside epsilon")
+UNIT_RECORD_ENSEMBLE = (
+    "each private training record (add/remove one record of the private split): records are assigned to "
+    "teachers by a hash of their own content, so adding or removing one record changes exactly one teacher's "
+    "partition and can move at most one vote; the epsilon is composed by the accountant over every query the "
+    "ensemble answered, so it bounds what one training record can change in everything released, and in the "
+    "student (post-processing). Replacing a record (remove one, add another) may change two teachers: that "
+    "holds only by group privacy for two records, not at this epsilon"
+)
 UNIT_NONE = "nothing: mode 'none' releases the teacher's raw outputs; the student carries no privacy guarantee."
 UNIT_WHOLE_RUN = ("what one private record can move through this non-private teacher: one record can change the "
                   "teacher, hence every answer, so all the run's answers compose")
@@ -186,14 +194,14 @@ def three_level_lines(report: dict) -> list:
     if "epsilon_whole_run" not in report:  # a report saved before the three levels existed
         return []
     if report.get("unit") == "record":
-        return [f"per teacher answer: accounted per private record (below), not per answer",
+        return ["per teacher answer: accounted per private record (below), not per answer",
                 f"whole run: {report['answers']:,} answers, epsilon = {_fmt_eps(report['epsilon_whole_run'])}, "
                 f"delta = {report['delta_whole_run']:g} per private record ({report['whole_run_accountant']})",
                 f"per private record: epsilon = {_fmt_eps(report['epsilon_per_record'])}, "
                 f"delta = {report['delta_per_record']:g}"]
     per_answer = ("infinity (mode none: no noise)" if report["unit"] == "none" else
                   f"{_fmt_eps(report['epsilon_per_answer'])}, delta = {report['delta_per_answer']:g}")
-    whole = (f"infinity: the teacher's raw answers reach the student" if report["epsilon_whole_run"] == math.inf
+    whole = ("infinity: the teacher's raw answers reach the student" if report["epsilon_whole_run"] == math.inf
              else f"{_fmt_eps(report['epsilon_whole_run'])}, delta = {report['delta_whole_run']:g} "
                   f"({report['whole_run_accountant']})")
     record = (NO_RECORD_LEVEL if report.get("epsilon_per_record") is None else
@@ -248,7 +256,7 @@ def format_report(report: dict) -> str:
             return "\n".join(["noise mode: none — no noise on the teacher's answers (no per-answer epsilon)",
                               *three_level_lines(report), *_record_level_lines(report),
                               f"teacher queries: {report['teacher_queries']:,}"])
-        return "\n".join([f"noise mode: none — NOT private (epsilon = infinity)", *three_level_lines(report),
+        return "\n".join(["noise mode: none — NOT private (epsilon = infinity)", *three_level_lines(report),
                           f"teacher queries: {report['teacher_queries']:,}"
                           + (f", asked by the {report['generator']}" if report.get("generator") else ""),
                           f"unit of privacy: {report['unit_of_privacy']}"])
@@ -299,3 +307,32 @@ def format_report(report: dict) -> str:
     for note in report.get("not_covered_by_epsilon", []):
         lines.append(f"not covered by epsilon: {note}")
     return "\n".join(lines)
+
+
+def ensemble_privacy_report(mechanism: EnsembleVote) -> dict:
+    """The ensemble's privacy report (JSON-ready), with the record-level unit."""
+    desc = mechanism.describe()
+    report = {"noise_mode": "ensemble", "mechanism": desc.pop("mechanism"), "private": True,
+              "teacher_queries": desc["queries_answered"]}
+    desc.pop("mode")
+    report.update(desc)
+    report["accountant"] = report.pop("calibration")
+    report["unit_of_privacy"] = UNIT_RECORD_ENSEMBLE
+    report.update(three_levels(report))
+    return report
+
+
+def format_ensemble_report(report: dict) -> str:
+    """Human-readable lines: ε with δ and its record-level unit, σ, queries, accountant, noise source."""
+    warning = [f"WARNING: {report['warning']}"] if report.get("warning") else []
+    return "\n".join(warning + three_level_lines(report) + [
+        f"noise mode: ensemble — {report['mechanism']}",
+        f"epsilon = {report['epsilon']:.4g} per private training record (target {report['target_epsilon']:g}), "
+        f"delta = {report['delta']:g}",
+        f"noise multiplier sigma = {report['noise_multiplier']:.4f} (noise std {report['noise_std']:.4f} "
+        f"on each vote count, L2 sensitivity {report['l2_sensitivity']:.4f})",
+        f"queries answered: {report['queries_answered']:,} of a budget of {report['query_budget']:,}",
+        f"accountant: {report['accountant']}; composition: {report['composition']}",
+        f"noise: {report['noise_source']}",
+        f"unit of privacy: {report['unit_of_privacy']}",
+    ])

@@ -82,8 +82,7 @@ from dpsd_lite.audit import (StudySettings, format_canaries, format_study, one_r
                              plot_roc, privacy_study)
 from dpsd_lite.data import load_dataset
 from dpsd_lite.dpsgd import UNIT_RECORD
-from dpsd_lite.ensemble import UNIT_RECORD_ENSEMBLE, ensemble_epsilon
-from dpsd_lite.report import UNIT_PER_QUERY
+from dpsd_lite.report import UNIT_PER_QUERY, UNIT_RECORD_ENSEMBLE
 
 torch.manual_seed(SEED)
 data = load_dataset(DATASET)
@@ -121,11 +120,11 @@ print("DP-SGD (Opacus):\n ", UNIT_RECORD)
 # the ensemble can afford only a few hundred. In the library (Opacus does the arithmetic):
 
 # %%
-print(inspect.getsource(ensemble_epsilon))
+print(inspect.getsource(composed_epsilon))
 for queries in (64, 256, 1024):
     sigma = composed_noise_multiplier(1.0, DELTA, sample_rate=1.0, steps=queries)
     print(f"eps = 1 per record over {queries:>4} answers needs sigma = {sigma:6.1f}: noise std "
-          f"{sigma * 2 ** 0.5:6.1f} votes (check: eps = {ensemble_epsilon(sigma, queries, DELTA):.3f})")
+          f"{sigma * 2 ** 0.5:6.1f} votes (check: eps = {composed_epsilon(sigma, 1.0, queries, DELTA):.3f})")
 print(f"the ensemble below: {ENSEMBLE_TEACHERS} teachers, so a vote margin of at most {ENSEMBLE_TEACHERS} votes, "
       f"and {ENSEMBLE_QUERIES} answers")
 

@@ -187,7 +187,8 @@ def test_canaries_are_planted_in_a_copy_and_counted(digits):
 
 
 def test_claims_keep_the_unit_per_query_reports_make_no_record_claim(tiny_run):
-    from dpsd_lite.ensemble import EnsembleVote, ensemble_privacy_report
+    from dpsd_lite.mechanisms import EnsembleVote
+    from dpsd_lite.report import ensemble_privacy_report
 
     from dpsd_lite.audit import claimed_from_privacy
 
