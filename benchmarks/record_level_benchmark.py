@@ -4,13 +4,16 @@ At record-level ε = 1 and 10 per private training record (δ = 1e-5) on mnist-5
 subprocess (so its peak RSS is its own), at several seeds (the noise is secret: runs differ even at one seed):
 
 * ``dpsgd``         the student's architecture trained with DP-SGD (Opacus) on the private split;
-* ``dpsgd-public``  the same from weights trained on public digit drawings (dpsd_lite.public_data);
+* ``dpsgd-public``  the DP teacher (``dpsgd.get_dp_teacher``): the DP teacher's recipe (``dpsgd.DP_TEACHER``:
+                    weights averaged, augmentation multiplicity where chosen) from weights trained on public
+                    digit drawings (dpsd_lite.public_data);
 * ``dp-teacher``    a student transcribed in mode ``none`` from the ``dpsgd-public`` model (post-processing:
                     the same record-level guarantee, no per-answer noise);
 * ``ensemble``      the teacher ensemble's noisy votes (PATE GNMax, 50 teachers, 256 answers).
 
-Settings: DP-SGD's and the ensemble's defaults, chosen on public drawings (benchmarks/record_level_settings.py);
-nothing is chosen on the held-out split, which only measures.
+Settings: DP-SGD's, the DP teacher's and the ensemble's defaults, chosen on public data
+(benchmarks/record_level_settings.py); nothing is chosen on the held-out split, which only measures.
+benchmarks/dp_teacher_route.py measures the DP teacher and its transcription through the CLI, as a user runs them.
 
     python benchmarks/record_level_benchmark.py               # about 30 min on 2 cores
     python benchmarks/record_level_benchmark.py --fast        # digits, tiny settings, a smoke run

@@ -102,3 +102,173 @@ def test_opacus_per_sample_gradients_of_the_student_are_exact():
         torch.nn.functional.cross_entropy(reference(x[i:i + 1]), y[i:i + 1], reduction="sum").backward()
         for g, p in zip(per_sample, reference.parameters()):
             assert torch.allclose(g[i], p.grad, atol=1e-5), "Opacus's per-sample gradient differs from the sample's own"
+
+
+# ------------------------------------------------------------ the DP teacher's recipe: augmult, averaging, layers
+def _tiny_clipped_step(x, y, copies, clip, augment):
+    """One Opacus DPOptimizer step (no noise) on a tiny linear model with ``copies`` augmented copies per record."""
+    import warnings
+
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    from dpsd_lite.dpsgd import average_copies
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 3))
+    reference = [p.detach().clone() for p in model.parameters()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = GradSampleModule(model, loss_reduction="mean")
+    opt = DPOptimizer(torch.optim.SGD(wrapped.parameters(), lr=1.0), noise_multiplier=0.0, max_grad_norm=clip,
+                      expected_batch_size=len(x))
+    xa = augment(x)  # len(x) * copies rows, the copies of record i at rows i*copies ... i*copies + copies - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus's hook on an input that needs no gradient: harmless
+        torch.nn.functional.cross_entropy(wrapped(xa), y.repeat_interleave(copies)).backward()
+    average_copies(wrapped, len(x), copies)
+    opt.step()  # p <- p - (sum of clipped per-record gradients) / B
+    return model, reference, xa
+
+
+def test_augmult_clips_the_mean_over_copies_of_one_record_once():
+    """The per-record gradient is the mean of its copies' gradients (by hand, one backward per copy), clipped once."""
+    torch.manual_seed(1)
+    x, y = torch.randn(3, 1, 2, 2), torch.tensor([0, 2, 1])
+    copies, clip = 4, 0.3
+    shifts = torch.randn(len(x) * copies, 1, 2, 2)
+
+    def augment(batch):
+        return batch.repeat_interleave(copies, dim=0) + shifts
+
+    model, start, xa = _tiny_clipped_step(x, y, copies, clip, augment)
+    W, b = start
+    expected_w, expected_b = torch.zeros_like(W), torch.zeros_like(b)
+    for i in range(len(x)):
+        gw, gb = torch.zeros_like(W), torch.zeros_like(b)
+        for k in range(copies):  # each copy's own gradient, by hand: softmax minus one-hot
+            xi = xa[i * copies + k].flatten()
+            p = torch.softmax(W @ xi + b, 0)
+            p[y[i]] -= 1
+            gw += torch.outer(p, xi) / copies
+            gb += p / copies
+        norm = torch.sqrt(gw.square().sum() + gb.square().sum())
+        factor = min(1.0, clip / (float(norm) + 1e-6))  # one clip of the record's mean gradient
+        expected_w += factor * gw / len(x)
+        expected_b += factor * gb / len(x)
+    new_w, new_b = [p.detach() for p in model.parameters()]
+    assert torch.allclose(W - new_w, expected_w, atol=1e-6)
+    assert torch.allclose(b - new_b, expected_b, atol=1e-6)
+    # each record's clipped contribution is at most C however many copies it has: the sensitivity stays C
+    assert float(torch.sqrt(((W - new_w) * len(x)).square().sum() + ((b - new_b) * len(x)).square().sum())) \
+        <= len(x) * clip + 1e-5
+
+
+def test_average_copies_refuses_a_batch_that_is_not_records_times_copies():
+    from dpsd_lite.dpsgd import average_copies
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad_sample = torch.zeros(5, 2)
+    module = torch.nn.Module()
+    module.p = p
+    with pytest.raises(DpsdError, match="per-sample gradients"):
+        average_copies(module, 2, 2)
+
+
+def test_augmented_copies_stay_with_their_record():
+    from dpsd_lite.dpsgd import augment_copies
+
+    x = torch.stack([torch.full((1, 8, 8), -1.0), torch.full((1, 8, 8), 1.0)])
+    out = augment_copies(x, 3, torch.Generator().manual_seed(0))
+    assert out.shape == (6, 1, 8, 8)
+    assert (out[:3] <= -0.99).all() and (out[3:].amax((1, 2, 3)) > 0.9).all()  # record 0's copies are record 0's
+
+
+@pytest.fixture(scope="module")
+def recipe_run(digits):
+    return train_dpsgd(digits, epsilon=3.0, delta=1e-5, epochs=2, batch_size=128, device="cpu", seed=0,
+                       augmult=2, ema=0.9)
+
+
+def test_recipe_run_spends_what_opacus_rdp_accountant_says(recipe_run, digits):
+    """Augmentation multiplicity and averaging leave the accounting as it is: (σ, q, steps) through Opacus."""
+    from opacus.accountants import RDPAccountant
+
+    r = recipe_run
+    n = len(digits.y_private)
+    assert r.steps == 2 * math.ceil(n / 128) and r.sample_rate == pytest.approx(1 / math.ceil(n / 128))
+    acc = RDPAccountant()
+    acc.history = [(r.noise_multiplier, r.sample_rate, r.steps)]
+    assert acc.get_epsilon(1e-5) == pytest.approx(r.epsilon, rel=1e-9)
+    assert 0.9 * 3.0 < r.epsilon <= 3.0
+    rep = r.privacy_report()
+    assert rep["augmult"] == 2 and "mean" in rep["augmentation"] and "clipped once" in rep["augmentation"]
+    assert "post-processing" in rep["weights"] and rep["epsilon"] == r.epsilon and rep["delta"] == 1e-5
+    assert type(r.model) is Student and r.heldout_accuracy > 0.3
+
+
+def test_parameter_average_is_the_moving_average_of_the_iterates():
+    """EMA weights are computed from the released noisy iterates alone (post-processing): check the arithmetic."""
+    from dpsd_lite.dpsgd import ParameterAverage
+
+    m = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        m.weight.fill_(0.0), m.bias.fill_(0.0)
+    avg = ParameterAverage(m, 0.5)
+    expected = torch.zeros(1, 2)
+    for t, value in enumerate([1.0, 2.0, 3.0], start=1):
+        with torch.no_grad():
+            m.weight.fill_(value)
+        avg.update(m)
+        d = min(0.5, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * value
+        assert torch.allclose(avg.state["weight"], expected)
+
+
+@pytest.mark.parametrize("kwargs", [{"augmult": -1}, {"augmult": 1.5}, {"augmult": True}, {"ema": 1.0},
+                                    {"ema": -0.1}, {"ema": "yes"}, {"train_last": 0}, {"train_last": 5}])
+def test_bad_recipe_input_is_one_clear_error(digits, kwargs):
+    with pytest.raises(DpsdError):
+        train_dpsgd(digits, epsilon=1.0, device="cpu", **kwargs)
+
+
+def test_train_last_leaves_the_other_layers_as_given(digits):
+    from dpsd_lite.public_data import public_pretrained_student
+
+    init = public_pretrained_student("digits", steps=5, batch_size=32)
+    r = train_dpsgd(digits, epsilon=5.0, epochs=1, batch_size=256, device="cpu", init=init, train_last=2)
+    before, after = init.state_dict(), r.model.state_dict()
+    for name in ("net.0.weight", "net.3.weight"):  # the two convolutions
+        assert torch.equal(before[name], after[name])
+    assert not torch.equal(before["net.9.weight"], after["net.9.weight"])
+
+
+def test_dp_teacher_uses_the_recipe_and_its_cache_key_names_it(digits, tmp_path, monkeypatch):
+    """get_dp_teacher trains with DP_TEACHER's recipe; a teacher of another recipe is never taken from the cache."""
+    from dpsd_lite import dpsgd
+
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 5)
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "epochs", 1)
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "augmult", 2)
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "ema", 0.9)
+    first = dpsgd.get_dp_teacher(digits, 5.0, seed=0, device="cpu", cache_dir=str(tmp_path))
+    assert not first.cached and first.privacy["augmult"] == 2 and "moving average" in first.privacy["weights"]
+    assert first.privacy["unit"] == "record" and first.privacy["delta"] == 1e-5 and first.privacy["epsilon"] <= 5.0
+    assert dpsgd.get_dp_teacher(digits, 5.0, seed=0, device="cpu", cache_dir=str(tmp_path)).cached
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "ema", None)
+    other = dpsgd.get_dp_teacher(digits, 5.0, seed=0, device="cpu", cache_dir=str(tmp_path))
+    assert not other.cached and other.path != first.path and other.privacy["weights"] == "the last noisy iterate"
+
+
+def test_recipe_noise_is_secret_and_its_augmentations_follow_the_seed(digits):
+    """With augmentation multiplicity and averaging, the DP noise still comes from the secret source: two runs at
+    one seed differ; with reproducible noise (a lesson) they repeat exactly, augmentations included."""
+    def weights(**kw):
+        res = train_dpsgd(digits, epsilon=5.0, epochs=1, batch_size=256, seed=0, device="cpu", augmult=2, ema=0.9,
+                          **kw)
+        return torch.cat([p.detach().flatten() for p in res.model.parameters()]), res
+
+    (a, ra), (b, _) = weights(), weights()
+    assert not torch.equal(a, b) and ra.privacy_report()["reproducible_noise"] is False
+    (c, _), (d, _) = weights(reproducible_noise=True), weights(reproducible_noise=True)
+    assert torch.equal(c, d)
