@@ -48,12 +48,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from dpsd_lite.data import load_dataset
     from dpsd_lite.teacher import get_teacher
-    from dpsd_lite.transcribe import TranscribeConfig, transcribe
+    from dpsd_lite.transcribe import TranscribeConfig, resolve, transcribe
 
     dataset = "digits" if args.fast else args.dataset
     epsilons = [float(e) for e in args.epsilons.split(",")]
-    defaults = sorted({TranscribeConfig(dataset=dataset, generator=args.generator, noise_mode=args.mode,
-                                        epsilon=e, device="cpu").resolved().steps for e in epsilons})
+    defaults = sorted({resolve(TranscribeConfig(dataset=dataset, generator=args.generator, noise_mode=args.mode,
+                                        epsilon=e, device="cpu")).steps for e in epsilons})
     default_steps = " / ".join(map(str, defaults))
     if args.fast:
         steps_list = [10, 20]

@@ -75,10 +75,10 @@ def worker_dashboard(dataset: str, new_epsilon: float, steps: int | None) -> dic
 
     ``steps`` defaults to the quickstart's ``DASHBOARD_STEPS`` (half the library's default).
     """
-    from dpsd_lite.transcribe import TranscribeConfig
+    from dpsd_lite.transcribe import TranscribeConfig, resolve
     from dpsd_lite.widgets import Dashboard
 
-    dash = Dashboard(dataset=dataset, steps=steps or TranscribeConfig().resolved().steps // 2)
+    dash = Dashboard(dataset=dataset, steps=steps or resolve(TranscribeConfig()).steps // 2)
     start = time.perf_counter()
     first = dash.run(wait=True)
     first_seconds = time.perf_counter() - start

@@ -436,6 +436,7 @@ def add_report(sub):
 
 
 def run_report(args):
+    from .config import resolve
     from .report import format_report, three_levels
     from .runs import load_run
 
@@ -444,7 +445,7 @@ def run_report(args):
     if "epsilon_whole_run" not in run.privacy:  # saved before the three levels were recorded: computed now
         run.privacy.update(three_levels(run.privacy, delta=cfg.delta))
     print(f"run: {run.path}")
-    print(f"dataset {cfg.dataset}, mode {cfg.noise_mode}, {cfg.resolved().steps} steps, seed {cfg.seed}; "
+    print(f"dataset {cfg.dataset}, mode {cfg.noise_mode}, {resolve(cfg).steps} steps, seed {cfg.seed}; "
           f"saved {meta.get('created')} by dpsd_lite {meta.get('dpsd_lite_version')}")
     print(f"queries from: {_generator_line(cfg)}")
     print(format_report(run.privacy))

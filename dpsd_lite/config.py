@@ -24,29 +24,25 @@ CHOSEN_ON_PRIVATE_SPLIT = ("the budget (steps, student_steps, replay_steps, quer
                            "the MNIST stroke pen width")
 SELECTION_DATASETS = ("mnist-5k", "mnist")
 
-#: Settings whose default depends on the generator (``None`` in a config means "the generator's default").
-#: With good labels (ε ≥ ``LEARNED_CALM_EPSILON``, or mode none) the learned generator moves slowly (lr 3e-4)
-#: and its queries are augmented; with noisy ones it moves at 1e-3 without augmentation, so new queries keep
-#: coming while the student is still unsure. With its weaker prior, ``label`` keeps every class (top_k 10).
-#: The learned generator sends every candidate to the teacher (query_pool 1): the renderer's pick of the least
-#: sure half costs it a generator and a student pass over twice the queries, and the time that saves buys 200
-#: iterations instead of 150 (rr ε = 1: +0.05 on mnist-5k, +0.07 on Fashion-MNIST, seeds 0–2). It asks for
-#: the classes released least often more often (``class_balance`` 0.5): the teacher otherwise calls few of the
-#: generated images 8s or 9s, or trousers (ε = 10 and none: +0.003 to +0.011 in the seed mean on both domains;
-#: neutral at ε = 1). With good labels it also learns each release more often (``replay_steps`` 7 instead of 3:
-#: post-processing, no new query): rr ε = 10, seeds 0–2, private splits, mnist-5k 0.968 → 0.978 and
-#: Fashion-MNIST 0.931 → 0.949 (ε = 5: 0.965 → 0.975 and 0.922 → 0.935; none: 0.975 → 0.985 and 0.944 → 0.962),
-#: better on every seed, for about 28% more time per run (32 → 41 s on 2 cores);
-#: at ε = 1 more replay helped clothing and hurt digits (5 steps: +0.05 and −0.06), so noisy runs keep 3.
-#: Chosen on the private splits of mnist-5k and Fashion-MNIST (disclosed in reports; the measurements are in
-#: benchmarks/RESULTS.md, "Design history").
+#: Settings whose default depends on the generator and the noise level (``None`` in a config: "resolve it",
+#: :func:`resolve`). Why each value, with its measurements: benchmarks/RESULTS.md, "Design history".
+#: * ``learned`` (mode none, or ε ≥ ``LEARNED_CALM_EPSILON``: nearly clean labels): the generator moves slowly and
+#:   its queries are shifted and rotated; one fresh batch per iteration, each release learnt five times more
+#:   from the replay buffer (post-processing), which kept as much of the teacher as two fresh batches and
+#:   seven replays in two thirds of the time ("The main job's budget").
+#: * ``learned-noisy`` (ε < 5): the generator moves faster, so new queries keep coming while the student is
+#:   unsure; two fresh batches, three replays (more replay helped one domain and hurt the other).
+#: * every learned run sends each candidate to the teacher (no pick of the least sure half, ``query_pool`` 1),
+#:   keeps every class in ``label`` (its prior is weak: ``top_k`` 10) and asks for the classes released least
+#:   often more often (``class_balance`` 0.5: the teacher rarely names some classes, 8s and 9s, trousers).
+#: * ``strokes``: the renderer's own budget, with its pick of the least sure half of twice the candidates.
 GENERATOR_DEFAULTS = {
     "strokes": {"lr_generator": 1e-3, "augment": False, "top_k": 2, "steps": 150, "query_pool": 2,
-                "class_balance": 0.0, "replay_steps": 3},
+                "class_balance": 0.0, "student_steps": 2, "replay_steps": 3},
     "learned": {"lr_generator": 3e-4, "augment": True, "top_k": 10, "steps": 200, "query_pool": 1,
-                "class_balance": 0.5, "replay_steps": 7},
+                "class_balance": 0.5, "student_steps": 1, "replay_steps": 5},
     "learned-noisy": {"lr_generator": 1e-3, "augment": False, "top_k": 10, "steps": 200, "query_pool": 1,
-                      "class_balance": 0.5, "replay_steps": 3},
+                      "class_balance": 0.5, "student_steps": 2, "replay_steps": 3},
 }
 LEARNED_CALM_EPSILON = 5.0
 #: Mode data's releases are noisy gradients, spent at once (``names.SPENT_AT_ONCE``): nothing to replay and no
@@ -54,40 +50,33 @@ LEARNED_CALM_EPSILON = 5.0
 #: says what it did.
 UNUSED_WHEN_SPENT_AT_ONCE = {"replay_steps": 0, "class_balance": 0.0}
 #: In mode none, and only there (it reads the raw teacher), the learned generator's objective also seeks the
-#: images where student and teacher disagree (DFAD's discrepancy, ``discrepancy_weight``): seeds 0–3, private
-#: splits, mnist-5k 0.970 → 0.976 (better on 4 of 4 seeds), Fashion-MNIST 0.931 → 0.933 (3 of 4); weights 0.5
-#: and 1 swung by ±2 points on clothing. The default is 0 for every other run, and ``resolved()`` sets any weight
-#: to 0 in a private mode.
+#: images where student and teacher disagree (DFAD's discrepancy, ``discrepancy_weight``); :func:`resolve` sets
+#: any weight to 0 in a private mode. The weight: RESULTS.md, "Design history".
 LEARNED_DISCREPANCY_WEIGHT = 0.1
-#: The learned generator's iterations when the loop runs in bfloat16 (``precision``): they take a little less
-#: time than its 200 float32 iterations on a CPU with native bfloat16 units (AMX / AVX-512 BF16), and reach as
-#: far or further (seeds 0–2, private splits: rr ε = 1 +0.05 on mnist-5k and +0.04 on Fashion-MNIST).
+#: The learned generator's iterations when the loop runs in bfloat16 (``precision``), on a CPU with native
+#: bfloat16 units (AMX / AVX-512 BF16): more, cheaper iterations than its 200 float32 ones in about the same time.
 LEARNED_BFLOAT16_STEPS = 340
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: The learned generator's ink sharpness per dataset (tanh(sharpness·(a − threshold)/spread)): softer edges
 #: for clothing. Chosen on Fashion-MNIST's private split; 4 elsewhere.
 LEARNED_SHARPNESS = {"fashion-mnist": 1.5}
 #: What of the learned generator's defaults was chosen on private splits, and on which data (reports disclose it).
-LEARNED_CHOSEN_ON_PRIVATE_SPLIT = ("lr_generator, augment and replay_steps per noise level", "steps and query_pool",
+LEARNED_CHOSEN_ON_PRIVATE_SPLIT = ("lr_generator, augment, student_steps and replay_steps per noise level",
+                                   "steps and query_pool",
                                    "label's top_k", "class_balance", "the bfloat16 budget",
                                    "the discrepancy weight in mode none",
                                    "the ink sharpness on Fashion-MNIST")
 LEARNED_SELECTION_DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
 
-#: Where in a run the generator is kept for synthetic data (shares of its iterations). The longer a generator
+#: Where in a run the generator is kept for synthetic data (shares of its iterations): the longer a generator
 #: trains against the student, the more its images are ones the student already names as asked, and the less
-#: they teach a fresh classifier: images drawn in equal parts from the generator at a quarter, half and three
-#: quarters of the run taught a fresh student more than the final generator's on every seed of both domains
-#: (rr ε = 10, seeds 0–2, private splits: mnist-5k 0.606 → 0.750, Fashion-MNIST 0.534 → 0.606; benchmarks/
-#: RESULTS.md, "Design history"). Chosen on the private splits (disclosed with every synthetic set).
+#: they teach a fresh classifier, so a synthetic set mixes three earlier copies (RESULTS.md, "Design history").
+#: Chosen on the private splits (disclosed with every synthetic set).
 SYNTHESIS_SNAPSHOTS = (0.25, 0.5, 0.75)
 
 #: The temperature of the student's class probabilities stored with synthetic images (``probabilities`` in
-#: ``synthetic.npz``). A fresh classifier that learns the student's probabilities softened at T = 2 learns more
-#: than one that learns its argmax labels: rr ε = 10, seeds 0–2, 4,000 snapshot images, private splits,
-#: mnist-5k 0.751 → 0.823 and Fashion-MNIST 0.640 → 0.708 (as a share of a real-data classifier), better on
-#: every seed of both domains, and T = 2 beat T = 1 on every one (benchmarks/RESULTS.md, "Design history").
-#: Chosen on the private splits (disclosed with every synthetic set).
+#: ``synthetic.npz``): a fresh classifier learns more from the student's softened probabilities than from its
+#: argmax labels (RESULTS.md, "Design history"). Chosen on the private splits (disclosed with every synthetic set).
 SYNTHESIS_TEMPERATURE = 2.0
 
 
@@ -114,7 +103,8 @@ class TranscribeConfig:
     # iterations of the loop: each is student_steps fresh queries, replay, one generator step (None: the
     # generator's default, GENERATOR_DEFAULTS)
     steps: int | None = None
-    student_steps: int = 2  # student steps on fresh query batches per iteration (each asks the teacher)
+    # student steps on fresh query batches per iteration (each asks the teacher; None: the generator's default)
+    student_steps: int | None = None
     batch_size: int = 256  # synthetic queries per student step
     # candidates per query; the student keeps the ones it is least sure about (1: no pick; None: the generator's)
     query_pool: int | None = None
@@ -211,29 +201,59 @@ class TranscribeConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def resolved(self) -> "TranscribeConfig":
-        """A copy with every generator-dependent default (``None``) filled in: what a run really used."""
-        kind = self.generator
-        if kind == "learned" and self.noise_mode != "none" and self.epsilon < LEARNED_CALM_EPSILON:
-            kind = "learned-noisy"
-        precision = self.precision
-        if precision == "auto":
-            precision = "bfloat16" if kind.startswith("learned") and _native_bfloat16(self.device) else "float32"
-        fill = {k: v for k, v in GENERATOR_DEFAULTS[kind].items() if getattr(self, k) is None}
-        if self.noise_mode != "none":  # it reads the raw teacher: never in a private mode, even when set
-            if self.discrepancy_weight != 0.0:
-                fill["discrepancy_weight"] = 0.0
-        elif self.discrepancy_weight is None:
-            fill["discrepancy_weight"] = LEARNED_DISCREPANCY_WEIGHT if kind == "learned" else 0.0
-        if self.noise_mode in SPENT_AT_ONCE:  # releases are gradients of their moment: no replay, no labels
-            fill.update({k: v for k, v in UNUSED_WHEN_SPENT_AT_ONCE.items() if getattr(self, k) != v})
-        if precision != self.precision:
-            fill["precision"] = precision
-        if "steps" in fill and precision == "bfloat16" and kind.startswith("learned"):
-            fill["steps"] = LEARNED_BFLOAT16_STEPS
-        if self.generator_sharpness is None:
-            fill["generator_sharpness"] = LEARNED_SHARPNESS.get(self.dataset, 4.0)
-        return self.replace(**fill) if fill else self
+    def is_resolved(self) -> bool:
+        """Whether :func:`resolve` has filled in everything a run needs (no ``None`` default, no ``auto``
+        precision): what :func:`~dpsd_lite.phases.setup` and the generator's builder ask for."""
+        return self.precision != "auto" and all(getattr(self, k) is not None for k in RESOLVED_SETTINGS)
+
+
+#: What :func:`resolve` fills in: the settings whose default depends on the generator, the noise level or the CPU.
+RESOLVED_SETTINGS = tuple(GENERATOR_DEFAULTS["learned"]) + ("discrepancy_weight", "generator_sharpness",
+                                                            "precision")
+
+
+def resolve(config: TranscribeConfig) -> TranscribeConfig:
+    """The one place a config's open defaults are decided: a copy with every ``None`` filled in, for its generator,
+    its noise level (``learned`` or ``learned-noisy``) and this CPU (``precision``). This is what a run uses and
+    what its ``config.json`` saves; nothing downstream re-derives any of it.
+
+    Filled in: the generator's budget and options (:data:`GENERATOR_DEFAULTS`: steps, student and replay steps,
+    query pool, learning rate, augmentation, top_k, class balancing); the arithmetic (``precision`` auto:
+    bfloat16 for the learned generator on a CPU with native bfloat16 units, which then takes
+    :data:`LEARNED_BFLOAT16_STEPS` iterations); DFAD's discrepancy (mode none only, 0 in every private mode,
+    whatever is set); what mode data cannot use (replay, class balancing: off); the learned generator's ink
+    sharpness per dataset.
+    """
+    kind = config.generator
+    if kind == "learned" and config.noise_mode != "none" and config.epsilon < LEARNED_CALM_EPSILON:
+        kind = "learned-noisy"
+    precision = config.precision
+    if precision == "auto":
+        precision = "bfloat16" if kind.startswith("learned") and _native_bfloat16(config.device) else "float32"
+    fill = {k: v for k, v in GENERATOR_DEFAULTS[kind].items() if getattr(config, k) is None}
+    if config.noise_mode != "none":  # it reads the raw teacher: never in a private mode, even when set
+        if config.discrepancy_weight != 0.0:
+            fill["discrepancy_weight"] = 0.0
+    elif config.discrepancy_weight is None:
+        fill["discrepancy_weight"] = LEARNED_DISCREPANCY_WEIGHT if kind == "learned" else 0.0
+    if config.noise_mode in SPENT_AT_ONCE:  # releases are gradients of their moment: no replay, no labels
+        fill.update({k: v for k, v in UNUSED_WHEN_SPENT_AT_ONCE.items() if getattr(config, k) != v})
+    if precision != config.precision:
+        fill["precision"] = precision
+    if "steps" in fill and precision == "bfloat16" and kind.startswith("learned"):
+        fill["steps"] = LEARNED_BFLOAT16_STEPS
+    if config.generator_sharpness is None:
+        fill["generator_sharpness"] = LEARNED_SHARPNESS.get(config.dataset, 4.0)
+    return config.replace(**fill) if fill else config
+
+
+def require_resolved(config: TranscribeConfig, who: str) -> TranscribeConfig:
+    """``config`` if :func:`resolve` has decided its defaults, else a one-line error naming the fix."""
+    if not config.is_resolved():
+        open_ = [k for k in RESOLVED_SETTINGS if getattr(config, k) is None] or ["precision"]
+        raise DpsdError(f"{who} needs a resolved config ({', '.join(open_)} still open): pass "
+                        f"dpsd_lite.config.resolve(config), which decides them once for the run")
+    return config
 
 
 def _native_bfloat16(device: str) -> bool:

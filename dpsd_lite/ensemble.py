@@ -76,6 +76,8 @@ __all__ = [
 #: record could then change every teacher's training). 34 epochs are about 100 optimiser steps for a partition
 #: of 80 records at batch 32 (mnist-5k's 4,000 private records over 50 teachers).
 ENSEMBLE_TEACHER_EPOCHS = 34
+#: Fresh query batches per iteration of the ensemble's transcription (its budget of answers is split over them)
+ENSEMBLE_STUDENT_STEPS = 2
 
 
 # ---------------------------------------------------------------------------- the ensemble
@@ -253,12 +255,15 @@ def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon
     answers): more teachers, fewer queries. The defaults (50 teachers, 256
     answers) were chosen on public drawings (benchmarks/RESULTS.md).
     """
-    from .transcribe import TranscribeConfig, transcribe
+    from .transcribe import TranscribeConfig, resolve, transcribe
 
     t0 = time.perf_counter()
     if not isinstance(ensemble.model, TeacherEnsemble):
         raise DpsdError("transcribe_with_ensemble needs a teacher ensemble (see train_teacher_ensemble)")
     cfg = (config or TranscribeConfig()).replace(**overrides)
+    # the loop runs as rr at this ε; two fresh batches per iteration, as the ensemble's defaults were chosen with
+    cfg = resolve(cfg.replace(noise_mode="rr", epsilon=epsilon, delta=delta,
+                              student_steps=cfg.student_steps or ENSEMBLE_STUDENT_STEPS))
     budget = int(query_budget)
     if budget < cfg.student_steps:
         raise DpsdError(f"query budget {budget} is smaller than one query per student step ({cfg.student_steps})")

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import require_resolved
 from .models import _check_shape
 from .utils import channels_last
 
@@ -50,7 +51,7 @@ from .names import GENERATOR_KINDS  # noqa: E402,F401  (re-exported)
 def build_generator(config, image_shape, num_classes):
     """The generator a config asks for: ``learned`` (DPSD's own conv G(z, c) from noise, the default) or
     ``strokes`` (the renderer, a public prior for digit domains)."""
-    config = config.resolved()  # the generator's own defaults (e.g. the learned one's sharpness per dataset)
+    require_resolved(config, "build_generator")
     if config.generator == "strokes":
         if config.dataset not in STROKE_FORMAT or image_shape[0] != 1:
             from .errors import DpsdError

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import require_resolved
 from .generators import StrokeGenerator, build_generator, draw_ink_scale
 from .mechanisms import Mechanism, Release, make_mechanism
 from .models import Student, for_queries
@@ -110,7 +111,7 @@ class Players:
 
 def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> Players:
     """Seed the run, build the student, the generator and the mechanism, and their optimisers."""
-    config = config.resolved()  # the generator's own defaults for what the config leaves open
+    require_resolved(config, "setup")  # its defaults are decided once, by config.resolve, and saved with the run
     teacher_model = channels_last(teacher.model.to(device)).eval().requires_grad_(False)
     teacher_model = channels_last(for_queries(teacher_model))  # BatchNorm folded: the same answers, sooner
     rng = seed_everything(config.seed)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import math
 
+from .config import resolve
+
 __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_sweep"]
 
 # epsilon: what the row's mechanism calibrates (per teacher answer for the DPSD modes, per private record for the
@@ -138,7 +140,7 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
             "student_accuracy": res.heldout_accuracy,
             "teacher_accuracy": teacher.heldout_accuracy,
             "ratio_to_teacher": res.heldout_accuracy / teacher.heldout_accuracy,
-            "queries": 0, "steps": config.resolved().steps, "seed": config.seed, "seconds": res.seconds,
+            "queries": 0, "steps": resolve(config).steps, "seed": config.seed, "seconds": res.seconds,
         }
         rows.append(row)
         if on_result is not None:

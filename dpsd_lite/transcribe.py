@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS, SYNTHESIS_SNAPSHOTS, TranscribeConfig  # noqa: F401
+from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS, SYNTHESIS_SNAPSHOTS, TranscribeConfig, resolve  # noqa: F401
 from .data import DataSplits, load_dataset
 from .generators import (GENERATOR_KINDS, MNIST_FORMAT, PUBLIC_INK, PUBLIC_MARGIN, STROKE_FORMAT,  # noqa: F401
                          Generator, build_generator)
@@ -108,7 +108,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     """
     from .report import privacy_report, with_dp_teacher
 
-    config = (config or TranscribeConfig()).replace(**overrides).validate().resolved()
+    config = resolve((config or TranscribeConfig()).replace(**overrides).validate())
     callbacks, device = callbacks or {}, resolve_device(config.device)
     tune_allocator()
     data = data if data is not None else load_dataset(config.dataset, root=config.data_root,
@@ -188,7 +188,7 @@ def prior_only_student(config: TranscribeConfig | None = None, data: DataSplits 
     the gap between this and a transcription is what the teacher's (private)
     answers add. Returns the student and its held-out accuracy.
     """
-    config = (config or TranscribeConfig()).replace(**overrides).validate().resolved()
+    config = resolve((config or TranscribeConfig()).replace(**overrides).validate())
     device = resolve_device(config.device)
     if data is None:
         data = load_dataset(config.dataset, root=config.data_root, download=config.download)

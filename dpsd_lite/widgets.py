@@ -221,7 +221,7 @@ class Dashboard:
 
     def __init__(self, config=None, data=None, teacher=None, cache_dir=None, epsilon_range=(0.1, 100.0),
                  max_steps: int | None = None, refresh_seconds: float = 2.0, **overrides):
-        from .transcribe import TranscribeConfig
+        from .transcribe import TranscribeConfig, resolve
 
         self.config = (config or TranscribeConfig()).replace(**overrides).validate()
         self.data, self.teacher, self.cache_dir = data, teacher, cache_dir
@@ -244,8 +244,8 @@ class Dashboard:
                                         style={"description_width": "initial"}, layout=W.Layout(width="440px"))
         # up to four times the library's default run: the default sits a quarter of the way along, not at the
         # far left of a long range
-        steps = self.config.resolved().steps  # the generator's default at the starting ε, unless set
-        max_steps = int(max_steps or max(4 * TranscribeConfig().resolved().steps, steps))
+        steps = resolve(self.config).steps  # the generator's default at the starting ε, unless set
+        max_steps = int(max_steps or max(4 * resolve(TranscribeConfig()).steps, steps))
         self.steps_slider = W.IntSlider(value=min(steps, max_steps), min=10, max=max_steps, step=10,
                                         description="generator steps", continuous_update=False,
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
@@ -311,18 +311,21 @@ class Dashboard:
 
     def _on_generator(self, change) -> None:
         """A generator of its own budget: the steps slider moves to the new generator's default (unless set)."""
+        from .config import resolve
+
         if self.config.steps is None:
-            steps = self.config.replace(generator=change["new"], epsilon=float(self.epsilon_slider.value),
-                                        **mode_settings(self.mode_dropdown.value)).resolved().steps
+            steps = resolve(self.config.replace(generator=change["new"], epsilon=float(self.epsilon_slider.value),
+                                                **mode_settings(self.mode_dropdown.value))).steps
             self.steps_slider.value = min(steps, self.steps_slider.max)
         self._show_levels()
 
     def _show_levels(self) -> None:
         """The three levels of ε for the run the controls describe (before it runs: its planned answers)."""
         from .accounting import whole_run_epsilon
+        from .config import resolve
         from .report import privacy_summary
 
-        cfg = self.current_config()
+        cfg = resolve(self.current_config())
         answers = cfg.steps * cfg.student_steps * cfg.batch_size
         report = {"unit": "answer" if cfg.noise_mode != "none" else "none", "answers": answers,
                   "epsilon_per_answer": cfg.epsilon if cfg.noise_mode != "none" else math.inf,

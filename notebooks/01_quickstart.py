@@ -44,7 +44,7 @@ import torch
 from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig, transcribe
+from dpsd_lite.transcribe import TranscribeConfig, resolve, transcribe
 from dpsd_lite.widgets import Dashboard, LiveMonitor
 
 # %% [markdown]
@@ -57,8 +57,8 @@ FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
 NOISE_MODE = "rr"  # none | label | rr | data
 EPSILON = 10.0  # per teacher answer (see the privacy report below)
-STEPS = 20 if FAST else TranscribeConfig().resolved().steps
-DASHBOARD_STEPS = 10 if FAST else TranscribeConfig().resolved().steps // 2  # shorter runs: each answers in well under a minute
+STEPS = 20 if FAST else resolve(TranscribeConfig()).steps
+DASHBOARD_STEPS = 10 if FAST else resolve(TranscribeConfig()).steps // 2  # shorter runs: each answers in well under a minute
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DEVICE = "cpu"  # the notebooks are sized for a laptop CPU; "auto" picks a GPU if there is one

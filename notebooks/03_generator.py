@@ -44,7 +44,7 @@ from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
 from dpsd_lite.generators import build_generator
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig, prior_only_student, transcribe
+from dpsd_lite.transcribe import TranscribeConfig, prior_only_student, resolve, transcribe
 from dpsd_lite.widgets import LiveMonitor
 
 # %% tags=["parameters"]
@@ -52,7 +52,7 @@ FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
 NOISE_MODE = "rr"
 EPSILON = 10.0  # per teacher answer
-STEPS = 20 if FAST else TranscribeConfig().resolved().steps
+STEPS = 20 if FAST else resolve(TranscribeConfig()).steps
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DEVICE = "cpu"
@@ -83,7 +83,7 @@ config = TranscribeConfig(dataset=DATASET, noise_mode=NOISE_MODE, epsilon=EPSILO
 
 # %%
 torch.manual_seed(SEED)
-untrained = build_generator(config.resolved(), data.image_shape, data.num_classes)
+untrained = build_generator(resolve(config), data.image_shape, data.num_classes)
 images, classes = untrained.sample(32, generator=torch.Generator().manual_seed(SEED))
 with torch.no_grad():
     teacher_says = teacher.model(images).argmax(1)

@@ -45,7 +45,7 @@ from dpsd_lite import phases, plots
 from dpsd_lite.data import load_dataset
 from dpsd_lite.mechanisms import SelectiveRR, rr_channel, select_rr_classes
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig, transcribe
+from dpsd_lite.transcribe import TranscribeConfig, resolve, transcribe
 from dpsd_lite.utils import accuracy
 from dpsd_lite.widgets import LiveMonitor
 
@@ -55,7 +55,7 @@ DATASET = "digits" if FAST else "mnist-5k"
 NOISE_MODE = "rr"
 EPSILON = 4.0  # per teacher answer
 DELTA = 1e-5
-STEPS = 20 if FAST else TranscribeConfig(epsilon=EPSILON).resolved().steps
+STEPS = 20 if FAST else resolve(TranscribeConfig(epsilon=EPSILON)).steps
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 HAND_STEPS = 5 if FAST else 20  # iterations taken by hand in section 5
 SHOWN = 6  # queries followed through the mechanism in section 2
@@ -73,18 +73,18 @@ plots.plot_pipeline(highlight=["generator", "student", "mechanism"],
 # `phases.setup` builds everything one run needs from a configuration: the
 # student (untrained), the learned generator (untrained), the mechanism of the
 # noise mode (its noise secret), their optimisers and the run's random
-# generator. The teacher is the trained one, frozen. `config.resolved()` fills
+# generator. The teacher is the trained one, frozen. `resolve(config)` fills
 # in the learned generator's own defaults for this ε; the ones this notebook's
 # formulas use are printed.
 
 # %%
 data = load_dataset(DATASET)
 teacher = get_teacher(data, epochs=TEACHER_EPOCHS, seed=SEED, device=DEVICE)
-config = TranscribeConfig(dataset=DATASET, noise_mode=NOISE_MODE, epsilon=EPSILON, delta=DELTA, steps=STEPS,
-                          batch_size=BATCH_SIZE, teacher_epochs=TEACHER_EPOCHS, device=DEVICE, seed=SEED,
-                          eval_every=max(1, STEPS // 5))
+config = resolve(TranscribeConfig(dataset=DATASET, noise_mode=NOISE_MODE, epsilon=EPSILON, delta=DELTA,
+                                  steps=STEPS, batch_size=BATCH_SIZE, teacher_epochs=TEACHER_EPOCHS, device=DEVICE,
+                                  seed=SEED, eval_every=max(1, STEPS // 5)))
 p = phases.setup(config, data, teacher, torch.device(DEVICE))
-cfg = p.config  # resolved: what the run really uses
+cfg = p.config  # resolved: what the run really uses, and what a run's config.json saves
 before = accuracy(p.student, data.x_heldout, data.y_heldout)
 print(f"run: {plots.run_title(p)}")
 print(f"teacher {teacher.heldout_accuracy:.1%}, untrained student {before:.1%} on held-out images")
@@ -397,7 +397,7 @@ plots.plot_losses(private_run)
 #    with a GAN, where the generator only fights the discriminator.
 # 5. Mode `none` also maximises the teacher–student disagreement when it
 #    updates the generator. Why is that not allowed in the private modes?
-# 6. The two runs do not share every setting: `config.resolved()` gives the
+# 6. The two runs do not share every setting: `resolve(config)` gives the
 #    learned generator different defaults with good labels (mode `none`, or
 #    ε ≥ 5) than with noisy ones (print `private_run.config` and
 #    `open_run.config`: `replay_steps`, `augment`, `lr_generator`,

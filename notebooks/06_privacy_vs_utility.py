@@ -35,7 +35,7 @@ from dpsd_lite.data import load_dataset
 from dpsd_lite.report import UNIT_PER_QUERY
 from dpsd_lite.sweep import format_table, run_sweep
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig
+from dpsd_lite.transcribe import TranscribeConfig, resolve
 from dpsd_lite.utils import ProgressBar
 
 # %% [markdown]
@@ -48,7 +48,7 @@ FAST = os.environ.get("DPSD_FAST", "0") == "1"
 DATASET = "digits" if FAST else "mnist-5k"
 EPSILONS = [1.0, 10.0] if FAST else [0.5, 2.0, 10.0]  # per teacher answer
 MODES = ["none", "rr", "label"]  # add "data" for the gradient-noise mode, "rr-top2" for rr releasing the top two
-STEPS = 15 if FAST else TranscribeConfig().resolved().steps // 2
+STEPS = 15 if FAST else resolve(TranscribeConfig()).steps // 2
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DELTA = 1e-5

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dpsd_lite.accounting import pure_composition_epsilon
+from dpsd_lite.config import resolve
 from dpsd_lite.teacher import TrainedTeacher
 from dpsd_lite.widgets import Dashboard
 
@@ -53,7 +54,7 @@ def test_the_renderer_is_not_offered_where_it_cannot_draw():
 def test_three_levels_beside_the_slider_follow_the_controls(digits, digits_teacher):
     dash = _dashboard(digits, digits_teacher)
     dash.mode_dropdown.value, dash.epsilon_slider.value = "rr", 1.0
-    answers = STEPS * dash.config.student_steps * 32
+    answers = STEPS * resolve(dash.current_config()).student_steps * 32  # the run's own, for this ε
     text = dash.privacy_levels.value
     assert "ε per teacher answer: 1" in text and f"{answers:,} answers" in text
     whole = pure_composition_epsilon(1.0, answers, dash.config.delta)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import dpsd_lite.phases as P
-from dpsd_lite.config import TranscribeConfig
+from dpsd_lite.config import TranscribeConfig, resolve
 from dpsd_lite.models import Student, Teacher, for_queries
 from dpsd_lite.teacher import TrainedTeacher
 
@@ -48,7 +48,7 @@ def test_other_models_and_a_teacher_in_training_are_left_as_they_are():
 
 
 def test_the_loop_queries_the_folded_copy(digits, digits_teacher):
-    cfg = TranscribeConfig(dataset="digits", noise_mode="rr", steps=2, device="cpu").validate().resolved()
+    cfg = resolve(TranscribeConfig(dataset="digits", noise_mode="rr", steps=2, device="cpu").validate())
     teacher = TrainedTeacher(digits_teacher.model, heldout_accuracy=0.5, private_accuracy=0.5, epochs=1, seed=0,
                              cached=True)
     p = P.setup(cfg, digits, teacher, torch.device("cpu"))

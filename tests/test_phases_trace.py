@@ -14,11 +14,11 @@ import torch
 
 from dpsd_lite import phases, plots
 from dpsd_lite.mechanisms import select_rr_classes
-from dpsd_lite.transcribe import TranscribeConfig
+from dpsd_lite.transcribe import TranscribeConfig, resolve
 
-CONFIG = TranscribeConfig(dataset="digits", noise_mode="rr", epsilon=2.0, steps=10, batch_size=32,
-                          generator_batch=16, teacher_epochs=3, device="cpu", seed=0, reproducible_noise=True,
-                          precision="float32")
+CONFIG = resolve(TranscribeConfig(dataset="digits", noise_mode="rr", epsilon=2.0, steps=10, batch_size=32,
+                                  generator_batch=16, teacher_epochs=3, device="cpu", seed=0,
+                                  reproducible_noise=True, precision="float32"))
 
 
 @pytest.fixture

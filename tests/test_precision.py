@@ -11,7 +11,7 @@ import torch
 
 import dpsd_lite.config as config_module
 from dpsd_lite import phases
-from dpsd_lite.config import GENERATOR_DEFAULTS, LEARNED_BFLOAT16_STEPS, TranscribeConfig
+from dpsd_lite.config import GENERATOR_DEFAULTS, LEARNED_BFLOAT16_STEPS, TranscribeConfig, resolve
 from dpsd_lite.errors import DpsdError
 from dpsd_lite.transcribe import transcribe
 from dpsd_lite.utils import native_bfloat16
@@ -23,21 +23,21 @@ SMALL = dict(dataset="digits", generator="learned", noise_mode="rr", epsilon=5.0
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_is_bfloat16_only_for_the_learned_generator_on_a_native_cpu(monkeypatch, native):
     monkeypatch.setattr(config_module, "_native_bfloat16", lambda device: native)
-    learned = TranscribeConfig(dataset="mnist-5k", generator="learned").resolved()
+    learned = resolve(TranscribeConfig(dataset="mnist-5k", generator="learned"))
     assert learned.precision == ("bfloat16" if native else "float32")
     # the budget is the one that takes about as long in either arithmetic
     assert learned.steps == (LEARNED_BFLOAT16_STEPS if native else GENERATOR_DEFAULTS["learned"]["steps"])
-    assert learned.resolved() == learned  # resolving twice changes nothing
-    strokes = TranscribeConfig(dataset="mnist-5k", generator="strokes").resolved()
+    assert resolve(learned) == learned  # resolving twice changes nothing
+    strokes = resolve(TranscribeConfig(dataset="mnist-5k", generator="strokes"))
     assert strokes.precision == "float32" and strokes.steps == GENERATOR_DEFAULTS["strokes"]["steps"]
 
 
 def test_an_explicit_precision_or_budget_is_kept(monkeypatch):
     monkeypatch.setattr(config_module, "_native_bfloat16", lambda device: False)
-    forced = TranscribeConfig(dataset="mnist-5k", generator="learned", precision="bfloat16").resolved()
+    forced = resolve(TranscribeConfig(dataset="mnist-5k", generator="learned", precision="bfloat16"))
     assert forced.precision == "bfloat16" and forced.steps == LEARNED_BFLOAT16_STEPS
-    assert TranscribeConfig(generator="learned", precision="bfloat16", steps=7).resolved().steps == 7
-    assert TranscribeConfig(generator="strokes", precision="bfloat16").resolved().steps == 150
+    assert resolve(TranscribeConfig(generator="learned", precision="bfloat16", steps=7)).steps == 7
+    assert resolve(TranscribeConfig(generator="strokes", precision="bfloat16")).steps == 150
     with pytest.raises(DpsdError, match="unknown precision 'half'"):
         TranscribeConfig(precision="half").validate()
 

@@ -6,7 +6,7 @@ import torch
 from dpsd_lite.errors import DpsdError
 from dpsd_lite.generators import StrokeGenerator
 from dpsd_lite.skeletons import digit_skeletons, resample, skeleton_bank
-from dpsd_lite.transcribe import TranscribeConfig, build_generator
+from dpsd_lite.transcribe import TranscribeConfig, build_generator, resolve
 
 
 def test_every_digit_has_a_skeleton_of_at_most_two_strokes():
@@ -114,9 +114,9 @@ def test_bad_skeleton_settings_are_refused():
 
 
 def test_default_config_draws_skeletons_and_zero_gives_free_strokes_only():
-    g = build_generator(TranscribeConfig(generator="strokes"), (1, 28, 28), 10)
+    g = build_generator(resolve(TranscribeConfig(generator="strokes")), (1, 28, 28), 10)
     assert g.skeletons == 0.5 and g.architecture["skeletons"] == 0.5
-    g0 = build_generator(TranscribeConfig(generator="strokes", skeletons=0.0), (1, 28, 28), 10)
+    g0 = build_generator(resolve(TranscribeConfig(generator="strokes", skeletons=0.0)), (1, 28, 28), 10)
     assert g0.skeletons == 0.0 and not hasattr(g0, "skeleton_head")
     # a generator saved before skeletons existed rebuilds from its architecture without them
     arch = dict(g0.architecture)

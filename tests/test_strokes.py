@@ -5,6 +5,7 @@ import torch
 
 from dpsd_lite.mechanisms import Release, make_mechanism
 from dpsd_lite.generators import Generator, StrokeGenerator, upsample2
+from dpsd_lite.config import resolve
 from dpsd_lite.transcribe import ReplayBuffer, TranscribeConfig, build_generator, transcribe
 
 
@@ -55,9 +56,9 @@ def test_centre_of_mass_option_puts_the_ink_at_the_frame_centre(skeletons):
 
 def test_mnist_domains_draw_centred_by_mass_and_digits_does_not():
     cfg = TranscribeConfig(generator="strokes")
-    assert build_generator(cfg.replace(dataset="mnist-5k"), (1, 28, 28), 10).centre_of_mass
-    assert build_generator(cfg.replace(dataset="mnist"), (1, 28, 28), 10).centre_of_mass
-    assert not build_generator(cfg.replace(dataset="digits"), (1, 8, 8), 10).centre_of_mass
+    assert build_generator(resolve(cfg.replace(dataset="mnist-5k")), (1, 28, 28), 10).centre_of_mass
+    assert build_generator(resolve(cfg.replace(dataset="mnist")), (1, 28, 28), 10).centre_of_mass
+    assert not build_generator(resolve(cfg.replace(dataset="digits")), (1, 8, 8), 10).centre_of_mass
 
 
 def test_mnist_domains_draw_with_the_thin_pen_and_digits_keeps_the_generic_one():
@@ -65,7 +66,7 @@ def test_mnist_domains_draw_with_the_thin_pen_and_digits_keeps_the_generic_one()
     for dataset, shape, (lo, hi) in [("mnist-5k", (1, 28, 28), (0.07, 0.14)), ("mnist", (1, 28, 28), (0.07, 0.14)),
                                      ("digits", (1, 8, 8), (0.09, 0.16))]:
         torch.manual_seed(0)
-        g = build_generator(cfg.replace(dataset=dataset), shape, 10).eval()
+        g = build_generator(resolve(cfg.replace(dataset=dataset)), shape, 10).eval()
         assert g.architecture["pen"] == [lo, hi]
         with torch.no_grad():
             _, _, pen = g.strokes(torch.randn(512, g.nz) * 3, torch.randint(0, 10, (512,)))
@@ -74,7 +75,7 @@ def test_mnist_domains_draw_with_the_thin_pen_and_digits_keeps_the_generic_one()
         assert torch.allclose(ends, torch.tensor([lo, (lo + hi) / 2, hi]))
     # a thinner pen puts less ink on the page (the same strokes, drawn by the two pens)
     torch.manual_seed(0)
-    thin = build_generator(cfg, (1, 28, 28), 10).eval()
+    thin = build_generator(resolve(cfg), (1, 28, 28), 10).eval()
     torch.manual_seed(0)
     generic = StrokeGenerator((1, 28, 28), 10, box=20 / 28, skeletons=cfg.skeletons, centre_of_mass=True).eval()
     z, c = torch.randn(256, thin.nz), torch.randint(0, 10, (256,))
@@ -101,7 +102,7 @@ def test_renderer_is_differentiable_in_every_parameter():
 
 def test_digits_format_is_supersampled_to_8x8():
     cfg = TranscribeConfig(dataset="digits", generator="strokes")
-    g = build_generator(cfg, (1, 8, 8), 10)
+    g = build_generator(resolve(cfg), (1, 8, 8), 10)
     assert isinstance(g, StrokeGenerator) and g.supersample == 4
     x, _ = g.sample(4)
     assert x.shape == (4, 1, 8, 8)
@@ -110,8 +111,8 @@ def test_digits_format_is_supersampled_to_8x8():
 def test_the_learned_generator_is_the_default_on_every_dataset_and_the_renderer_is_asked_for_by_name():
     for dataset, shape in [("mnist-5k", (1, 28, 28)), ("mnist", (1, 28, 28)), ("fashion-mnist", (1, 28, 28)),
                            ("digits", (1, 8, 8))]:
-        assert isinstance(build_generator(TranscribeConfig(dataset=dataset), shape, 10), Generator), dataset
-    assert isinstance(build_generator(TranscribeConfig(generator="strokes"), (1, 28, 28), 10), StrokeGenerator)
+        assert isinstance(build_generator(resolve(TranscribeConfig(dataset=dataset)), shape, 10), Generator), dataset
+    assert isinstance(build_generator(resolve(TranscribeConfig(generator="strokes")), (1, 28, 28), 10), StrokeGenerator)
     for bad in ("gan", "auto"):  # "auto" (strokes for digits) is gone: the learned generator is the default
         with pytest.raises(Exception, match="unknown generator"):
             TranscribeConfig(generator=bad).validate()
@@ -120,7 +121,7 @@ def test_the_learned_generator_is_the_default_on_every_dataset_and_the_renderer_
 def _raw_drift(result):
     """How far the trained generator's stroke parameters moved from a fresh one with the same seed."""
     torch.manual_seed(result.config.seed)
-    init = build_generator(result.config, result.data.image_shape, result.data.num_classes)
+    init = build_generator(resolve(result.config), result.data.image_shape, result.data.num_classes)
     z, c = torch.randn(256, init.nz, generator=torch.Generator().manual_seed(1)), torch.arange(256) % 10
     init.train(), result.generator.train()
     with torch.no_grad():
@@ -234,7 +235,7 @@ def test_the_learned_generators_upsampling_is_nearest_neighbour_in_values_and_gr
 
 
 def test_the_learned_generator_is_built_channels_last_and_keeps_the_layout_through_its_layers():
-    g = build_generator(TranscribeConfig(dataset="mnist-5k", generator="learned"), (1, 28, 28), 10)
+    g = build_generator(resolve(TranscribeConfig(dataset="mnist-5k", generator="learned")), (1, 28, 28), 10)
     assert g.block2[0].weight.is_contiguous(memory_format=torch.channels_last)
     feats = []
     g.block2.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
@@ -244,9 +245,9 @@ def test_the_learned_generator_is_built_channels_last_and_keeps_the_layout_throu
 
 def test_build_generator_fills_the_learned_generators_own_defaults():
     """Called directly with a config that leaves them open, it builds what a run on that dataset would use."""
-    fashion = build_generator(TranscribeConfig(dataset="fashion-mnist"), (1, 28, 28), 10)
+    fashion = build_generator(resolve(TranscribeConfig(dataset="fashion-mnist")), (1, 28, 28), 10)
     assert isinstance(fashion, Generator) and fashion.sharpness == 1.5
-    assert build_generator(TranscribeConfig(dataset="mnist", generator="learned"), (1, 28, 28), 10).sharpness == 4.0
+    assert build_generator(resolve(TranscribeConfig(dataset="mnist", generator="learned")), (1, 28, 28), 10).sharpness == 4.0
 
 
 @pytest.mark.parametrize("generator, mode, epsilon, steps, pool", [
@@ -260,8 +261,8 @@ def test_the_budget_is_the_generators_own_unless_set(generator, mode, epsilon, s
     cfg = TranscribeConfig(dataset="mnist-5k", generator=generator, noise_mode=mode, epsilon=epsilon,
                            precision="float32")
     assert cfg.steps is None and cfg.query_pool is None
-    assert (cfg.resolved().steps, cfg.resolved().query_pool) == (steps, pool)
-    mine = cfg.replace(steps=30, query_pool=3).resolved()
+    assert (resolve(cfg).steps, resolve(cfg).query_pool) == (steps, pool)
+    mine = resolve(cfg.replace(steps=30, query_pool=3))
     assert (mine.steps, mine.query_pool) == (30, 3)
 
 

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from dpsd_lite import plots
 from dpsd_lite.errors import DpsdError
+from dpsd_lite.config import resolve
 from dpsd_lite.widgets import Dashboard, LiveMonitor, MechanismExplorer
 
 STEPS = 40  # enough for a student well above chance on digits, a few seconds on one core
@@ -243,7 +244,7 @@ def test_the_steps_slider_starts_at_the_generators_own_budget(digits, digits_tea
     learned = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu")  # the default
     assert renderer.steps_slider.value == GENERATOR_DEFAULTS["strokes"]["steps"]
     # the learned generator's budget depends on the arithmetic this machine runs it in (precision auto)
-    bf16 = learned.config.resolved().precision == "bfloat16"
+    bf16 = resolve(learned.config).precision == "bfloat16"
     assert learned.steps_slider.value == (LEARNED_BFLOAT16_STEPS if bf16 else GENERATOR_DEFAULTS["learned"]["steps"])
     assert learned.current_config().steps == learned.steps_slider.value
     exact = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, device="cpu", generator="learned",
