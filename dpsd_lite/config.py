@@ -26,10 +26,12 @@ SELECTION_DATASETS = ("mnist-5k", "mnist")
 
 #: Settings whose default depends on the generator and the noise level (``None`` in a config: "resolve it",
 #: :func:`resolve`). Why each value, with its measurements: benchmarks/RESULTS.md, "Design history".
-#: * ``learned`` (mode none, or ε ≥ ``LEARNED_CALM_EPSILON``: nearly clean labels): the generator moves slowly and
-#:   its queries are shifted and rotated; one fresh batch per iteration, each release learnt five times more
-#:   from the replay buffer (post-processing), which kept as much of the teacher as two fresh batches and
-#:   seven replays in two thirds of the time ("The main job's budget").
+#: * ``learned`` (ε ≥ ``LEARNED_CALM_EPSILON``: nearly clean labels): the generator moves slowly and its queries
+#:   are shifted and rotated; one fresh batch per iteration, each release learnt five times more from the replay
+#:   buffer (post-processing), which kept as much of the teacher as two fresh batches and seven replays in two
+#:   thirds of the time ("The main job's budget").
+#: * ``learned-open`` (mode none, the non-private reference: clean answers): as ``learned``, with two fresh
+#:   batches and seven replays, which kept a little more of the teacher there.
 #: * ``learned-noisy`` (ε < 5): the generator moves faster, so new queries keep coming while the student is
 #:   unsure; two fresh batches, three replays (more replay helped one domain and hurt the other).
 #: * every learned run sends each candidate to the teacher (no pick of the least sure half, ``query_pool`` 1),
@@ -41,6 +43,8 @@ GENERATOR_DEFAULTS = {
                 "class_balance": 0.0, "student_steps": 2, "replay_steps": 3},
     "learned": {"lr_generator": 3e-4, "augment": True, "top_k": 10, "steps": 200, "query_pool": 1,
                 "class_balance": 0.5, "student_steps": 1, "replay_steps": 5},
+    "learned-open": {"lr_generator": 3e-4, "augment": True, "top_k": 10, "steps": 200, "query_pool": 1,
+                     "class_balance": 0.5, "student_steps": 2, "replay_steps": 7},
     "learned-noisy": {"lr_generator": 1e-3, "augment": False, "top_k": 10, "steps": 200, "query_pool": 1,
                       "class_balance": 0.5, "student_steps": 2, "replay_steps": 3},
 }
@@ -225,7 +229,9 @@ def resolve(config: TranscribeConfig) -> TranscribeConfig:
     sharpness per dataset.
     """
     kind = config.generator
-    if kind == "learned" and config.noise_mode != "none" and config.epsilon < LEARNED_CALM_EPSILON:
+    if kind == "learned" and config.noise_mode == "none":
+        kind = "learned-open"
+    elif kind == "learned" and config.epsilon < LEARNED_CALM_EPSILON:
         kind = "learned-noisy"
     precision = config.precision
     if precision == "auto":
@@ -235,7 +241,7 @@ def resolve(config: TranscribeConfig) -> TranscribeConfig:
         if config.discrepancy_weight != 0.0:
             fill["discrepancy_weight"] = 0.0
     elif config.discrepancy_weight is None:
-        fill["discrepancy_weight"] = LEARNED_DISCREPANCY_WEIGHT if kind == "learned" else 0.0
+        fill["discrepancy_weight"] = LEARNED_DISCREPANCY_WEIGHT if kind == "learned-open" else 0.0
     if config.noise_mode in SPENT_AT_ONCE:  # releases are gradients of their moment: no replay, no labels
         fill.update({k: v for k, v in UNUSED_WHEN_SPENT_AT_ONCE.items() if getattr(config, k) != v})
     if precision != config.precision:
