@@ -16,7 +16,7 @@ def __getattr__(name):
     """``dpsd_lite.load_run`` and friends, imported on first use: ``import dpsd_lite`` stays light (no torch),
     so the command line answers ``--help`` and argument errors at once."""
     if name in ("LoadedRun", "load_run", "save_run"):
-        from . import runs
+        from . import runs  # here, not at the top: `import dpsd_lite` must not import torch
 
         return getattr(runs, name)
     raise AttributeError(f"module 'dpsd_lite' has no attribute {name!r}")

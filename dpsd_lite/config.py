@@ -27,11 +27,11 @@ SELECTION_DATASETS = ("mnist-5k", "mnist")
 #: Settings whose default depends on the generator and the noise level (``None`` in a config: "resolve it",
 #: :func:`resolve`). Why each value, with its measurements: benchmarks/RESULTS.md, "Design history".
 #: * ``learned`` (ε ≥ ``LEARNED_CALM_EPSILON``: nearly clean labels): the generator moves slowly and its queries
-#:   are shifted and rotated; one fresh batch per iteration, each release learnt five times more from the replay
-#:   buffer (post-processing), which kept as much of the teacher as two fresh batches and seven replays in two
-#:   thirds of the time ("The main job's budget").
+#:   are shifted and rotated; one fresh batch per iteration, each release learnt seven times more from the
+#:   replay buffer (post-processing), which kept as much of the teacher as two fresh batches, in less time and
+#:   with half the answers (RESULTS.md, "The main job's budget").
 #: * ``learned-open`` (mode none, the non-private reference: clean answers): as ``learned``, with two fresh
-#:   batches and seven replays, which kept a little more of the teacher there.
+#:   batches per iteration.
 #: * ``learned-noisy`` (ε < 5): the generator moves faster, so new queries keep coming while the student is
 #:   unsure; two fresh batches, three replays (more replay helped one domain and hurt the other).
 #: * every learned run sends each candidate to the teacher (no pick of the least sure half, ``query_pool`` 1),
@@ -42,7 +42,7 @@ GENERATOR_DEFAULTS = {
     "strokes": {"lr_generator": 1e-3, "augment": False, "top_k": 2, "steps": 150, "query_pool": 2,
                 "class_balance": 0.0, "student_steps": 2, "replay_steps": 3},
     "learned": {"lr_generator": 3e-4, "augment": True, "top_k": 10, "steps": 200, "query_pool": 1,
-                "class_balance": 0.5, "student_steps": 1, "replay_steps": 5},
+                "class_balance": 0.5, "student_steps": 1, "replay_steps": 7},
     "learned-open": {"lr_generator": 3e-4, "augment": True, "top_k": 10, "steps": 200, "query_pool": 1,
                      "class_balance": 0.5, "student_steps": 2, "replay_steps": 7},
     "learned-noisy": {"lr_generator": 1e-3, "augment": False, "top_k": 10, "steps": 200, "query_pool": 1,
@@ -263,6 +263,6 @@ def require_resolved(config: TranscribeConfig, who: str) -> TranscribeConfig:
 
 
 def _native_bfloat16(device: str) -> bool:
-    from .utils import native_bfloat16, resolve_device  # torch: only once a run is being set up
+    from .utils import native_bfloat16, resolve_device  # here, not at the top: config stays torch-free for the CLI
 
     return native_bfloat16(resolve_device(device))

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from .errors import DataUnavailableError, DpsdError
-from .utils import atomic_write
-
 from .names import DATASETS  # noqa: F401  (re-exported: data.DATASETS)
+from .utils import atomic_write, default_cache_dir
+
 SPLIT_SEED = 0
 
 _TORCHVISION = {
@@ -120,8 +120,6 @@ def _mnist_5k_arrays():
     folder) loads in milliseconds. A damaged or unwritable cache falls back to
     the CSV.
     """
-    from .utils import default_cache_dir
-
     path = os.path.join(default_cache_dir(), "data", "mnist-5k-v1.npz")
     try:
         with np.load(path) as f:

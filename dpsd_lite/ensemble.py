@@ -44,6 +44,7 @@ asks for ``reproducible_noise``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -52,14 +53,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import TranscribeConfig, resolve
 from .data import DataSplits
 from .errors import DpsdError
 from .mechanisms import EnsembleVote
+from .models import fit_classifier, minibatches
 from .noise import NoiseSource
 from .report import ensemble_privacy_report
 from .teacher import TrainedTeacher, _cache_path, cache_trained_teacher, load_cached_teacher, train_teacher_model
-from .utils import default_cache_dir
-from .utils import resolve_device
+from .transcribe import transcribe
+from .utils import accuracy, default_cache_dir, resolve_device
 
 __all__ = [
     "ENSEMBLE_TEACHER_EPOCHS",
@@ -255,8 +258,6 @@ def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon
     answers): more teachers, fewer queries. The defaults (50 teachers, 256
     answers) were chosen on public drawings (benchmarks/RESULTS.md).
     """
-    from .transcribe import TranscribeConfig, resolve, transcribe
-
     t0 = time.perf_counter()
     if not isinstance(ensemble.model, TeacherEnsemble):
         raise DpsdError("transcribe_with_ensemble needs a teacher ensemble (see train_teacher_ensemble)")
@@ -293,8 +294,6 @@ def transcribe_with_ensemble(data: DataSplits, ensemble: TrainedTeacher, epsilon
     loop_acc = result.student_accuracy
     if finetune_epochs and queries:
         _finetune(result.student, torch.cat(queries), torch.cat(labels), finetune_epochs, cfg.lr_student, cfg.seed)
-    from .utils import accuracy
-
     acc = accuracy(result.student, data.x_heldout, data.y_heldout)
     report = ensemble_privacy_report(mech)
     report["teacher_queries"] = mech.answered
@@ -329,16 +328,6 @@ def _finetune(student, x, y, epochs, lr, seed, batch_size: int = 64):
     x, y = x[keep], y[keep]
     if len(y) == 0:
         return
-    dev = next(student.parameters()).device
-    opt = torch.optim.Adam(student.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    student.train()
-    for _ in range(int(epochs)):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), batch_size):
-            idx = perm[i:i + batch_size]
-            loss = F.cross_entropy(student(x[idx].to(dev)), y[idx].to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    student.eval()
+    batches = ((x[idx], y[idx]) for idx in minibatches(len(y), batch_size, g))
+    fit_classifier(student, batches, int(epochs) * math.ceil(len(y) / batch_size), lr)

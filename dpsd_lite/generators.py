@@ -23,7 +23,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import require_resolved
+from .errors import DpsdError
 from .models import _check_shape
+from .names import GENERATOR_KINDS  # noqa: F401  (re-exported: generators.GENERATOR_KINDS)
+from .skeletons import skeleton_bank
 from .utils import channels_last
 
 # Mean pixel brightness (in [0, 1]) of each domain's images: the widely published
@@ -44,8 +47,6 @@ PUBLIC_MARGIN = {"mnist-5k": 4, "mnist": 4}
 # every report; the measurements are in benchmarks/RESULTS.md, "Design history").
 MNIST_FORMAT = {"box": 20 / 28, "centre_of_mass": True, "pen": (0.07, 0.14)}
 STROKE_FORMAT = {"mnist-5k": MNIST_FORMAT, "mnist": MNIST_FORMAT, "digits": {"box": 0.9, "supersample": 4}}
-from .names import GENERATOR_KINDS  # noqa: E402,F401  (re-exported)
-
 
 
 def build_generator(config, image_shape, num_classes):
@@ -54,8 +55,6 @@ def build_generator(config, image_shape, num_classes):
     require_resolved(config, "build_generator")
     if config.generator == "strokes":
         if config.dataset not in STROKE_FORMAT or image_shape[0] != 1:
-            from .errors import DpsdError
-
             raise DpsdError(f"the stroke generator draws handwritten digits; dataset {config.dataset!r} needs "
                             f"generator='learned'")
         return StrokeGenerator(image_shape, num_classes, nz=config.nz, skeletons=config.skeletons,
@@ -218,8 +217,6 @@ class StrokeGenerator(nn.Module):
         self.register_buffer("xs", (((torch.arange(ww) + 0.5) / ww * 2 - 1) / box).view(1, 1, -1), persistent=False)
 
     def _init_skeletons(self, num_classes, nz, width, strokes, points):
-        from .skeletons import skeleton_bank
-
         bank, alpha, digit = skeleton_bank(strokes, points, num_classes)
         missing = sorted(set(range(num_classes)) - set(digit.tolist()))
         if missing:

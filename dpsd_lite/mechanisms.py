@@ -55,9 +55,8 @@ import torch.nn.functional as F
 from .accounting import (check_delta, check_epsilon, composed_epsilon, composed_noise_multiplier,
                          gaussian_noise_multiplier, rr_keep_probability)
 from .errors import DpsdError
+from .names import NOISE_MODES, RR_ANSWERS, SPENT_AT_ONCE  # noqa: F401  (re-exported: mechanisms.NOISE_MODES)
 from .noise import NoiseSource
-
-from .names import NOISE_MODES, RR_ANSWERS, SPENT_AT_ONCE  # noqa: E402,F401  (re-exported: mechanisms.NOISE_MODES)
 
 __all__ = [
     "NOISE_MODES",

@@ -1,4 +1,5 @@
-"""The two classifiers: the teacher (trained on private data) and the student (the private model).
+"""The two classifiers: the teacher (trained on private data) and the student (the private model), and
+:func:`fit_classifier`, the one supervised training loop every non-private training run calls.
 
 The third player, the generator, lives in :mod:`dpsd_lite.generators`.
 
@@ -9,8 +10,11 @@ All are sized from the data's image shape (C, H, W) with H and W divisible by 4
 from __future__ import annotations
 
 import copy
+import math
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
@@ -106,3 +110,59 @@ class Student(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+# ---------------------------------------------------------------------------- supervised training
+
+#: learning-rate schedules of :func:`fit_classifier`, by name
+SCHEDULES = (None, "cosine", "one-cycle")
+
+
+def fit_classifier(model: nn.Module, batches, steps: int, lr: float, schedule: str | None = None, device=None,
+                   progress=None) -> float:
+    """Train ``model`` for ``steps`` steps of Adam on the cross-entropy; returns the last step's loss.
+
+    ``batches`` yields ``(x, y)``: images (B×C×H×W) and either class indices (B, int64) or class
+    probabilities (B×K, soft labels, rows summing to 1). Exactly one batch is taken per step and none after the
+    last, so a caller's random draws (its shuffles, augmentations, generator samples) happen in the order of a
+    hand-written loop. Each caller keeps its own data source: the private split with augmentation
+    (:func:`minibatches`), a generator's samples, a synthetic set.
+
+    ``schedule``: ``None`` (constant ``lr``), ``"cosine"`` (annealed to 0 over ``steps``) or ``"one-cycle"``
+    (warm up to ``lr``, then anneal). ``device``: where x and y go (default: the model's). ``progress(step,
+    steps, loss)``, if given, is called after every step with the loss as a float.
+
+    The model trains in train mode and is left in eval mode.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    device = device if device is not None else next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if schedule == "cosine" else
+             torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps) if schedule == "one-cycle" else
+             None)
+    batches = iter(batches)
+    loss = torch.tensor(math.nan)
+    model.train()
+    for step in range(1, steps + 1):
+        x, y = next(batches)
+        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if progress is not None:
+            progress(step, steps, float(loss.detach()))
+    model.eval()
+    return float(loss.detach())
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator):
+    """Index batches over ``n`` records, epoch after epoch, for ever: each epoch a fresh permutation drawn
+    from ``generator``, cut into consecutive batches of ``batch_size`` (an epoch's last batch may be smaller).
+    ``math.ceil(n / batch_size)`` batches make one epoch."""
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch_size):
+            yield perm[i : i + batch_size]

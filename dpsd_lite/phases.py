@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .config import require_resolved
 from .generators import StrokeGenerator, build_generator, draw_ink_scale
 from .mechanisms import Mechanism, Release, make_mechanism
-from .models import Student, for_queries
+from .models import Student, fit_classifier, for_queries
 from .teacher import augment_images
 from .utils import channels_last, seed_everything
 
@@ -189,16 +189,19 @@ def warm_start(p: Players) -> bool:
     Only a generator that draws skeletons has intentions to learn: returns whether it ran."""
     if not (p.config.warm_start_steps and getattr(p.generator, "skeletons", 0)):
         return False
-    opt = torch.optim.Adam(p.student.parameters(), lr=p.config.lr_student)
-    for _ in range(p.config.warm_start_steps):
+    mode = p.student.training
+    fit_classifier(p.student, _skeleton_batches(p), p.config.warm_start_steps, p.config.lr_student)
+    p.student.train(mode)  # the mode it came in (fit_classifier leaves eval mode)
+    return True
+
+
+def _skeleton_batches(p: Players):
+    """Endless batches of the generator's skeleton drawings, each labelled by the digit it was drawn as."""
+    while True:
         z, c, _ = draw(p, p.config.batch_size // 2)
         with torch.no_grad():
             x = p.generator.draw_skeletons(z, c)
-        loss = F.cross_entropy(p.student(x), c)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return True
+        yield x, c
 
 
 @torch.no_grad()

@@ -23,6 +23,11 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
+from .accounting import classic_gaussian_noise_multiplier, gaussian_noise_multiplier
+from .names import generator_label, mode_name
+from .report import format_report
+from .sweep import plot_sweep
+
 __all__ = [
     "generator_name",
     "run_title",
@@ -67,8 +72,6 @@ def generator_name(run) -> str:
     else:
         config = _config_of(run)
         kind, frozen = getattr(config, "generator", None), bool(getattr(config, "freeze_generator", False))
-    from .names import generator_label
-
     name = generator_label(str(kind)) if kind not in (None, "—") else "no generator"
     return name + (", frozen at its initialisation" if frozen else "")
 
@@ -77,8 +80,6 @@ def run_title(run) -> str:
     """One line naming a run: dataset · noise mode (and ε per teacher answer) · the generator.
 
     ``run``: a config, or anything with a ``.config`` (a transcription result, a loaded run)."""
-    from .names import mode_name
-
     config = _config_of(run)
     mode = mode_name(config.noise_mode, getattr(config, "rr_answer", "top1"))
     privacy = "no privacy" if config.noise_mode == "none" else f"ε = {config.epsilon:g} per teacher answer"
@@ -101,8 +102,6 @@ def add_run_title(fig: Figure, run) -> Figure:
 def run_report(result) -> str:
     """A run's privacy report (:func:`dpsd_lite.report.format_report`) under a first line naming the run
     (:func:`run_title`: dataset, noise mode and ε, and the generator that made the queries)."""
-    from .report import format_report
-
     return f"run: {run_title(result)}\n{format_report(result.privacy)}"
 
 
@@ -255,8 +254,6 @@ def plot_image_evolution(snapshots, n_images: int = 10, class_names=None, fig: F
 
 def _run_label(run, runs) -> str:
     """A legend name for one of several results: what tells it apart from the others (mode and ε, generator)."""
-    from .names import mode_name
-
     config, configs = _config_of(run), [_config_of(r) for r in runs]
     parts = []
     if len({(c.noise_mode, c.epsilon if c.noise_mode != "none" else None) for c in configs}) > 1:
@@ -375,8 +372,6 @@ def plot_accuracy_vs_epsilon(rows, path=None) -> Figure:
     :func:`dpsd_lite.sweep.plot_sweep`, so notebooks, dashboard and CLI draw
     the trade-off one way (its title names the generator of the rows).
     """
-    from .sweep import plot_sweep
-
     return plot_sweep(rows, path)
 
 
@@ -443,8 +438,6 @@ def plot_noise_calibration(epsilons=None, delta: float = 1e-5, ax=None) -> Figur
     The classic σ = √(2 ln(1.25/δ))/ε is proven only for ε < 1 (shaded where
     it does not apply); the package always uses the analytic one.
     """
-    from .accounting import classic_gaussian_noise_multiplier, gaussian_noise_multiplier
-
     fig, ax = _axes(ax)
     eps = np.asarray(epsilons if epsilons is not None else np.logspace(-1, 1.5, 40), dtype=float)
     ax.plot(eps, [gaussian_noise_multiplier(e, delta) for e in eps], label="analytic Gaussian (used here)")

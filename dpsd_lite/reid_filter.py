@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DpsdError
+from .plots import plot_histograms
 
 NOT_DP_NOTE = (
     "This filter reads the private training images (and held-out real images to calibrate its threshold). "
@@ -237,8 +238,6 @@ def closest_pairs_figure(result: ReidFilterResult, synthetic_images: torch.Tenso
 
 def similarity_histogram(result: ReidFilterResult, bins: int = 40):
     """Nearest-private cosine similarity: synthetic samples vs held-out real images, with the threshold."""
-    from .plots import plot_histograms
-
     lo = float(min(result.similarity.min(), result.heldout_similarity.min()))
     fig = plot_histograms({"held-out real → private": result.heldout_similarity,
                            "synthetic → private": result.similarity},

@@ -7,6 +7,8 @@ import math
 import torch
 
 from .accounting import rr_keep_probability, whole_run_epsilon
+from .config import (CHOSEN_ON_PRIVATE_SPLIT, LEARNED_CHOSEN_ON_PRIVATE_SPLIT, LEARNED_SELECTION_DATASETS,
+                     SELECTION_DATASETS)
 from .mechanisms import EnsembleVote, Mechanism
 from .names import generator_label
 from .phases import balances_classes
@@ -233,9 +235,6 @@ def settings_selection(dataset: str, generator: str = "learned") -> list[str]:
     on the private splits of mnist-5k and Fashion-MNIST: a run on those data
     discloses each; on other data those settings are public with respect to the data.
     """
-    from .config import (CHOSEN_ON_PRIVATE_SPLIT, LEARNED_CHOSEN_ON_PRIVATE_SPLIT, LEARNED_SELECTION_DATASETS,
-                         SELECTION_DATASETS)
-
     notes = []
     if dataset in SELECTION_DATASETS:
         notes.append(f"the defaults for {', '.join(CHOSEN_ON_PRIVATE_SPLIT)} were chosen by comparing transcriptions "

@@ -42,7 +42,12 @@ from dataclasses import dataclass, field
 import torch
 
 from . import __version__
+from .config import TranscribeConfig
 from .errors import DpsdError, RunDirectoryError
+from .generators import GENERATORS
+from .models import Student
+from .noise import REPRODUCIBLE_NOISE_WARNING
+from .utils import channels_last
 
 __all__ = ["SCHEMA_VERSION", "LoadedRun", "save_run", "load_run", "atomic_directory"]
 
@@ -349,11 +354,6 @@ def load_run(path, device="cpu") -> LoadedRun:
     file, bad JSON, a schema-version mismatch, a checksum mismatch, or weights
     that do not fit the architecture.
     """
-    from .models import Student
-    from .generators import GENERATORS
-    from .utils import channels_last
-    from .config import TranscribeConfig
-
     run_dir = os.path.abspath(os.fspath(path))
     if not os.path.isdir(run_dir):
         raise RunDirectoryError(f"run directory {run_dir} does not exist (or is not a directory)")
@@ -429,8 +429,6 @@ def load_run(path, device="cpu") -> LoadedRun:
         ) from None
 
     if config.reproducible_noise and privacy.get("private") and "warning" not in privacy:
-        from .noise import REPRODUCIBLE_NOISE_WARNING
-
         privacy = {"warning": REPRODUCIBLE_NOISE_WARNING.format(seed=config.seed) + (
             f" (Saved by dpsd_lite {meta.get('dpsd_lite_version')}, which drew the noise from the seed.)"),
             "reproducible_noise": True, **privacy}

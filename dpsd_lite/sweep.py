@@ -15,7 +15,17 @@ from __future__ import annotations
 import csv
 import math
 
-from .config import resolve
+from .accounting import check_epsilon
+from .config import TranscribeConfig, resolve
+from .data import load_dataset
+from .dpsgd import DP_TEACHER_PRETRAIN_STEPS, train_dpsgd
+from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
+from .errors import DpsdError
+from .names import BASELINES, NOISE_MODES, SWEEP_MODES, generator_label, mode_name, mode_settings  # noqa: F401
+from .public_data import public_pretrained_student
+from .teacher import teacher_for
+from .transcribe import transcribe
+from .utils import resolve_device
 
 __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_sweep"]
 
@@ -44,14 +54,6 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     passed to every :func:`~dpsd_lite.transcribe.transcribe` call. All ε and
     modes are checked before any work starts.
     """
-    from .accounting import check_epsilon
-    from .data import load_dataset
-    from .errors import DpsdError
-    from .mechanisms import NOISE_MODES
-    from .teacher import teacher_for
-    from .transcribe import TranscribeConfig, transcribe
-    from .utils import resolve_device
-
     config = (config or TranscribeConfig()).replace(**overrides)
     modes = list(dict.fromkeys(modes))  # unique, in order
     if not modes:
@@ -107,9 +109,6 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
     return rows
 
 
-from .names import BASELINES, SWEEP_MODES, generator_label, mode_name, mode_settings  # noqa: E402,F401
-
-
 def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
     """DP-SGD baseline: the student's architecture trained on the private split at the same (ε, δ).
 
@@ -118,12 +117,8 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
     ``public_init`` (``dpsgd-public``) it starts from weights trained on
     public digit drawings (:func:`dpsd_lite.public_data.public_pretrained_student`).
     """
-    from .dpsgd import DP_TEACHER_PRETRAIN_STEPS, train_dpsgd
-
     init = None
     if public_init:
-        from .public_data import public_pretrained_student
-
         init = public_pretrained_student(config.dataset, steps=DP_TEACHER_PRETRAIN_STEPS, seed=config.seed,
                                          device=config.device)
     rows = []
@@ -151,8 +146,6 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
 def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callbacks, num_teachers: int = 50,
                    query_budget: int = 256):
     """Teacher-ensemble baseline (PATE GNMax): ε per private training record, composed over its answers."""
-    from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
-
     ens = train_teacher_ensemble(data, num_teachers, seed=config.seed, device=config.device, cache_dir=cache_dir)
     rows = []
     for eps in epsilons:

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .config import SYNTHESIS_TEMPERATURE
 from .errors import DpsdError, RunDirectoryError
-from .models import Student
+from .models import Student, fit_classifier, minibatches
+from .plots import image_grid
+from .reid_filter import closest_pairs_figure
 from .runs import _read_json, _write_json, atomic_directory
 from .utils import accuracy, resolve_device, seed_everything
 
@@ -149,8 +151,6 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
     ``config.SYNTHESIS_TEMPERATURE``). Only generators and the final student are used; the teacher is never
     touched.
     """
-    from .config import SYNTHESIS_TEMPERATURE
-
     n = int(n)
     if n < 1:
         raise DpsdError(f"the number of synthetic images must be a positive integer, got {n}")
@@ -268,8 +268,6 @@ def save_synthetic(synth: SyntheticSet, out_dir: str, force: bool = False, filte
             os.makedirs(audit)
             _write_json(os.path.join(audit, "reid_filter.json"), filter_result.audit())
             if x_private is not None:
-                from .reid_filter import closest_pairs_figure
-
                 closest_pairs_figure(filter_result, synth.images, x_private, labels=synth.labels,
                                      class_names=synth.class_names).savefig(
                     os.path.join(audit, "closest_pairs.png"), dpi=100)
@@ -304,8 +302,6 @@ def contact_sheet(synth: SyntheticSet, max_images: int = 100, columns: int = 10)
 
     Returns a matplotlib Figure (drawn by :func:`dpsd_lite.plots.image_grid`).
     """
-    from .plots import image_grid
-
     n = min(len(synth), max_images)
     order = torch.argsort(synth.labels[:n], stable=True)
     eps, mode = synth.meta.get("epsilon"), synth.meta.get("noise_mode")
@@ -336,24 +332,11 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: 
     device = resolve_device(device)
     gen = seed_everything(seed)
     model = Student(tuple(x.shape[1:]), num_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    n = len(y)
-    perm, pos = torch.randperm(n, generator=gen), 0
-    model.train()
-    for _ in range(steps):
-        if pos >= n:
-            perm, pos = torch.randperm(n, generator=gen), 0
-        idx = perm[pos : pos + batch_size]
-        pos += batch_size
-        loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    if not math.isfinite(float(loss.detach())):
+    batches = ((x[idx], y[idx]) for idx in minibatches(len(y), batch_size, gen))
+    loss = fit_classifier(model, batches, steps, lr, schedule="cosine", device=device)
+    if not math.isfinite(loss):
         raise DpsdError("downstream training diverged (non-finite loss); lower lr")
-    return model.eval()
+    return model
 
 
 def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered: SyntheticSet | None = None,

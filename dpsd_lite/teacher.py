@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import __version__
+from .config import TEACHER_EPOCHS
 from .data import DataSplits
 from .errors import DpsdError
-from .models import Teacher
+from .models import Teacher, fit_classifier, minibatches
 from .utils import accuracy, atomic_write, default_cache_dir, resolve_device, seed_everything  # noqa: F401
-
-from .config import TEACHER_EPOCHS  # noqa: E402,F401  (re-exported)
 
 
 @dataclass
@@ -58,28 +59,21 @@ def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, device="auto",
                         batch_size: int = 128, lr: float = 2e-3, progress=None) -> Teacher:
-    """Train a :class:`Teacher` on ``data.x_private`` (no held-out data is touched)."""
+    """Train a :class:`Teacher` on ``data.x_private`` (no held-out data is touched): ``epochs`` passes of
+    augmented minibatches, Adam with a one-cycle schedule. ``progress(epoch, epochs, loss)`` after each epoch."""
     device = resolve_device(device)
     gen = seed_everything(seed)
     model = Teacher(data.image_shape, data.num_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    n = len(data.y_private)
-    steps_per_epoch = (n + batch_size - 1) // batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            x = augment_images(data.x_private[idx], gen).to(device)
-            loss = F.cross_entropy(model(x), data.y_private[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        if progress is not None:
-            progress(epoch + 1, epochs, float(loss.detach()))
-    model.eval()
+    per_epoch = math.ceil(len(data.y_private) / batch_size)
+    batches = ((augment_images(data.x_private[idx], gen), data.y_private[idx])
+               for idx in minibatches(len(data.y_private), batch_size, gen))
+
+    def each_epoch(step, steps, loss):
+        if step % per_epoch == 0:
+            progress(step // per_epoch, epochs, loss)
+
+    fit_classifier(model, batches, epochs * per_epoch, lr, schedule="one-cycle", device=device,
+                   progress=each_epoch if progress is not None else None)
     return model
 
 
@@ -122,8 +116,6 @@ def get_teacher(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, d
         try:
             return load_cached_teacher(path, data, epochs, seed, device)
         except Exception as exc:  # corrupt or stale cache: retrain rather than fail
-            import warnings
-
             warnings.warn(f"teacher cache {path} is unreadable ({exc.__class__.__name__}); retraining it")
     model = train_teacher_model(data, epochs=epochs, seed=seed, device=device, progress=progress)
     return cache_trained_teacher(path, model, data, epochs, seed)
@@ -138,6 +130,7 @@ def teacher_for(config, data: DataSplits, device="auto", cache_dir: str | None =
     ordinary teacher (:func:`get_teacher`).
     """
     if getattr(config, "teacher_dp_epsilon", None):
+        # pending: dpsgd imports this module; once get_dp_teacher lives here, dpsgd is imported at the top
         from .dpsgd import get_dp_teacher
 
         return get_dp_teacher(data, config.teacher_dp_epsilon, config.delta, seed=config.seed, device=device,

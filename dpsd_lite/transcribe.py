@@ -27,15 +27,15 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from .config import CHOSEN_ON_PRIVATE_SPLIT, SELECTION_DATASETS, SYNTHESIS_SNAPSHOTS, TranscribeConfig, resolve  # noqa: F401
 from .data import DataSplits, load_dataset
 from .generators import (GENERATOR_KINDS, MNIST_FORMAT, PUBLIC_INK, PUBLIC_MARGIN, STROKE_FORMAT,  # noqa: F401
                          Generator, build_generator)
 from .mechanisms import Mechanism
-from .models import Student
+from .models import Student, fit_classifier
 from .phases import ReplayBuffer, generator_step, private_step, replay_step, setup, warm_start  # noqa: F401
+from .report import privacy_report, with_dp_teacher
 from .teacher import TrainedTeacher, teacher_for
 from .utils import accuracy, flush_denormals, resolve_device, seed_everything, tune_allocator
 
@@ -106,8 +106,6 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
     data; pass ``data``/``teacher`` to reuse loaded ones (e.g. in a sweep),
     ``mechanism`` to answer through another mechanism (the teacher ensemble).
     """
-    from .report import privacy_report, with_dp_teacher
-
     config = resolve((config or TranscribeConfig()).replace(**overrides).validate())
     callbacks, device = callbacks or {}, resolve_device(config.device)
     tune_allocator()
@@ -197,15 +195,6 @@ def prior_only_student(config: TranscribeConfig | None = None, data: DataSplits 
     student = Student(data.image_shape, K).to(device)
     generator = build_generator(config, data.image_shape, K).to(device)
     updates = config.steps * (config.student_steps + config.replay_steps)
-    opt = torch.optim.Adam(student.parameters(), lr=config.lr_student)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, updates)
-    student.train()
-    for _ in range(updates):
-        x, c = generator.sample(config.batch_size, generator=gen, device=device)
-        loss = F.cross_entropy(student(x), c)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    student.eval()
+    batches = (generator.sample(config.batch_size, generator=gen, device=device) for _ in range(updates))
+    fit_classifier(student, batches, updates, config.lr_student, schedule="cosine", device=device)
     return student, accuracy(student, data.x_heldout, data.y_heldout, device=device)

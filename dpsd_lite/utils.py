@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .errors import DpsdError
+from .names import generator_label
 
 
 def default_cache_dir() -> str:
@@ -191,8 +192,6 @@ class ProgressBar:
     def _describe(self, state) -> str:
         if self.desc:
             return self.desc
-        from .names import generator_label
-
         cfg = state.config
         mode = cfg.noise_mode if cfg.noise_mode == "none" else f"{cfg.noise_mode}, ε={cfg.epsilon:g}"
         frozen = ", frozen" if getattr(cfg, "freeze_generator", False) else ""

@@ -30,16 +30,27 @@ kernel), which is how the tests drive it: set ``dashboard.epsilon_slider.value``
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import struct
 import threading
 import time
 
 import ipywidgets as W
+import torch
 
 from . import plots
+from .accounting import whole_run_epsilon
+from .config import TranscribeConfig, resolve
+from .data import load_dataset
 from .generators import STROKE_FORMAT
+from .mechanisms import make_mechanism
 from .names import GENERATOR_LABELS, generator_label, mode_name, mode_settings
+from .report import format_report, privacy_report, privacy_summary
+from .sweep import eps_cell, run_sweep
+from .teacher import teacher_for
+from .utils import resolve_device
 
 __all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS"]
 
@@ -63,9 +74,6 @@ def show_figure(output: W.Output, fig, dpi: int = 90) -> None:
     The PNG carries its size in pixels, so the front end draws it at that size
     instead of scaling it to whatever room a crowded row leaves it.
     """
-    import base64
-    import struct
-
     raw = plots.figure_to_png(fig, dpi=dpi)
     width, height = struct.unpack(">II", raw[16:24])  # the PNG header's IHDR chunk
     png = base64.b64encode(raw).decode("ascii")
@@ -221,8 +229,6 @@ class Dashboard:
 
     def __init__(self, config=None, data=None, teacher=None, cache_dir=None, epsilon_range=(0.1, 100.0),
                  max_steps: int | None = None, refresh_seconds: float = 2.0, **overrides):
-        from .transcribe import TranscribeConfig, resolve
-
         self.config = (config or TranscribeConfig()).replace(**overrides).validate()
         self.data, self.teacher, self.cache_dir = data, teacher, cache_dir
         self.runs: list[dict] = []
@@ -311,8 +317,6 @@ class Dashboard:
 
     def _on_generator(self, change) -> None:
         """A generator of its own budget: the steps slider moves to the new generator's default (unless set)."""
-        from .config import resolve
-
         if self.config.steps is None:
             steps = resolve(self.config.replace(generator=change["new"], epsilon=float(self.epsilon_slider.value),
                                                 **mode_settings(self.mode_dropdown.value))).steps
@@ -321,10 +325,6 @@ class Dashboard:
 
     def _show_levels(self) -> None:
         """The three levels of ε for the run the controls describe (before it runs: its planned answers)."""
-        from .accounting import whole_run_epsilon
-        from .config import resolve
-        from .report import privacy_summary
-
         cfg = resolve(self.current_config())
         answers = cfg.steps * cfg.student_steps * cfg.batch_size
         report = {"unit": "answer" if cfg.noise_mode != "none" else "none", "answers": answers,
@@ -399,9 +399,6 @@ class Dashboard:
         if not config.teacher_dp_epsilon:
             return self.teacher
         if config.teacher_dp_epsilon not in self._dp_teachers:
-            from .teacher import teacher_for
-            from .utils import resolve_device
-
             self.status.value = (f"training the DP-SGD teacher at ε = {config.teacher_dp_epsilon:g} per private "
                                  "record once (a minute or two; then cached)…")
 
@@ -414,10 +411,6 @@ class Dashboard:
         return self._dp_teachers[config.teacher_dp_epsilon]
 
     def _ensure_teacher(self) -> None:
-        from .data import load_dataset
-        from .teacher import teacher_for
-        from .utils import resolve_device
-
         cfg = self.config.replace(teacher_dp_epsilon=None)
         if self.data is None:
             self.status.value = f"loading {html.escape(cfg.dataset)}…"
@@ -436,8 +429,6 @@ class Dashboard:
         self.monitor.class_names = self.data.class_names
 
     def _work(self, config) -> None:
-        from .sweep import run_sweep
-
         def on_step_end(state):
             self._state = state
             if self._stop_requested:
@@ -473,8 +464,6 @@ class Dashboard:
             self.epsilon_slider.disabled = self.mode_dropdown.value == "none"
 
     def _after_run(self) -> None:
-        from .report import format_report, privacy_summary
-
         result, row = self.last_result, self.runs[-1]
         stopped = " (stopped early)" if row.get("stopped_early") else ""
         self.status.value = (f"done{stopped}: student {_pct(result.student_accuracy)} "
@@ -489,8 +478,6 @@ class Dashboard:
                     plots.plot_accuracy_vs_epsilon([r for r in self.runs if not r.get("stopped_early")]))
 
     def _table_html(self) -> str:
-        from .sweep import eps_cell
-
         head = ("#", "mode", "generator", "ε per answer", "ε whole run", "ε per record", "δ", "steps", "student acc",
                 "teacher acc", "queries", "seconds")
         rows = []
@@ -531,8 +518,6 @@ class MechanismExplorer:
     def __init__(self, teacher_logits, epsilon: float = 1.0, noise_mode: str = "label", delta: float = 1e-5,
                  class_names=None, student_logits=None, seed: int = 0, epsilon_range=(0.1, 100.0),
                  reproducible_noise: bool = True):
-        import torch
-
         self.teacher_logits = teacher_logits.detach().cpu()
         self.student_logits = (torch.zeros_like(self.teacher_logits) if student_logits is None
                                else student_logits.detach().cpu())
@@ -560,11 +545,6 @@ class MechanismExplorer:
 
     def update(self) -> None:
         """Release the answers again at the current ε and mode; redraw figure and report."""
-        import torch
-
-        from .mechanisms import make_mechanism
-        from .report import format_report, privacy_report
-
         eps, mode = float(self.epsilon_slider.value), self.mode_dropdown.value
         settings = mode_settings(mode)
         mech = make_mechanism(settings["noise_mode"], eps, self.delta, answer=settings["rr_answer"],

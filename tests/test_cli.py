@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dpsd_lite import cli
+from dpsd_lite import cli, commands
 from dpsd_lite.accounting import pure_composition_epsilon
 from dpsd_lite.runs import load_run
 
@@ -86,7 +86,7 @@ def test_keyboard_interrupt_is_one_line(capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_report", interrupted)
+    monkeypatch.setattr(commands, "run_report", interrupted)  # what `report` runs, looked up after parsing
     code, _, err = run_cli(capsys, "report", "whatever")
     assert code == 130 and err.strip() == "dpsd-lite: interrupted"
 

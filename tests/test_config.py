@@ -60,8 +60,8 @@ def test_the_generators_diversity_settings_must_be_non_negative(name, bad):
 
 
 # ----------------------------------------------------------------- replay per generator and noise level
-@pytest.mark.parametrize("generator,mode,epsilon,replay", [("learned", "rr", 10.0, 5), ("learned", "none", 10.0, 7),
-                                                           ("learned", "rr", 5.0, 5), ("learned", "rr", 1.0, 3),
+@pytest.mark.parametrize("generator,mode,epsilon,replay", [("learned", "rr", 10.0, 7), ("learned", "none", 10.0, 7),
+                                                           ("learned", "rr", 5.0, 7), ("learned", "rr", 1.0, 3),
                                                            ("learned", "label", 2.0, 3), ("strokes", "rr", 10.0, 3)])
 def test_replay_steps_follow_the_generator_and_the_noise_level(generator, mode, epsilon, replay):
     cfg = TranscribeConfig(generator=generator, noise_mode=mode, epsilon=epsilon, precision="float32")
@@ -115,10 +115,10 @@ def test_a_config_is_resolved_once_and_the_players_refuse_an_open_one(digits, di
     assert done.precision in ("float32", "bfloat16") and done.steps and done.student_steps and done.replay_steps
 
 
-@pytest.mark.parametrize("epsilon,student_steps,replay", [(10.0, 1, 5), (5.0, 1, 5), (1.0, 2, 3)])
+@pytest.mark.parametrize("epsilon,student_steps,replay", [(10.0, 1, 7), (5.0, 1, 7), (1.0, 2, 3)])
 def test_the_learned_generators_budget_per_noise_level(epsilon, student_steps, replay):
-    """Nearly clean labels (ε ≥ 5): one fresh batch per iteration and five replays; noisy ones: two fresh batches
-    and three replays; clean answers (mode none): two and seven. A value set by the user is kept."""
+    """Nearly clean labels (ε ≥ 5): one fresh batch per iteration and seven replays; noisy ones: two fresh
+    batches and three replays; clean answers (mode none): two and seven. A value set by the user is kept."""
     cfg = resolve(TranscribeConfig(dataset="mnist-5k", epsilon=epsilon, precision="float32"))
     assert (cfg.student_steps, cfg.replay_steps) == (student_steps, replay)
     none = resolve(TranscribeConfig(noise_mode="none", precision="float32"))

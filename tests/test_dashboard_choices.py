@@ -68,7 +68,7 @@ def test_three_levels_beside_the_slider_follow_the_controls(digits, digits_teach
 
 def test_the_record_level_route_transcribes_from_a_dp_teacher(digits, digits_teacher, monkeypatch):
     """Picking a DP-SGD teacher runs from it, and the run's row and report carry its ε per private record."""
-    import dpsd_lite.teacher as teacher_mod
+    import dpsd_lite.widgets as widgets_mod
 
     dp = TrainedTeacher(digits_teacher.model, heldout_accuracy=0.5, private_accuracy=0.5, epochs=1, seed=0,
                         cached=True, privacy={"epsilon": 1.0, "delta": 1e-5, "mechanism": "DP-SGD (Opacus)",
@@ -79,7 +79,7 @@ def test_the_record_level_route_transcribes_from_a_dp_teacher(digits, digits_tea
         asked.append(config.teacher_dp_epsilon)
         return dp
 
-    monkeypatch.setattr(teacher_mod, "teacher_for", fake_teacher_for)
+    monkeypatch.setattr(widgets_mod, "teacher_for", fake_teacher_for)  # where the dashboard looks it up
     dash = _dashboard(digits, digits_teacher)
     dash.teacher_dropdown.value = 1.0
     dash.mode_dropdown.value = "none"

@@ -180,7 +180,7 @@ def test_mechanism_argument_path_once_the_loop_accepts_one(digits, monkeypatch):
     """When transcribe() takes mechanism=, the raw votes go to EnsembleVote only, and the budget stops the loop."""
     import types
 
-    import dpsd_lite.transcribe as loop
+    import dpsd_lite.ensemble as ensemble_mod
     from dpsd_lite.models import Student
 
     calls = {"release": 0}
@@ -205,7 +205,7 @@ def test_mechanism_argument_path_once_the_loop_accepts_one(digits, monkeypatch):
         return types.SimpleNamespace(student=student.eval(), student_accuracy=0.0, config=config, privacy={},
                                      mechanism=None)
 
-    monkeypatch.setattr(loop, "transcribe", fake_transcribe)
+    monkeypatch.setattr(ensemble_mod, "transcribe", fake_transcribe)  # the loop transcribe_with_ensemble calls
     ens = TeacherEnsemble([Fixed(3), Fixed(3), Fixed(3), Fixed(8)], 10)
     from dpsd_lite.teacher import TrainedTeacher
 

@@ -130,12 +130,12 @@ def test_stop_ends_the_run_early(digits, digits_teacher):
 
 
 def test_a_failing_run_is_shown_and_reraised(digits, digits_teacher, monkeypatch):
-    import dpsd_lite.sweep
+    import dpsd_lite.widgets
 
     def broken(*args, **kwargs):
         raise DpsdError("something the learner can fix")
 
-    monkeypatch.setattr(dpsd_lite.sweep, "run_sweep", broken)
+    monkeypatch.setattr(dpsd_lite.widgets, "run_sweep", broken)  # the sweep the dashboard runs
     dash = Dashboard(dataset="digits", data=digits, teacher=digits_teacher, steps=10, device="cpu")
     with pytest.raises(DpsdError, match="learner can fix"):
         dash.run(wait=True)

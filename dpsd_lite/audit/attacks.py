@@ -50,12 +50,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.stats import fisher_exact
 
 from ..data import DataSplits, load_dataset
 from ..errors import DpsdError
-from ..models import Student
+from ..models import Student, fit_classifier, minibatches
 from ..runs import load_run
 from ..teacher import teacher_for
 from ..utils import channels_last, flush_denormals
@@ -86,26 +85,17 @@ __all__ = [
 # ---------------------------------------------------------------------------- shadow models
 
 def train_classifier(model, x, y, epochs=30, batch_size=32, lr=2e-3, seed=0):
-    """Plain (non-private) minibatch Adam on (x, y): used for shadow models and test fixtures.
+    """Plain (non-private) minibatch Adam on (x, y) at a constant ``lr``: used for shadow models and test fixtures.
 
     The model is switched to channels-last in place (the CPU fast path, see :func:`~dpsd_lite.utils.channels_last`).
     """
     g = torch.Generator().manual_seed(int(seed))
-    dev = next(model.parameters()).device
     channels_last(model)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
     n = len(y)
+    batches = ((x[idx], y[idx]) for idx in minibatches(n, batch_size, g))
     with flush_denormals():
-        for _ in range(int(epochs)):
-            perm = torch.randperm(n, generator=g)
-            for i in range(0, n, batch_size):
-                idx = perm[i:i + batch_size]
-                loss = F.cross_entropy(model(x[idx].to(dev)), y[idx].to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-    return model.eval()
+        fit_classifier(model, batches, int(epochs) * math.ceil(n / batch_size), lr)
+    return model
 
 
 @dataclass
