@@ -29,7 +29,7 @@ SELECTION_DATASETS = ("mnist-5k", "mnist")
 #: * ``learned`` (ε ≥ ``LEARNED_CALM_EPSILON``: nearly clean labels): the generator moves slowly and its queries
 #:   are shifted and rotated; one fresh batch per iteration, each release learnt seven times more from the
 #:   replay buffer (post-processing), which kept as much of the teacher as two fresh batches, in less time and
-#:   with half the answers (RESULTS.md, "The main job's budget").
+#:   with half the answers (RESULTS.md, "Design history", "The main job's budget").
 #: * ``learned-open`` (mode none, the non-private reference: clean answers): as ``learned``, with two fresh
 #:   batches per iteration.
 #: * ``learned-noisy`` (ε < 5): the generator moves faster, so new queries keep coming while the student is
