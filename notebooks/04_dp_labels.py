@@ -40,13 +40,14 @@ import torch
 
 from dpsd_lite import plots
 from dpsd_lite.accounting import (classic_gaussian_noise_multiplier, gaussian_delta, gaussian_epsilon,
-                                  gaussian_noise_multiplier, rr_keep_probability)
+                                  gaussian_noise_multiplier, pure_composition_delta, rr_keep_probability,
+                                  whole_run_epsilon)
 from dpsd_lite.data import load_dataset
 from dpsd_lite.mechanisms import GradientNoise, LabelNoise, SelectiveRR, make_mechanism, select_rr_classes
 from dpsd_lite.noise import replay_label_noise
-from dpsd_lite.report import format_report, privacy_report
+from dpsd_lite.report import format_report, privacy_report, privacy_summary
 from dpsd_lite.teacher import get_teacher
-from dpsd_lite.transcribe import TranscribeConfig
+from dpsd_lite.transcribe import TranscribeConfig, resolve
 from dpsd_lite.widgets import MechanismExplorer
 
 # %% tags=["parameters"]
@@ -341,7 +342,57 @@ print(f"secret noise: the same attack is off by up to {error:.1f} (the noise its
 print(format_report(privacy_report(lesson_mech, queries=QUERIES)).splitlines()[0])
 
 # %% [markdown]
-# ## 7. Explore
+# ## 7. One answer, the whole run, one record: three levels of ε
+#
+# Every ε above protects **one teacher answer**. A run asks the teacher $N$
+# questions, and one private training record can change the teacher, hence
+# *every* answer. So what one record can move through a non-private teacher
+# is all $N$ answers **composed**:
+#
+# * `label` and `data`: each answer is a Gaussian mechanism with noise
+#   multiplier $\sigma$, so $N$ of them have Rényi divergence
+#   $
+# arepsilon_{\mathrm{RDP}}(lpha) = Nlpha / (2\sigma^2)$ (converted to
+#   $(
+# arepsilon, \delta)$ by Opacus, as for DP-SGD); exactly, they are one
+#   Gaussian release with noise multiplier $\sigma/\sqrt N$;
+# * `rr`: $N$ answers of pure ε-DP compose at worst like $N$ binary randomized
+#   responses (Kairouz, Oh & Viswanath 2015): with $l$ flips out of $N$,
+#   $l \sim \mathrm{Binomial}(N, 1/(1+e^
+# arepsilon))$, the privacy loss is
+#   $(N - 2l)\,
+# arepsilon$ and
+#   $\delta(
+# arepsilon') = \sum_l P(l)\,\maxig(0,\ 1 - e^{
+# arepsilon' - (N - 2l)
+# arepsilon}ig)$.
+#
+# The third level, **per private record**, exists only when the teacher
+# itself is private (a DP-SGD teacher, or an ensemble): then everything after
+# it is post-processing. For an ordinary teacher there is none. Every report,
+# `privacy.json`, the CLI and the dashboard print the three side by side; for
+# a default run:
+
+# %%
+print(inspect.getsource(pure_composition_delta))
+run = resolve(TranscribeConfig(epsilon=EPSILON))
+answers = run.steps * run.student_steps * run.batch_size
+print(f"a default run at ε = {EPSILON:g} per answer asks {answers:,} questions "
+      f"({run.steps} steps × {run.student_steps} batch × {run.batch_size} queries)\n")
+for name, mech in (("label", label_mech), ("rr", rr_mech)):
+    print(f"{name}:\n" + privacy_summary(privacy_report(mech, queries=answers, config=run)) + "\n")
+print(f"basic composition would say N·ε = {answers * EPSILON:,.0f} for rr; the optimal composition: "
+      f"{whole_run_epsilon('rr', answers, DELTA, epsilon=EPSILON)['epsilon']:,.0f}")
+
+# %% [markdown]
+# **What you should see:** ε = 2 per answer, and tens of thousands (`label`)
+# to hundreds of thousands (`rr`) for the whole run: a number that bounds
+# nothing. That is not a flaw of one
+# mechanism: any per-answer ε, composed over the answers of a useful run,
+# is vacuous for the records behind the teacher. Record-level privacy needs a
+# private teacher (notebook 8).
+#
+# ## 8. Explore
 #
 # Move ε and switch modes. The explorer is a lesson, so it uses reproducible
 # noise: moving ε rescales the *same* noise draw, which makes the effect of ε
@@ -381,8 +432,9 @@ MechanismExplorer(teacher_logits, epsilon=EPSILON, noise_mode="rr", delta=DELTA,
 #    (Hint: many queries, and an unbiased loss.)
 # 3. Why does restricting `rr` to the top-k classes of a prior help, and why
 #    must the prior not depend on the teacher's answer to the same query?
-# 4. Every report says "no composition needed". When *would* we have to
-#    compose, and which accountant would we use?
+# 4. The per-answer line of a report says "no composition needed", and the
+#    whole-run line composes every answer. Which question does each one
+#    answer? Which would a patient whose scan is in the private data ask?
 # 5. In section 6 the attacker needed the seed and the releases. Which of the
 #    two does a published student carry, and why is the seed alone already
 #    too much?

@@ -30,10 +30,11 @@
 import os
 
 from dpsd_lite import plots
-from dpsd_lite.accounting import gaussian_noise_multiplier, rr_keep_probability
+from dpsd_lite.accounting import gaussian_noise_multiplier, per_answer_epsilon_for_whole_run, rr_keep_probability
 from dpsd_lite.data import load_dataset
 from dpsd_lite.report import UNIT_PER_QUERY
 from dpsd_lite.sweep import format_table, run_sweep
+from dpsd_lite.transcribe import transcribe
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import TranscribeConfig, resolve
 from dpsd_lite.utils import ProgressBar
@@ -148,6 +149,33 @@ for mode in [m for m in MODES if m != "none"]:
 #   is pure ε-DP (δ = 0) on a label, `label` and `data` are (ε, δ)-DP on a
 #   vector, with δ = 1e-5 here.
 #
+# ## 4. A whole-run budget of ε = 10
+#
+# The table's `ε whole run` column composes every answer of a run (notebook
+# 4, section 7). Turn the question around: if the *whole run* may spend only
+# ε = 10 (what one private record may move through this non-private teacher),
+# how much noise must each of the run's $N$ answers carry, and what does the
+# student learn from it? The library inverts the composition:
+
+# %%
+WHOLE_RUN_BUDGET = 10.0
+rr_run = resolve(config.replace(noise_mode="rr", epsilon=WHOLE_RUN_BUDGET))
+answers = rr_run.steps * rr_run.student_steps * rr_run.batch_size
+per_answer = per_answer_epsilon_for_whole_run("rr", WHOLE_RUN_BUDGET, answers, DELTA)
+print(f"{answers:,} answers, a whole-run budget of ε = {WHOLE_RUN_BUDGET:g}: ε = {per_answer:.4f} per answer; "
+      f"rr over 10 classes then keeps the teacher's label with probability {rr_keep_probability(per_answer, 10):.4f} "
+      f"(chance: 0.1000)")
+tiny = transcribe(rr_run.replace(epsilon=per_answer), data=data, teacher=teacher, callbacks=ProgressBar().callbacks)
+print(f"student at ε = {per_answer:.4f} per answer: {tiny.student_accuracy:.1%} "
+      f"(teacher {teacher.heldout_accuracy:.1%}); ε of its whole run: {tiny.privacy['epsilon_whole_run']:.3g}")
+
+# %% [markdown]
+# **What you should see:** about 0.013 per answer in full mode (43,520
+# answers): each label is kept a hair above chance, and the student learns next to nothing (about
+# 10–20%). A meaningful budget for the records behind a non-private teacher
+# leaves nothing to learn from; that is why the record-level routes train the
+# teacher privately instead (notebook 8).
+#
 # Published figures for the same data (MNIST, δ = 1e-5) use different units:
 # DP-SGD and PATE report *record-level* ε (e.g. 97–98% at ε ≈ 2–3), the DPSD
 # paper reports 97.85% at ε = 10 *per answer*. They are not on the same axis
@@ -177,7 +205,10 @@ for mode in [m for m in MODES if m != "none"]:
 #    How many seeds would you need before believing a 1-point difference?
 # 4. A colleague claims "97% at ε = 1" for their method. What is the first
 #    question you ask them?
-# 5. Add `"rr-top2"` to `MODES` (rr releasing the teacher's ordered top two,
+# 5. In section 4, how would the per-answer ε change if the run asked half
+#    as many questions? Why is asking the same question twice (to average the
+#    noise) no way around the whole-run budget?
+# 6. Add `"rr-top2"` to `MODES` (rr releasing the teacher's ordered top two,
 #    notebook 4). At which ε does it beat `rr`, and at which does it lose?
 #    Relate the answer to the keep probabilities e^ε/(e^ε+89) and
 #    e^ε/(e^ε+k−1). Would one seed convince you?
