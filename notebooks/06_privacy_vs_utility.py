@@ -170,7 +170,7 @@ print(f"student at ε = {per_answer:.4f} per answer: {tiny.student_accuracy:.1%}
       f"(teacher {teacher.heldout_accuracy:.1%}); ε of its whole run: {tiny.privacy['epsilon_whole_run']:.3g}")
 
 # %% [markdown]
-# **What you should see:** about 0.013 per answer in full mode (43,520
+# **What you should see:** about 0.01 per answer in full mode (43,520
 # answers): each label is kept a hair above chance, and the student learns next to nothing (about
 # 10–20%). A meaningful budget for the records behind a non-private teacher
 # leaves nothing to learn from; that is why the record-level routes train the
