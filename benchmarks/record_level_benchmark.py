@@ -4,7 +4,7 @@ At record-level ε = 1 and 10 per private training record (δ = 1e-5) on mnist-5
 subprocess (so its peak RSS is its own), at several seeds (the noise is secret: runs differ even at one seed):
 
 * ``dpsgd``         the student's architecture trained with DP-SGD (Opacus) on the private split;
-* ``dpsgd-public``  the DP teacher (``dpsgd.get_dp_teacher``): the DP teacher's recipe (``dpsgd.DP_TEACHER``:
+* ``dpsgd-public``  the DP teacher (``teacher.get_dp_teacher``): the DP teacher's recipe (``dpsgd.DP_TEACHER``:
                     weights averaged, augmentation multiplicity where chosen) from weights trained on public
                     digit drawings (dpsd_lite.public_data);
 * ``dp-teacher``    a student transcribed in mode ``none`` from the ``dpsgd-public`` model (post-processing:
@@ -39,7 +39,7 @@ def run_route(route: str, dataset: str, epsilon: float, seed: int, fast: bool) -
     """One route at one (ε, seed), in this process: returns accuracy, spent ε and seconds."""
     import torch
 
-    from dpsd_lite import dpsgd
+    from dpsd_lite import dpsgd, teacher
     from dpsd_lite.data import load_dataset
 
     data = load_dataset(dataset)
@@ -51,7 +51,7 @@ def run_route(route: str, dataset: str, epsilon: float, seed: int, fast: bool) -
         r = dpsgd.train_dpsgd(data, epsilon, seed=seed, device="cpu", **extra)
         acc, eps = r.heldout_accuracy, r.epsilon
     elif route in ("dpsgd-public", "dp-teacher"):
-        teacher = dpsgd.get_dp_teacher(data, epsilon, seed=seed, device="cpu")
+        teacher = teacher.get_dp_teacher(data, epsilon, seed=seed, device="cpu")
         acc, eps = teacher.heldout_accuracy, teacher.privacy["epsilon"]
         if route == "dp-teacher":
             from dpsd_lite.transcribe import transcribe

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import DataUnavailableError, DpsdError
 from .names import DATASETS  # noqa: F401  (re-exported: data.DATASETS)
@@ -219,3 +220,16 @@ def load_dataset(name: str = "mnist-5k", root: str | None = None, download: bool
         else:
             _CACHE[key] = _load_torchvision(name, root, download)
     return _CACHE[key]
+
+
+def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 1/8 of the image and ±10° rotations, batched (one affine grid)."""
+    B = x.shape[0]
+    angle = (torch.rand(B, generator=gen) * 2 - 1) * (10 * torch.pi / 180)
+    shift = (torch.rand(B, 2, generator=gen) * 2 - 1) * 0.25
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = theta.to(device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # pad with the background value (-1 after our normalisation)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1

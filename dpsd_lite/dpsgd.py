@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from .accounting import check_delta, check_epsilon
-from .data import DataSplits
+from .data import DataSplits, augment_images
 from .errors import DpsdError
 from .models import Student
+from .noise import NoiseSource
 from .utils import accuracy, resolve_device, seed_everything
 
-__all__ = ["DPSGDResult", "train_dpsgd", "dpsgd_noise", "get_dp_teacher", "UNIT_RECORD", "format_dpsgd_report",
+__all__ = ["DPSGDResult", "train_dpsgd", "dpsgd_noise", "UNIT_RECORD", "format_dpsgd_report",
            "DP_TEACHER", "ParameterAverage", "augment_copies", "average_copies"]
 
 UNIT_RECORD = (
@@ -108,8 +109,6 @@ def dpsgd_noise(seed: int, reproducible_noise: bool = False):
     imports; otherwise a torch generator seeded from the operating system's
     entropy. ``reproducible_noise`` (lessons, tests) derives both from ``seed``.
     """
-    from .noise import NoiseSource
-
     if reproducible_noise:
         source = NoiseSource.from_seed(seed)
         return source, False, source.describe()
@@ -266,12 +265,10 @@ def augment_copies(x: torch.Tensor, copies: int, gen: torch.Generator | None) ->
     """``copies`` randomly augmented versions of every record of ``x``, record by record (B·K×C×H×W).
 
     Rows ``i·K … i·K + K − 1`` are the copies of record ``i``. The augmentation is the teacher's
-    (:func:`dpsd_lite.teacher.augment_images`: shifts up to 1/8 of the image, ±10° rotations), drawn from
+    (:func:`dpsd_lite.data.augment_images`: shifts up to 1/8 of the image, ±10° rotations), drawn from
     ``gen``: a fixed, data-independent random transformation of one record, so a record's gradient still
     depends on that record only.
     """
-    from .teacher import augment_images
-
     x = x.repeat_interleave(int(copies), dim=0)
     return augment_images(x, gen) if len(x) else x  # an empty Poisson batch stays empty
 
@@ -399,70 +396,3 @@ def format_dpsgd_report(result: DPSGDResult) -> str:
 DP_TEACHER = {"pretrain_steps": 1000, "epochs": 30, "batch_size": 256, "lr": 4e-3, "max_grad_norm": 0.5,
               "augmult": 0, "ema": 0.95}
 DP_TEACHER_PRETRAIN_STEPS = DP_TEACHER["pretrain_steps"]
-
-
-def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: int = 0, device="auto",
-                   cache_dir: str | None = None, public_init: bool | None = None, retrain: bool = False,
-                   progress=None):
-    """A teacher trained with DP-SGD at record-level (ε, δ), from the cache or trained once and cached.
-
-    Everything computed from it (its answers, a student transcribed from it
-    in any noise mode, even ``none``) is post-processing of a record-level
-    (ε, δ)-DP model, so it carries that guarantee per private training record
-    (add/remove one record); a per-answer ε on top is optional. The network
-    is the :class:`~dpsd_lite.models.Student` architecture (DP-SGD works best
-    with small networks without BatchNorm), started from
-    :func:`~dpsd_lite.public_data.public_pretrained_student` where the
-    domain has public drawings (``public_init=None``: digits datasets), else
-    from random weights, and trained with the recipe :data:`DP_TEACHER`
-    (chosen on public data). The cache key holds the data's digest, ε, δ,
-    the initialisation, the recipe and the seed.
-    Returns a :class:`~dpsd_lite.teacher.TrainedTeacher` whose ``privacy`` is
-    the DP-SGD report.
-    """
-    import os
-
-    from .teacher import TrainedTeacher, _cache_path
-    from .utils import atomic_write, default_cache_dir
-
-    epsilon, delta = check_epsilon(epsilon), check_delta(delta)
-    device = resolve_device(device)
-    if public_init is None:
-        from .generators import STROKE_FORMAT
-
-        public_init = data.name in STROKE_FORMAT
-    recipe = dict(DP_TEACHER)
-    steps, epochs = recipe.pop("pretrain_steps"), recipe["epochs"]
-    path = _cache_path(data, epochs, seed, cache_dir or default_cache_dir(), arch="Student-dpsgd",
-                       dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=steps,
-                       recipe=recipe)
-    if os.path.exists(path) and not retrain:
-        try:
-            blob = torch.load(path, map_location=device, weights_only=True)
-            model = Student(data.image_shape, data.num_classes).to(device)
-            model.load_state_dict(blob["state_dict"])
-            return TrainedTeacher(model.eval(), blob["heldout_accuracy"], blob["private_accuracy"], blob["epochs"],
-                                  seed, True, path, blob.get("threads"), privacy=blob["privacy"])
-        except Exception as exc:  # corrupt or stale: train again
-            warnings.warn(f"DP teacher cache {path} is unreadable ({exc.__class__.__name__}); training it again")
-    init, what = None, None
-    if public_init:
-        from .public_data import public_pretrained_student
-
-        init = public_pretrained_student(data.name, steps=steps, seed=seed, device=device)
-        what = f"public: {steps} steps on freshly drawn digit skeletons (dpsd_lite.public_data), no private data"
-    step_progress = None if progress is None else (lambda e, n, h: progress(e, n, h["loss"]))
-    res = train_dpsgd(data, epsilon, delta, seed=seed, device=device, progress=step_progress, init=init,
-                      init_description=what, **recipe)
-    report = res.privacy_report()
-    report["mechanism"] = "DP-SGD teacher: " + report["mechanism"]
-    blob = {"state_dict": res.model.state_dict(), "heldout_accuracy": res.heldout_accuracy,
-            "private_accuracy": res.private_accuracy, "epochs": res.epochs, "threads": torch.get_num_threads(),
-            "privacy": report}
-    try:
-        atomic_write(path, lambda fh: torch.save(blob, fh))
-    except OSError as exc:
-        raise DpsdError(f"cannot write the teacher cache in {os.path.dirname(path)} ({exc}); "
-                        f"set DPSD_CACHE_DIR to a writable folder") from exc
-    return TrainedTeacher(res.model.eval(), res.heldout_accuracy, res.private_accuracy, res.epochs, seed, False, path,
-                          torch.get_num_threads(), privacy=report)

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from .config import require_resolved
+from .data import augment_images
 from .generators import StrokeGenerator, build_generator, draw_ink_scale
 from .mechanisms import Mechanism, Release, make_mechanism
 from .models import Student, fit_classifier, for_queries
-from .teacher import augment_images
 from .utils import channels_last, seed_everything
 
 __all__ = ["Players", "setup", "ReplayBuffer", "draw", "balances_classes", "class_weights", "note_release",

@@ -13,8 +13,12 @@ was drawn as. No private image, label or statistic goes into it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from .data import DataSplits
+from .data import DataSplits, _stratified_split
+from .generators import STROKE_FORMAT, StrokeGenerator
+from .models import Student
+from .utils import resolve_device
 
 __all__ = ["drawn_digits", "public_handwriting", "public_pretrained_student"]
 
@@ -30,12 +34,8 @@ def drawn_digits(n_private: int = 4000, n_heldout: int = 1000, dataset: str = "m
     skeleton of its label. Named ``drawn-<dataset>`` so a teacher cache never
     mistakes it for the real thing. ``seed`` fixes the drawing.
     """
-    from .generators import STROKE_FORMAT
-
     if dataset not in STROKE_FORMAT:
         raise ValueError(f"no drawn stand-in for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
-    from .generators import StrokeGenerator
-
     shape = (1, 8, 8) if dataset == "digits" else (1, 28, 28)
     g = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
@@ -64,10 +64,7 @@ def public_handwriting(heldout_fraction: float = 0.2) -> DataSplits:
     Blurrier and thicker than MNIST (upsampled from 8×8) and smaller (1,437 training images): a
     harder stand-in, not a copy. Named ``public-digits-28`` so a cache never mistakes it for MNIST.
     """
-    import torch.nn.functional as F
     from sklearn.datasets import load_digits
-
-    from .data import _stratified_split
 
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
@@ -97,13 +94,6 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
     :func:`dpsd_lite.dpsgd.train_dpsgd` with ``init=``) keeps its guarantee:
     the initialisation is public.
     """
-    import torch.nn.functional as F
-
-    from .models import Student
-    from .generators import StrokeGenerator
-    from .generators import STROKE_FORMAT
-    from .utils import resolve_device
-
     if dataset not in STROKE_FORMAT:
         raise ValueError(f"no public drawings for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
     device = resolve_device(device)

@@ -17,13 +17,16 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from . import __version__
+from .accounting import check_delta, check_epsilon
 from .config import TEACHER_EPOCHS
-from .data import DataSplits
+from .data import DataSplits, augment_images  # noqa: F401  (re-exported: teacher.augment_images)
+from .dpsgd import DP_TEACHER, train_dpsgd
 from .errors import DpsdError
-from .models import Teacher, fit_classifier, minibatches
+from .generators import STROKE_FORMAT
+from .models import Student, Teacher, fit_classifier, minibatches
+from .public_data import public_pretrained_student
 from .utils import accuracy, atomic_write, default_cache_dir, resolve_device, seed_everything  # noqa: F401
 
 
@@ -42,19 +45,6 @@ class TrainedTeacher:
     # a teacher trained with DP-SGD: its record-level privacy report (ε, δ per private training record), which
     # everything transcribed from it inherits as post-processing. None: an ordinary (non-private) teacher.
     privacy: dict | None = None
-
-
-def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to 1/8 of the image and ±10° rotations, batched (one affine grid)."""
-    B = x.shape[0]
-    angle = (torch.rand(B, generator=gen) * 2 - 1) * (10 * torch.pi / 180)
-    shift = (torch.rand(B, 2, generator=gen) * 2 - 1) * 0.25
-    cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    theta = theta.to(device=x.device, dtype=x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # pad with the background value (-1 after our normalisation)
-    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
 def train_teacher_model(data: DataSplits, epochs: int = TEACHER_EPOCHS, seed: int = 0, device="auto",
@@ -126,13 +116,10 @@ def teacher_for(config, data: DataSplits, device="auto", cache_dir: str | None =
     """The teacher a :class:`~dpsd_lite.transcribe.TranscribeConfig` asks for, from the cache or trained once.
 
     ``config.teacher_dp_epsilon`` set: a teacher trained with DP-SGD at that
-    record-level ε (:func:`dpsd_lite.dpsgd.get_dp_teacher`); otherwise the
+    record-level ε (:func:`get_dp_teacher`); otherwise the
     ordinary teacher (:func:`get_teacher`).
     """
     if getattr(config, "teacher_dp_epsilon", None):
-        # pending: dpsgd imports this module; once get_dp_teacher lives here, dpsgd is imported at the top
-        from .dpsgd import get_dp_teacher
-
         return get_dp_teacher(data, config.teacher_dp_epsilon, config.delta, seed=config.seed, device=device,
                               cache_dir=cache_dir, retrain=retrain, progress=progress)
     return get_teacher(data, epochs=config.teacher_epochs, seed=config.seed, device=device, cache_dir=cache_dir,
@@ -149,3 +136,61 @@ def write_teacher_cache(path: str, model, heldout_accuracy: float, private_accur
     except OSError as exc:
         raise DpsdError(f"cannot write the teacher cache in {os.path.dirname(path)} ({exc}); "
                         f"set DPSD_CACHE_DIR to a writable folder") from exc
+
+
+def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: int = 0, device="auto",
+                   cache_dir: str | None = None, public_init: bool | None = None, retrain: bool = False,
+                   progress=None):
+    """A teacher trained with DP-SGD at record-level (ε, δ), from the cache or trained once and cached.
+
+    Everything computed from it (its answers, a student transcribed from it
+    in any noise mode, even ``none``) is post-processing of a record-level
+    (ε, δ)-DP model, so it carries that guarantee per private training record
+    (add/remove one record); a per-answer ε on top is optional. The network
+    is the :class:`~dpsd_lite.models.Student` architecture (DP-SGD works best
+    with small networks without BatchNorm), started from
+    :func:`~dpsd_lite.public_data.public_pretrained_student` where the
+    domain has public drawings (``public_init=None``: digits datasets), else
+    from random weights, and trained with the recipe :data:`dpsd_lite.dpsgd.DP_TEACHER`
+    (chosen on public data). The cache key holds the data's digest, ε, δ,
+    the initialisation, the recipe and the seed.
+    Returns a :class:`TrainedTeacher` whose ``privacy`` is
+    the DP-SGD report.
+    """
+    epsilon, delta = check_epsilon(epsilon), check_delta(delta)
+    device = resolve_device(device)
+    if public_init is None:
+        public_init = data.name in STROKE_FORMAT
+    recipe = dict(DP_TEACHER)
+    steps, epochs = recipe.pop("pretrain_steps"), recipe["epochs"]
+    path = _cache_path(data, epochs, seed, cache_dir or default_cache_dir(), arch="Student-dpsgd",
+                       dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=steps,
+                       recipe=recipe)
+    if os.path.exists(path) and not retrain:
+        try:
+            blob = torch.load(path, map_location=device, weights_only=True)
+            model = Student(data.image_shape, data.num_classes).to(device)
+            model.load_state_dict(blob["state_dict"])
+            return TrainedTeacher(model.eval(), blob["heldout_accuracy"], blob["private_accuracy"], blob["epochs"],
+                                  seed, True, path, blob.get("threads"), privacy=blob["privacy"])
+        except Exception as exc:  # corrupt or stale: train again
+            warnings.warn(f"DP teacher cache {path} is unreadable ({exc.__class__.__name__}); training it again")
+    init, what = None, None
+    if public_init:
+        init = public_pretrained_student(data.name, steps=steps, seed=seed, device=device)
+        what = f"public: {steps} steps on freshly drawn digit skeletons (dpsd_lite.public_data), no private data"
+    step_progress = None if progress is None else (lambda e, n, h: progress(e, n, h["loss"]))
+    res = train_dpsgd(data, epsilon, delta, seed=seed, device=device, progress=step_progress, init=init,
+                      init_description=what, **recipe)
+    report = res.privacy_report()
+    report["mechanism"] = "DP-SGD teacher: " + report["mechanism"]
+    blob = {"state_dict": res.model.state_dict(), "heldout_accuracy": res.heldout_accuracy,
+            "private_accuracy": res.private_accuracy, "epochs": res.epochs, "threads": torch.get_num_threads(),
+            "privacy": report}
+    try:
+        atomic_write(path, lambda fh: torch.save(blob, fh))
+    except OSError as exc:
+        raise DpsdError(f"cannot write the teacher cache in {os.path.dirname(path)} ({exc}); "
+                        f"set DPSD_CACHE_DIR to a writable folder") from exc
+    return TrainedTeacher(res.model.eval(), res.heldout_accuracy, res.private_accuracy, res.epochs, seed, False, path,
+                          torch.get_num_threads(), privacy=report)

@@ -351,21 +351,14 @@ print(format_report(privacy_report(lesson_mech, queries=QUERIES)).splitlines()[0
 #
 # * `label` and `data`: each answer is a Gaussian mechanism with noise
 #   multiplier $\sigma$, so $N$ of them have Rényi divergence
-#   $
-# arepsilon_{\mathrm{RDP}}(lpha) = Nlpha / (2\sigma^2)$ (converted to
-#   $(
-# arepsilon, \delta)$ by Opacus, as for DP-SGD); exactly, they are one
+#   $\varepsilon_{\mathrm{RDP}}(\alpha) = N\alpha / (2\sigma^2)$ (converted to
+#   $(\varepsilon, \delta)$ by Opacus, as for DP-SGD); exactly, they are one
 #   Gaussian release with noise multiplier $\sigma/\sqrt N$;
 # * `rr`: $N$ answers of pure ε-DP compose at worst like $N$ binary randomized
 #   responses (Kairouz, Oh & Viswanath 2015): with $l$ flips out of $N$,
-#   $l \sim \mathrm{Binomial}(N, 1/(1+e^
-# arepsilon))$, the privacy loss is
-#   $(N - 2l)\,
-# arepsilon$ and
-#   $\delta(
-# arepsilon') = \sum_l P(l)\,\maxig(0,\ 1 - e^{
-# arepsilon' - (N - 2l)
-# arepsilon}ig)$.
+#   $l \sim \mathrm{Binomial}(N, 1/(1+e^\varepsilon))$, the privacy loss is
+#   $(N - 2l)\,\varepsilon$ and
+#   $\delta(\varepsilon') = \sum_l P(l)\,\max\big(0,\ 1 - e^{\varepsilon' - (N - 2l)\varepsilon}\big)$.
 #
 # The third level, **per private record**, exists only when the teacher
 # itself is private (a DP-SGD teacher, or an ensemble): then everything after

@@ -52,7 +52,8 @@ MODE_FIRST = "label"  # the notebook starts on rr: the dropdown must really chan
 EPS_SECOND = 10 ** 0.5  # ≈ 3.16: sixteen presses of ← from EPS_FIRST
 MODE_SECOND = "rr"
 STEPS = 60
-LONG = 600  # the steps slider's maximum: four times the library's default run
+LEARNED = "learned generator (DPSD)"  # the runs table names the generator: DPSD's own by default
+LONG = 600  # a long run, within the steps slider's range (four times the library's default run)
 
 # ---------------------------------------------------------------------------
 # where things are in the page
@@ -129,7 +130,9 @@ class Dash:
         self.eps_track = self.eps.locator(".noUi-base")
         self.eps_readout = self.eps.locator(".widget-readout")
         self.eps_target = self.eps.locator(".noUi-target")
-        self.mode = self.root.locator(".widget-dropdown select")
+        # the noise-mode dropdown, by its label (the generator and teacher dropdowns sit beside it)
+        self.mode = self.root.locator(".widget-dropdown").filter(
+            has=page.locator("label", has_text=re.compile(r"^\s*noise mode\s*$"))).locator("select")
         steps = self.root.locator(".widget-slider").filter(has_text="steps")
         self.steps_handle = steps.locator(".noUi-handle")
         self.steps_readout = steps.locator(".widget-readout")
@@ -304,10 +307,11 @@ def test_01_quickstart_runs_all_cells_and_shows_the_dashboard(jupyter_lab, brows
     assert dash.mode.evaluate(SELECT_TEXT_FITS_JS), "the noise-mode dropdown cuts its selected label"
     labels = [t.strip() for t in dash.root.locator(".widget-slider .widget-label, .widget-hprogress .widget-label")
               .all_inner_texts()]
-    assert labels.count("generator steps") == 1 and labels.count("progress") == 1, labels
+    assert labels.count("generator steps") == 1 and labels.count("transcription") == 1, labels
     steps_max = float(dash.steps_handle.get_attribute("aria-valuemax"))
     steps_now = float(dash.steps_handle.get_attribute("aria-valuenow"))
-    assert steps_max <= 1000 and steps_now / steps_max < 0.9, "the steps slider's range hides its value at one end"
+    assert steps_now / steps_max < 0.9, "the steps slider's range hides its value at its right end"
+    assert steps_max >= LONG, "the steps slider cannot reach a long run"
 
     # the held-out grid of section 4 shows a mix of classes, not the first 32 images of one class
     # (read the DOM's text: JupyterLab does not render cells outside the window, inner_text() would be empty)
@@ -387,8 +391,9 @@ def test_02_slider_dropdown_and_run_button(browser_page, artifacts):
     assert m, f"the accuracy readout did not update: {status!r}"
     rows = dash.rows()
     assert len(rows) == 1, rows
-    assert rows[0][:3] == ["1", MODE_FIRST, f"{EPS_FIRST:.3g}"], f"the runs table does not show the run as set: {rows[0]}"
-    assert rows[0][4] == str(steps) and rows[0][5] == f"{m.group(1)}%", rows[0]
+    assert rows[0][:4] == ["1", MODE_FIRST, LEARNED, f"{EPS_FIRST:.3g}"], \
+        f"the runs table does not show the run as set: {rows[0]}"
+    assert rows[0][5] == "none" and rows[0][7] == str(steps) and rows[0][8] == f"{m.group(1)}%", rows[0]
     assert f"epsilon = {EPS_FIRST:g} per teacher answer" in dash.report.inner_text()
     _assert_images_render(dash)
     assert not dash.run.is_disabled() and dash.stop.is_disabled()
@@ -419,9 +424,10 @@ def test_03_dashboard_still_responds_after_a_run(browser_page, artifacts):
     assert not stale, f"the first run's result stayed on the status line while the second started: {stale[:2]}"
     rows = dash.rows()
     assert len(rows) == 2, rows
-    assert rows[1][:3] == ["2", MODE_SECOND, "3.16"], f"the second run's row does not show the new settings: {rows[1]}"
-    assert rows[1][4] == str(STEPS), rows[1]
-    assert rows[0][:3] == ["1", MODE_FIRST, f"{EPS_FIRST:.3g}"], "the first run's row changed"
+    assert rows[1][:4] == ["2", MODE_SECOND, LEARNED, "3.16"], \
+        f"the second run's row does not show the new settings: {rows[1]}"
+    assert rows[1][7] == str(STEPS), rows[1]
+    assert rows[0][:4] == ["1", MODE_FIRST, LEARNED, f"{EPS_FIRST:.3g}"], "the first run's row changed"
     assert re.search(r"done.*student \d+\.\d%", dash.status.inner_text())
     _assert_images_render(dash)
     assert not dash.eps_disabled()
@@ -500,7 +506,7 @@ def test_05_stop_during_a_run_with_the_restored_widgets(browser_page, artifacts)
 
     # the table should say how many steps the stopped run made, not how many were asked for
     row = dash.rows()[-1]
-    assert re.match(rf"{steps_done}\b", row[4]), f"the stopped run's row shows {row[4]!r} steps, {steps_done} ran"
+    assert re.match(rf"{steps_done}\b", row[7]), f"the stopped run's row shows {row[7]!r} steps, {steps_done} ran"
 
 
 def read_number(readout) -> float:
