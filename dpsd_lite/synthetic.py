@@ -35,7 +35,7 @@ import torch
 
 from .config import SYNTHESIS_TEMPERATURE
 from .errors import DpsdError, RunDirectoryError
-from .models import Student, fit_classifier, minibatches
+from .models import Student, Teacher, fit_classifier, minibatches
 from .plots import image_grid
 from .reid_filter import closest_pairs_figure
 from .runs import _read_json, _write_json, atomic_directory
@@ -314,13 +314,20 @@ def contact_sheet(synth: SyntheticSet, max_images: int = 100, columns: int = 10)
 # --------------------------------------------------------------------------- downstream use
 
 
+#: Downstream architectures: the student's (what DPSD transcribes into) and another, the teacher's (a wider CNN
+#: with batch normalisation), so that a synthetic set is not judged only by the architecture it was made for.
+DOWNSTREAM_ARCHS = {"student": Student, "teacher": Teacher}
+
+
 def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int = 500, batch_size: int = 128,
-                     lr: float = 2e-3, seed: int = 0, device="cpu") -> Student:
-    """Train a fresh :class:`Student` on (x, y) for a fixed number of steps (same compute for any set size).
+                     lr: float = 2e-3, seed: int = 0, device="cpu", arch: str = "student") -> torch.nn.Module:
+    """Train a fresh classifier on (x, y) for a fixed number of steps (same compute for any set size).
 
     ``y`` is either N class indices or N×``num_classes`` class probabilities (soft labels, rows summing to 1);
-    the loss is the cross-entropy with either.
+    the loss is the cross-entropy with either. ``arch``: a key of :data:`DOWNSTREAM_ARCHS`.
     """
+    if arch not in DOWNSTREAM_ARCHS:
+        raise DpsdError(f"unknown downstream architecture {arch!r}; choose one of {', '.join(DOWNSTREAM_ARCHS)}")
     if len(y) == 0:
         raise DpsdError("cannot train a classifier on an empty set")
     if len(y) != len(x) or not (y.dim() == 1 or (y.dim() == 2 and y.shape[1] == num_classes)):
@@ -331,7 +338,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: 
         raise DpsdError("soft labels must be class probabilities: non-negative floats whose rows sum to 1")
     device = resolve_device(device)
     gen = seed_everything(seed)
-    model = Student(tuple(x.shape[1:]), num_classes).to(device)
+    model = DOWNSTREAM_ARCHS[arch](tuple(x.shape[1:]), num_classes).to(device)
     batches = ((x[idx], y[idx]) for idx in minibatches(len(y), batch_size, gen))
     loss = fit_classifier(model, batches, steps, lr, schedule="cosine", device=device)
     if not math.isfinite(loss):
@@ -341,7 +348,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: 
 
 def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered: SyntheticSet | None = None,
                           steps: int = 500, batch_size: int = 128, seed: int = 0, device="cpu",
-                          include_real: bool = True, labels: str = "soft") -> list:
+                          include_real: bool = True, labels: str = "soft", arch: str = "student") -> list:
     """Held-out accuracy of fresh students trained on each training set, one dict per row.
 
     Rows: ``real private`` (non-private reference: trained on ``data.x_private``),
@@ -349,7 +356,8 @@ def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered:
     student gets the same architecture, steps and seed; all are evaluated on
     ``data.x_heldout``, which none of them trained on. ``labels="soft"`` (the
     default) trains on a synthetic set's probabilities when it has them,
-    ``"hard"`` on its argmax labels; each row says which (``labels``).
+    ``"hard"`` on its argmax labels; each row says which (``labels``). ``arch``: the students' architecture
+    (:data:`DOWNSTREAM_ARCHS`), named in each row.
     """
     _check_label_kind(labels)  # before any training, even when only the real row is trained
     sets = []
@@ -361,7 +369,9 @@ def downstream_comparison(data, synthetic: SyntheticSet | None = None, filtered:
                          "run's epsilon, then a non-DP filter that read private data (no epsilon for that step)"))
     rows = []
     for name, x, y, privacy in sets:
-        model = train_classifier(x, y, data.num_classes, steps=steps, batch_size=batch_size, seed=seed, device=device)
+        model = train_classifier(x, y, data.num_classes, steps=steps, batch_size=batch_size, seed=seed, device=device,
+                                 arch=arch)
         rows.append({"training set": name, "size": int(len(y)), "labels": "soft" if y.dim() == 2 else "hard",
+                     "architecture": arch,
                      "heldout_accuracy": accuracy(model, data.x_heldout, data.y_heldout), "privacy": privacy})
     return rows

@@ -221,8 +221,8 @@ def test_privacy_study_puts_the_record_level_routes_side_by_side(digits, monkeyp
 
     monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 20)
     s = StudySettings(epsilons=(5.0,), modes=("rr",), transcribe={"steps": 3, "batch_size": 32}, teacher_epochs=2,
-                      dpsgd={"epochs": 1, "batch_size": 128}, ensemble_teachers=0, num_shadows=0, n_boot=10,
-                      canaries=20, membership_seed=0, seed=0)
+                      dpsgd={"epochs": 1, "batch_size": 128}, dp_teacher={"epochs": 1, "batch_size": 128},
+                      ensemble_teachers=0, num_shadows=0, n_boot=10, canaries=20, membership_seed=0, seed=0)
     study = privacy_study(digits, s, cache_dir=str(tmp_path), log=None)
     by_mode = {r["mode"]: r for r in study.rows}
     assert {"teacher", "rr", "dpsgd", "dpsgd-public", "dp-teacher"} <= set(by_mode)
@@ -231,3 +231,51 @@ def test_privacy_study_puts_the_record_level_routes_side_by_side(digits, monkeyp
         assert row["unit"] == "record" and 0 < row["epsilon"] <= 5.0 and row["seconds"] > 0, row
     assert by_mode["rr"]["unit"] == "teacher answer"
     assert "dp-teacher student" in format_study(study)
+
+
+def test_the_record_level_route_is_audited_with_the_dp_teachers_shipped_recipe(digits, monkeypatch, tmp_path):
+    """The audited DP-SGD-from-public route is the DP teacher users get (dpsgd.DP_TEACHER), not plain DP-SGD's
+    settings; plain DP-SGD can be left out."""
+    from dpsd_lite import dpsgd
+    from dpsd_lite.audit import StudySettings, privacy_study, study as study_module
+
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 20)
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "epochs", 1)
+    calls = []
+    real = study_module.train_dpsgd
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "train_dpsgd", spy)
+    s = StudySettings(epsilons=(5.0,), modes=(), teacher_epochs=2, dpsgd={"epochs": 1, "batch_size": 128},
+                      plain_dpsgd=False, dp_teacher_student=False, ensemble_teachers=0, num_shadows=0, n_boot=10,
+                      canaries=20, membership_seed=0, seed=0)
+    study = privacy_study(digits, s, cache_dir=str(tmp_path), log=None)
+    assert [r["mode"] for r in study.rows] == ["teacher", "dpsgd-public"]
+    assert len(calls) == 1 and calls[0]["init"] is not None
+    recipe = {k: v for k, v in dpsgd.DP_TEACHER.items() if k != "pretrain_steps"}
+    assert {k: calls[0][k] for k in recipe} == recipe
+
+
+def test_audit_verdicts_compare_each_record_level_bound_with_its_claim_and_want_leakage_from_the_control():
+    from dpsd_lite.audit import Study, StudySettings, audit_verdicts, format_verdicts
+
+    def row(model, mode, unit, eps, lb):
+        return {"model": model, "mode": mode, "unit": unit, "epsilon": eps, "eps_lower_bound": lb}
+
+    rows = [row("teacher", "teacher", "none", math.inf, 1.7), row("student rr eps=10", "rr", "teacher answer", 10, 0.0),
+            row("dp-teacher student eps=1", "dp-teacher", "record", 0.98, 0.0),
+            row("dpsgd-public eps=1", "dpsgd-public", "record", 0.98, 1.2),
+            {"model": "no canaries", "mode": "dpsgd", "unit": "record", "epsilon": 1.0, "eps_lower_bound": None}]
+    study = Study(rows, [], [], StudySettings(canaries=100), "mnist-5k")
+    v = {x["model"]: x for x in audit_verdicts(study)}
+    assert set(v) == {"teacher", "dp-teacher student eps=1", "dpsgd-public eps=1"}  # no verdict without a claim/bound
+    assert v["teacher"]["ok"] and v["teacher"]["verdict"] == "leakage found"
+    assert v["dp-teacher student eps=1"]["ok"] and v["dp-teacher student eps=1"]["verdict"] == "agrees"
+    assert not v["dpsgd-public eps=1"]["ok"] and v["dpsgd-public eps=1"]["verdict"] == "EXCEEDS THE CLAIM"
+    rows[0]["eps_lower_bound"] = 0.0
+    assert audit_verdicts(study)[0]["verdict"] == "no leakage found: attack too weak"
+    text = format_verdicts(study)
+    assert "100 canaries" in text and "EXCEEDS THE CLAIM" in text and "none (inf)" in text

@@ -282,6 +282,20 @@ def test_train_classifier_learns_a_tiny_task(digits):
         train_classifier(digits.x_private[:0], digits.y_private[:0], 10)
 
 
+def test_downstream_can_use_another_architecture_and_names_it(digits):
+    """A synthetic set is also judged by a classifier that is not the student's architecture (the teacher's)."""
+    from dpsd_lite.models import Teacher
+    from dpsd_lite.synthetic import downstream_comparison
+    from dpsd_lite.utils import accuracy
+
+    model = train_classifier(digits.x_private, digits.y_private, 10, steps=30, batch_size=64, seed=0, arch="teacher")
+    assert type(model) is Teacher and accuracy(model, digits.x_heldout, digits.y_heldout) > 0.6
+    rows = downstream_comparison(digits, steps=5, batch_size=32, arch="teacher")
+    assert rows[0]["architecture"] == "teacher" and rows[0]["training set"] == "real private"
+    with pytest.raises(DpsdError, match="unknown downstream architecture 'mlp'"):
+        train_classifier(digits.x_private, digits.y_private, 10, steps=1, arch="mlp")
+
+
 def test_train_classifier_learns_from_soft_labels(digits):
     """Probabilities as targets: one-hot rows learn exactly what the labels do; softened rows still learn."""
     from dpsd_lite.utils import accuracy

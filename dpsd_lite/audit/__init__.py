@@ -28,6 +28,7 @@ from .metrics import (FPR_LEVELS, NO_PRIVACY_CLAIM, NO_RECORD_CLAIM, AttackResul
 from .one_run import (ONE_RUN_GUESS_FRACTIONS, OneRunCanaries, draw_membership, one_run_attack, one_run_audit,
                       one_run_epsilon_from_counts, one_run_epsilon_lower_bound, one_run_exposure, one_run_guess_grid,
                       one_run_guesses, one_run_p_value, plant_one_run_canaries)
-from .study import Study, StudySettings, format_study, plot_privacy_utility, privacy_study
+from .study import (Study, StudySettings, audit_verdicts, format_study, format_verdicts, plot_privacy_utility,
+                    privacy_study)
 
 __all__ = [*metrics.__all__, *one_run.__all__, *attacks.__all__, *study.__all__]

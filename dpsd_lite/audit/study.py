@@ -27,7 +27,8 @@ from .attacks import audit_model, claimed_from_privacy, train_shadow_models
 from .metrics import NO_PRIVACY_CLAIM, claim
 from .one_run import one_run_exposure, plant_one_run_canaries
 
-__all__ = ["StudySettings", "Study", "privacy_study", "format_study", "plot_privacy_utility"]
+__all__ = ["StudySettings", "Study", "privacy_study", "format_study", "plot_privacy_utility", "audit_verdicts",
+           "format_verdicts"]
 
 
 @dataclass
@@ -59,6 +60,10 @@ class StudySettings:
     # public drawings, i.e. digits), and a student transcribed (mode none, post-processing) from that DP model
     dpsgd_public: bool | None = None
     dp_teacher_student: bool = True
+    # the DP-SGD settings of those two routes: None, the DP teacher's shipped recipe (dpsgd.DP_TEACHER, what
+    # `dpsd-lite teacher --dp-epsilon E` trains); a dict, its train_dpsgd arguments (a smaller run)
+    dp_teacher: dict | None = None
+    plain_dpsgd: bool = True  # plain DP-SGD (settings.dpsgd) beside them; False: only the public-init routes
 
 
 @dataclass
@@ -153,12 +158,13 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
             add(f"ensemble eps={eps:g}", "ensemble", eps, claimed_from_privacy(out.privacy), out.student,
                 out.student_accuracy)
     if s.dpsgd is not None:
-        for eps in s.epsilons:
-            log(f"DP-SGD, eps={eps:g} per private record")
-            t0 = time.perf_counter()
-            d = train_dpsgd(train, eps, s.delta, seed=s.seed, device=device, **s.dpsgd)
-            add(f"dpsgd eps={eps:g}", "dpsgd", eps, claim(d.epsilon, d.delta, "record"), d.model,
-                d.heldout_accuracy, time.perf_counter() - t0)
+        if s.plain_dpsgd:
+            for eps in s.epsilons:
+                log(f"DP-SGD, eps={eps:g} per private record")
+                t0 = time.perf_counter()
+                d = train_dpsgd(train, eps, s.delta, seed=s.seed, device=device, **s.dpsgd)
+                add(f"dpsgd eps={eps:g}", "dpsgd", eps, claim(d.epsilon, d.delta, "record"), d.model,
+                    d.heldout_accuracy, time.perf_counter() - t0)
         public = s.dpsgd_public if s.dpsgd_public is not None else data.name in STROKE_FORMAT
         if public:
             _public_routes(s, data, train, base, device, add, log)
@@ -166,16 +172,18 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
 
 
 def _public_routes(s, data, train, base, device, add, log):
-    """DP-SGD from weights trained on public drawings, and a student transcribed from that DP model (free)."""
+    """The record-level route: the DP teacher (DP-SGD from weights trained on public drawings, with the shipped
+    recipe unless ``s.dp_teacher`` says otherwise), and a student transcribed from that DP model (free)."""
+    recipe = {k: v for k, v in DP_TEACHER.items() if k != "pretrain_steps"} if s.dp_teacher is None else s.dp_teacher
     t0 = time.perf_counter()
     init = public_pretrained_student(data.name, steps=DP_TEACHER["pretrain_steps"], seed=s.seed, device=device)
     pretrain_seconds = time.perf_counter() - t0
     log(f"public initialisation: {DP_TEACHER['pretrain_steps']} steps on digit drawings ({pretrain_seconds:.0f} s)")
     for eps in s.epsilons:
-        log(f"DP-SGD from the public initialisation, eps={eps:g} per private record")
+        log(f"DP-SGD from the public initialisation (the DP teacher's recipe), eps={eps:g} per private record")
         t0 = time.perf_counter()
         d = train_dpsgd(train, eps, s.delta, seed=s.seed, device=device, init=init,
-                        init_description="public digit drawings", **s.dpsgd)
+                        init_description="public digit drawings", **recipe)
         add(f"dpsgd-public eps={eps:g}", "dpsgd-public", eps, claim(d.epsilon, d.delta, "record"), d.model,
             d.heldout_accuracy, pretrain_seconds + time.perf_counter() - t0)
         if s.dp_teacher_student:
@@ -277,3 +285,46 @@ def plot_privacy_utility(rows, ax=None, title=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
     return fig
+
+
+def audit_verdicts(study: Study) -> list:
+    """Does the audit agree with the claims? One verdict per model that has a one-run bound.
+
+    * a model with a **record-level claim** (ε, δ per private record): the one-run ε lower bound must be at most
+      the claimed ε (``"agrees"``); above it, the claim or the code is suspect (``"EXCEEDS THE CLAIM"``; at 95%
+      confidence this happens by chance once in twenty audits of a correct claim);
+    * the **teacher** (no privacy: the control): the audit should find leakage, a bound above 0 (``"leakage
+      found"``); a bound of 0 means the attack is too weak for this setting (``"no leakage found: attack too
+      weak"``), which also makes every "agrees" above weak evidence;
+    * a model whose ε counts **teacher answers** (the DPSD students): nothing to compare (its claim per record is
+      "none"), so no verdict.
+
+    Returns ``[{"model", "role", "claimed_epsilon", "eps_lower_bound", "verdict", "ok"}]``.
+    """
+    out = []
+    for r in study.rows:
+        lb = r.get("eps_lower_bound")
+        if lb is None:
+            continue
+        if r["mode"] == "teacher":
+            found = lb > 0
+            out.append({"model": r["model"], "role": "control (no privacy)", "claimed_epsilon": math.inf,
+                        "eps_lower_bound": lb, "ok": found,
+                        "verdict": "leakage found" if found else "no leakage found: attack too weak"})
+        elif r["unit"] == "record":
+            ok = lb <= r["epsilon"]
+            out.append({"model": r["model"], "role": "record-level claim", "claimed_epsilon": r["epsilon"],
+                        "eps_lower_bound": lb, "ok": ok, "verdict": "agrees" if ok else "EXCEEDS THE CLAIM"})
+    return out
+
+
+def format_verdicts(study: Study) -> str:
+    """The verdicts of :func:`audit_verdicts` as a table, with the canary count that limits every bound."""
+    m = study.settings.canaries
+    lines = [f"one-run audit ({m} canaries, {study.settings.confidence:.0%} confidence, delta "
+             f"{study.settings.delta:g}): lower bound beside each record-level claim",
+             f"{'model':<30} {'role':<22} {'claimed eps':>12} {'lower bound':>12}  verdict"]
+    for v in audit_verdicts(study):
+        claimed = "none (inf)" if math.isinf(v["claimed_epsilon"]) else f"{v['claimed_epsilon']:.3g}"
+        lines.append(f"{v['model']:<30} {v['role']:<22} {claimed:>12} {v['eps_lower_bound']:>12.2f}  {v['verdict']}")
+    return "\n".join(lines)
