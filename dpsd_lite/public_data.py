@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .data import DataSplits, _stratified_split
 from .generators import STROKE_FORMAT, StrokeGenerator
-from .models import Student
+from .models import Student, fit_classifier
 from .utils import resolve_device
 
 __all__ = ["drawn_digits", "public_handwriting", "public_pretrained_student"]
@@ -102,17 +102,14 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
     torch.manual_seed(int(seed))
     drawer = StrokeGenerator(shape, 10, skeletons=1.0, **STROKE_FORMAT[dataset]).to(device).eval()
     student = Student(shape, 10, **student_kwargs).to(device)
-    opt = torch.optim.Adam(student.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=int(steps))
-    student.train()
-    for _ in range(int(steps)):
-        c = torch.randint(0, 10, (batch_size,), generator=g)
-        z = torch.randn(batch_size, drawer.nz, generator=g)
-        with torch.no_grad():
-            x = drawer.draw_skeletons(z.to(device), c.to(device))
-        loss = F.cross_entropy(student(x), c.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return student.eval()
+
+    def batches():  # unlimited public data: a fresh batch of drawings at every step
+        while True:
+            c = torch.randint(0, 10, (batch_size,), generator=g)
+            z = torch.randn(batch_size, drawer.nz, generator=g)
+            with torch.no_grad():
+                x = drawer.draw_skeletons(z.to(device), c.to(device))
+            yield x, c
+
+    fit_classifier(student, batches(), int(steps), lr, schedule="one-cycle", device=device)
+    return student  # fit_classifier leaves it in eval mode

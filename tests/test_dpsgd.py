@@ -272,3 +272,18 @@ def test_recipe_noise_is_secret_and_its_augmentations_follow_the_seed(digits):
     assert not torch.equal(a, b) and ra.privacy_report()["reproducible_noise"] is False
     (c, _), (d, _) = weights(reproducible_noise=True), weights(reproducible_noise=True)
     assert torch.equal(c, d)
+
+
+def test_public_initialisation_learns_digits_from_drawings_alone_and_follows_its_seed(digits):
+    """The DP teacher's public start: trained on drawings only, it already reads real digits; same seed, same
+    weights; no drawings for a domain without them."""
+    from dpsd_lite.errors import DpsdError
+    from dpsd_lite.public_data import public_pretrained_student
+    from dpsd_lite.utils import accuracy
+
+    a = public_pretrained_student("digits", steps=60, batch_size=64, seed=1)
+    b = public_pretrained_student("digits", steps=60, batch_size=64, seed=1)
+    assert not a.training and all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert accuracy(a, digits.x_heldout, digits.y_heldout) > 0.3  # chance is 0.1; no real image was seen
+    with pytest.raises((ValueError, DpsdError), match="digits only"):
+        public_pretrained_student("fashion-mnist", steps=1)
