@@ -104,8 +104,8 @@ print(UNIT_PER_QUERY)
 #
 # so the *information* a label carries falls fast below ε ≈ 2 at $k = 10$; the
 # smaller answer sets the student's prior picks are what keep `rr` useful
-# there (the sweep prints their mean size: in our full-mode run 4.5 classes at
-# ε = 0.5 and 6.3 at ε = 2, against all 10 at ε = 10, where randomized
+# there (the sweep prints their mean size: in our full-mode run 5.1 classes at
+# ε = 0.5 and 6.7 at ε = 2, against all 10 at ε = 10, where randomized
 # response keeps the label almost surely whatever $k$). For
 # `label` the noise std per probability is $\sqrt2\,\sigma(\varepsilon, \delta)$,
 # and a signal of at most 1 drowns once that std is several times larger. The
@@ -129,8 +129,8 @@ for mode in [m for m in MODES if m != "none"]:
 # and the noise std change fastest, between ε = 0.5 and 2; `rr` keeps more of
 # the reference at small ε than `label`, for the reason in the table. In our
 # full-mode run on `mnist-5k` (170 steps each; the noise is secret, so yours
-# will differ by a few points): `rr` 30.7%, 84.0% and 94.6% at ε = 0.5, 2 and
-# 10, `label` 13.4%, 52.5% and 89.7%, against 95.6% without privacy; only `rr`
+# will differ by a few points): `rr` 36.5%, 79.2% and 90.5% at ε = 0.5, 2 and
+# 10, `label` 23.6%, 52.4% and 69.9%, against 94.8% without privacy; only `rr`
 # at ε = 10 came within 95% of it.
 #
 # Three consequences to keep in mind when you read the plot:

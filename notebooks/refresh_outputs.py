@@ -13,7 +13,8 @@ thing: full mode (``DPSD_FAST`` unset), on the default data. This script is the 
   only its timestamp changes);
 * a notebook that raises is left as it was, and the script goes on with the next and exits 1 at the end.
   In a student assignment the exercise cells raise ``NotImplementedError`` until a learner fills them in;
-  those errors are expected, and their tracebacks are not stored (the cell stays empty of output).
+  those errors, and those of later cells that need an exercise's answer, are expected, and their tracebacks
+  are not stored (the cell stays empty of output).
 
 The tests do not depend on what is stored: ``tests/test_notebooks.py`` runs clean copies (outputs cleared,
 except the cells marked ``# NBVAL_CHECK_OUTPUT``, whose stored output is the reference nbval compares).
@@ -79,15 +80,19 @@ def execute(path: Path, kind: str, timeout: int):
     finally:
         if old is not None:
             os.environ["DPSD_FAST"] = old
-    errors = []
+    errors, left = [], False
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         kept = []
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                if kind == "assignment" and output.get("ename") == EXERCISE_ERROR:
-                    continue  # an exercise left for the learner: expected, and no traceback is stored
+                if kind == "assignment" and (output.get("ename") == EXERCISE_ERROR or left):
+                    # an exercise left for the learner, or a later cell that needs its answer (a name it
+                    # defines, a check of it): expected, and no traceback is stored. The solutions run in
+                    # the tests (tests/test_nbgrader.py), where an error of any kind fails.
+                    left = True
+                    continue
                 errors.append(f"cell {i}: {output.get('ename')}: {output.get('evalue')}")
             kept.append(output)
         cell.outputs = kept
