@@ -73,12 +73,11 @@ def worker_notebook(path: str) -> dict:
 def worker_dashboard(dataset: str, new_epsilon: float, steps: int | None) -> dict:
     """First Run of a Dashboard (teacher from the cache, or trained), then a re-run at a new ε, timed.
 
-    ``steps`` defaults to the quickstart's ``DASHBOARD_STEPS`` (half the library's default).
+    ``steps`` defaults to the quickstart's ``DASHBOARD_STEPS`` (``widgets.dashboard_steps()``, a third of a run).
     """
-    from dpsd_lite.transcribe import TranscribeConfig, resolve
-    from dpsd_lite.widgets import Dashboard
+    from dpsd_lite.widgets import Dashboard, dashboard_steps
 
-    dash = Dashboard(dataset=dataset, steps=steps or resolve(TranscribeConfig()).steps // 2)
+    dash = Dashboard(dataset=dataset, steps=steps or dashboard_steps())
     start = time.perf_counter()
     first = dash.run(wait=True)
     first_seconds = time.perf_counter() - start
@@ -132,7 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="mnist-5k", help="dashboard dataset (default mnist-5k)")
     parser.add_argument("--epsilon", type=float, default=2.0, help="the dashboard re-run's new ε (default 2)")
     parser.add_argument("--steps", type=int, default=0,
-                        help="dashboard steps (default: the quickstart's DASHBOARD_STEPS, half the library default)")
+                        help="dashboard steps (default: the quickstart's DASHBOARD_STEPS, widgets.dashboard_steps())")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

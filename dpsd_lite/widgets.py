@@ -52,7 +52,8 @@ from .sweep import eps_cell, run_sweep
 from .teacher import teacher_for
 from .utils import resolve_device
 
-__all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS"]
+__all__ = ["LiveMonitor", "Dashboard", "MechanismExplorer", "show_figure", "MODE_LABELS", "DASHBOARD_FRACTION",
+           "dashboard_steps"]
 
 MODE_LABELS = {
     "none": "none: no privacy (reference)",
@@ -203,6 +204,18 @@ class LiveMonitor:
         show_figure(self.images_output, fig)
         now = time.perf_counter()
         self._next_draw = now + max(self.refresh_seconds, 10 * (now - start))
+
+
+#: The dashboard's preset: a third of a default run (rounded to the steps slider's grid of 10), so that a
+#: run adds its point within about 20 s on 2 CPU cores (benchmarks/notebooks_benchmark.py --dashboard-only);
+#: the runs table shows each run's steps, and the steps slider goes up to four default runs.
+DASHBOARD_FRACTION = 1 / 3
+
+
+def dashboard_steps(config: TranscribeConfig | None = None) -> int:
+    """The dashboard's preset number of steps: :data:`DASHBOARD_FRACTION` of ``config``'s resolved steps."""
+    steps = resolve(config or TranscribeConfig()).steps
+    return max(10, int(round(steps * DASHBOARD_FRACTION / 10)) * 10)
 
 
 class Dashboard:

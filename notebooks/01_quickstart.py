@@ -45,7 +45,7 @@ from dpsd_lite import plots
 from dpsd_lite.data import load_dataset
 from dpsd_lite.teacher import get_teacher
 from dpsd_lite.transcribe import TranscribeConfig, resolve, transcribe
-from dpsd_lite.widgets import Dashboard, LiveMonitor
+from dpsd_lite.widgets import Dashboard, LiveMonitor, dashboard_steps
 
 # %% [markdown]
 # The settings, as capitalised constants. `DPSD_FAST=1` (what CI uses) swaps
@@ -58,7 +58,7 @@ DATASET = "digits" if FAST else "mnist-5k"
 NOISE_MODE = "rr"  # none | label | rr | data
 EPSILON = 10.0  # per teacher answer (see the privacy report below)
 STEPS = 20 if FAST else resolve(TranscribeConfig()).steps
-DASHBOARD_STEPS = 10 if FAST else resolve(TranscribeConfig()).steps // 2  # shorter runs: each answers in well under a minute
+DASHBOARD_STEPS = 10 if FAST else dashboard_steps()  # a third of a run: each dashboard run answers in about 20 s
 BATCH_SIZE = 64 if FAST else TranscribeConfig().batch_size
 TEACHER_EPOCHS = 3 if FAST else TranscribeConfig().teacher_epochs
 DEVICE = "cpu"  # the notebooks are sized for a laptop CPU; "auto" picks a GPU if there is one
@@ -160,8 +160,9 @@ plots.image_grid(shown, classes=truth, labels=predicted, class_names=data.class_
 # learnt. Each run adds a row to the table and a point to the
 # accuracy-vs-ε plot, so the privacy/utility trade-off builds up as you go.
 # The teacher above is reused, so each run costs only the transcription.
-# Dashboard runs start at `DASHBOARD_STEPS`, half the steps of the run above,
-# so that each answers quickly; move the steps slider up for the full result.
+# Dashboard runs start at `DASHBOARD_STEPS`, a third of the steps of the run
+# above, so that each answers quickly (the table shows each run's steps); move
+# the steps slider up for the full result.
 
 # %%
 dashboard = Dashboard(config.replace(steps=DASHBOARD_STEPS), data=data, teacher=teacher)

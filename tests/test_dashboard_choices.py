@@ -90,3 +90,13 @@ def test_the_record_level_route_transcribes_from_a_dp_teacher(digits, digits_tea
     assert "ε per private record: 1" in dash.report_output.outputs[0]["text"]
     dash.run(wait=True)  # the DP teacher is loaded once
     assert asked == [1.0]
+
+
+def test_the_dashboard_preset_is_a_third_of_a_run_on_the_steps_sliders_grid():
+    from dpsd_lite.config import TranscribeConfig, resolve
+    from dpsd_lite.widgets import DASHBOARD_FRACTION, dashboard_steps
+
+    full = resolve(TranscribeConfig()).steps
+    preset = dashboard_steps()
+    assert preset % 10 == 0 and abs(preset - full * DASHBOARD_FRACTION) <= 5 and 10 <= preset < full
+    assert dashboard_steps(TranscribeConfig(steps=15)) == 10  # never below the slider's minimum
