@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,19 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from results_file import command_line, run_timed, table, write_section  # noqa: E402
-
-
-def cli(args: list[str], env: dict) -> tuple[str, float, float]:
-    """``dpsd-lite ARGS`` in a fresh process: (stdout, wall seconds, peak RSS in MB)."""
-    cmd = [sys.executable, "-m", "dpsd_lite.cli", *args]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"dpsd-lite {' '.join(args)} failed:\n{proc.stderr[-2000:] or proc.stdout[-2000:]}")
-    return proc.stdout, seconds, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+from results_file import command_line, run_cli, run_timed, table, write_section  # noqa: E402
 
 
 def _percent_after(text: str, prefix: str) -> float:
@@ -112,10 +99,10 @@ def main(argv=None) -> int:
         def one(task):
             seed, eps = task
             common = [*data, "--seed", str(seed), "--device", "cpu"]
-            out, t_teacher, peak = cli(["teacher", "--dp-epsilon", f"{eps:g}", *common], env)
+            out, t_teacher, peak = run_cli(["teacher", "--dp-epsilon", f"{eps:g}", *common], env)
             row = {"seed": seed, "epsilon_target": eps, "teacher_seconds": t_teacher, "teacher_peak_mb": peak}
             out_dir = os.path.join(runs, f"s{seed}-e{eps:g}")
-            _, t_student, _ = cli(["transcribe", "--mode", "none", "--teacher-dp-epsilon", f"{eps:g}", *common,
+            _, t_student, _ = run_cli(["transcribe", "--mode", "none", "--teacher-dp-epsilon", f"{eps:g}", *common,
                                    "--out", out_dir, *(["--steps", "3"] if args.fast else [])], env)
             meta = json.load(open(os.path.join(out_dir, "meta.json")))
             rl = json.load(open(os.path.join(out_dir, "privacy.json")))["record_level"]

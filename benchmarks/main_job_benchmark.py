@@ -24,17 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from results_file import command_line, run_timed, table, write_section  # noqa: E402
+from results_file import command_line, run_cli, run_timed, table, write_section  # noqa: E402
 
 SECTION = "main-job"
 
@@ -54,19 +52,13 @@ def jobs(dataset: str, fast: bool) -> list[tuple[str, list[str]]]:
 
 def run_job(args: list[str], env: dict, out_dir: str | None) -> dict:
     """Run ``dpsd-lite ARGS`` in a fresh process; its wall time, peak memory and (for a transcription) accuracy."""
-    cmd = [sys.executable, "-m", "dpsd_lite.cli", *args] + (["--out", out_dir] if out_dir else [])
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-    result = {"seconds": seconds, "peak_mb": max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}
+    stdout, seconds, peak_mb = run_cli([*args] + (["--out", out_dir] if out_dir else []), env)
+    result = {"seconds": seconds, "peak_mb": peak_mb}
     if out_dir:
         meta = json.load(open(os.path.join(out_dir, "meta.json")))
         result["ratio"] = meta["student_accuracy"] / meta["teacher_accuracy"]
     else:
-        held_out = [ln for ln in proc.stdout.splitlines() if ln.startswith("held-out accuracy:")]
+        held_out = [ln for ln in stdout.splitlines() if ln.startswith("held-out accuracy:")]
         result["accuracy"] = held_out[-1].split(":")[1].split("%")[0].strip() + "%" if held_out else "?"
     return result
 

@@ -91,11 +91,10 @@ _INITS: dict = {}
 
 def run_dp_teacher(data, setting, eps, seed):
     """The DP teacher's recipe on the public stand-in: public initialisation (drawings), then DP-SGD."""
-    from dpsd_lite.dpsgd import train_dpsgd
+    from dpsd_lite.dpsgd import split_recipe, train_dpsgd
     from dpsd_lite.public_data import public_pretrained_student
 
-    setting = dict(setting)
-    steps = setting.pop("pretrain_steps")
+    steps, setting = split_recipe(setting)
     if (steps, seed) not in _INITS:
         _INITS[steps, seed] = public_pretrained_student("mnist-5k", steps=steps, seed=seed, device="cpu")
     r = train_dpsgd(data, epsilon=eps, delta=1e-5, seed=seed, device="cpu", init=_INITS[steps, seed], **setting)

@@ -13,7 +13,9 @@ import datetime as dt
 import os
 import platform
 import re
+import resource
 import shlex
+import subprocess
 import sys
 import time
 
@@ -39,6 +41,20 @@ def machine() -> str:
 def command_line(script: str, argv=None) -> str:
     """The command that ran ``script`` (a file in benchmarks/) with ``argv`` (default: this process's arguments)."""
     return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run_cli(args: list, env: dict) -> tuple:
+    """``dpsd-lite ARGS`` in a fresh process: (stdout, wall seconds, peak RSS of the children so far, in MB).
+
+    A failing command ends the benchmark with the end of its error output."""
+    cmd = [sys.executable, "-m", "dpsd_lite.cli", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"dpsd-lite {' '.join(args)} failed:\n{proc.stderr[-2000:] or proc.stdout[-2000:]}")
+    return proc.stdout, seconds, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
 def run_timed(main) -> None:

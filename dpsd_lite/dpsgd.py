@@ -31,7 +31,7 @@ from .noise import NoiseSource
 from .utils import accuracy, resolve_device, seed_everything
 
 __all__ = ["DPSGDResult", "train_dpsgd", "dpsgd_noise", "UNIT_RECORD", "format_dpsgd_report",
-           "DP_TEACHER", "ParameterAverage", "augment_copies", "average_copies"]
+           "DP_TEACHER", "split_recipe", "ParameterAverage", "augment_copies", "average_copies"]
 
 UNIT_RECORD = (
     "each private training record (add/remove one record of the private split): the epsilon bounds "
@@ -396,3 +396,10 @@ def format_dpsgd_report(result: DPSGDResult) -> str:
 DP_TEACHER = {"pretrain_steps": 1000, "epochs": 30, "batch_size": 256, "lr": 4e-3, "max_grad_norm": 0.5,
               "augmult": 0, "ema": 0.95}
 DP_TEACHER_PRETRAIN_STEPS = DP_TEACHER["pretrain_steps"]
+
+
+def split_recipe(recipe: dict | None = None) -> tuple[int, dict]:
+    """A DP teacher recipe (default: :data:`DP_TEACHER`, read now) as (public pretraining steps, the rest:
+    :func:`train_dpsgd`'s arguments)."""
+    rest = dict(DP_TEACHER if recipe is None else recipe)
+    return rest.pop("pretrain_steps"), rest

@@ -21,8 +21,8 @@ import torch
 from . import __version__
 from .accounting import check_delta, check_epsilon
 from .config import TEACHER_EPOCHS
-from .data import DataSplits, augment_images  # noqa: F401  (re-exported: teacher.augment_images)
-from .dpsgd import DP_TEACHER, train_dpsgd
+from .data import DataSplits, augment_images
+from .dpsgd import split_recipe, train_dpsgd
 from .errors import DpsdError
 from .generators import STROKE_FORMAT
 from .models import Student, Teacher, fit_classifier, minibatches
@@ -161,8 +161,8 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
     device = resolve_device(device)
     if public_init is None:
         public_init = data.name in STROKE_FORMAT
-    recipe = dict(DP_TEACHER)
-    steps, epochs = recipe.pop("pretrain_steps"), recipe["epochs"]
+    steps, recipe = split_recipe()
+    epochs = recipe["epochs"]
     path = _cache_path(data, epochs, seed, cache_dir or default_cache_dir(), arch="Student-dpsgd",
                        dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=steps,
                        recipe=recipe)

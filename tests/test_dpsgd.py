@@ -287,3 +287,13 @@ def test_public_initialisation_learns_digits_from_drawings_alone_and_follows_its
     assert accuracy(a, digits.x_heldout, digits.y_heldout) > 0.3  # chance is 0.1; no real image was seen
     with pytest.raises((ValueError, DpsdError), match="digits only"):
         public_pretrained_student("fashion-mnist", steps=1)
+
+
+def test_split_recipe_reads_the_recipe_when_called_and_leaves_it_whole(monkeypatch):
+    from dpsd_lite import dpsgd
+
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 7)
+    steps, rest = dpsgd.split_recipe()
+    assert steps == 7 and "pretrain_steps" not in rest and rest["epochs"] == dpsgd.DP_TEACHER["epochs"]
+    assert dpsgd.DP_TEACHER["pretrain_steps"] == 7  # not popped from the shipped recipe
+    assert dpsgd.split_recipe({"pretrain_steps": 3, "epochs": 1}) == (3, {"epochs": 1})

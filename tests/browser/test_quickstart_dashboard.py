@@ -38,6 +38,8 @@ import time
 
 import pytest
 
+from dpsd_lite.names import generator_label
+
 pytestmark = [pytest.mark.scenario]
 
 NOTEBOOK = "01_quickstart.ipynb"
@@ -52,7 +54,7 @@ MODE_FIRST = "label"  # the notebook starts on rr: the dropdown must really chan
 EPS_SECOND = 10 ** 0.5  # ≈ 3.16: sixteen presses of ← from EPS_FIRST
 MODE_SECOND = "rr"
 STEPS = 60
-LEARNED = "learned generator (DPSD)"  # the runs table names the generator: DPSD's own by default
+LEARNED = generator_label("learned")  # the runs table names the generator: DPSD's own by default
 LONG = 600  # a long run, within the steps slider's range (four times the library's default run)
 
 # ---------------------------------------------------------------------------
