@@ -207,8 +207,9 @@ class LiveMonitor:
 
 
 #: The dashboard's preset: a third of a default run (rounded to the steps slider's grid of 10), so that a
-#: run adds its point within about 20 s on 2 CPU cores (benchmarks/notebooks_benchmark.py --dashboard-only);
-#: the runs table shows each run's steps, and the steps slider goes up to four default runs.
+#: run adds its point quickly enough for a live lab (timed by benchmarks/notebooks_benchmark.py
+#: --dashboard-only; figures in notebooks/LAB.md); the runs table shows each run's steps, and the steps slider
+#: goes up to four default runs.
 DASHBOARD_FRACTION = 1 / 3
 
 
