@@ -395,7 +395,6 @@ def format_dpsgd_report(result: DPSGDResult) -> str:
 #: entry is part of the cache key, so a teacher trained with another recipe is never reused.
 DP_TEACHER = {"pretrain_steps": 1000, "epochs": 30, "batch_size": 256, "lr": 4e-3, "max_grad_norm": 0.5,
               "augmult": 0, "ema": 0.95}
-DP_TEACHER_PRETRAIN_STEPS = DP_TEACHER["pretrain_steps"]
 
 
 def split_recipe(recipe: dict | None = None) -> tuple[int, dict]:

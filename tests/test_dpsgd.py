@@ -297,3 +297,24 @@ def test_split_recipe_reads_the_recipe_when_called_and_leaves_it_whole(monkeypat
     assert steps == 7 and "pretrain_steps" not in rest and rest["epochs"] == dpsgd.DP_TEACHER["epochs"]
     assert dpsgd.DP_TEACHER["pretrain_steps"] == 7  # not popped from the shipped recipe
     assert dpsgd.split_recipe({"pretrain_steps": 3, "epochs": 1}) == (3, {"epochs": 1})
+
+
+def test_sweep_public_dpsgd_starts_from_the_recipe_pretraining_read_at_run_time(digits, digits_teacher, monkeypatch):
+    """`--modes dpsgd-public` pretrains for the recipe's steps as the recipe says when the sweep runs."""
+    from dpsd_lite import dpsgd, sweep
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_pretrained(dataset, steps, **kwargs):
+        seen.append(steps)
+        raise Stop
+
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 11)
+    monkeypatch.setattr(sweep, "public_pretrained_student", fake_pretrained)
+    with pytest.raises(Stop):
+        sweep.run_sweep([4.0], ["dpsgd-public"], dataset="digits", data=digits, teacher=digits_teacher,
+                        steps=4, batch_size=32, eval_every=4, device="cpu", teacher_epochs=3)
+    assert seen == [11]
