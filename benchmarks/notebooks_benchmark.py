@@ -21,7 +21,8 @@ Usage::
     python benchmarks/notebooks_benchmark.py --fast             # fast mode (DPSD_FAST=1), as CI runs them
 
 Machine-readable results go to ``benchmarks/results/notebooks.json``
-(ignored by git).
+(ignored by git). A full-mode run writes its RESULTS.md sections: ``notebooks``
+when every notebook ran, ``dashboard-<dataset>`` when the dashboard was timed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -78,6 +81,7 @@ def worker_dashboard(dataset: str, new_epsilon: float, steps: int | None) -> dic
     from dpsd_lite.widgets import Dashboard, dashboard_steps
 
     dash = Dashboard(dataset=dataset, steps=steps or dashboard_steps())
+    first_epsilon = dash.epsilon_slider.value
     start = time.perf_counter()
     first = dash.run(wait=True)
     first_seconds = time.perf_counter() - start
@@ -99,6 +103,7 @@ def worker_dashboard(dataset: str, new_epsilon: float, steps: int | None) -> dic
         "dataset": dataset,
         "noise_mode": dash.mode_dropdown.value,
         "steps": dash.steps_slider.value,
+        "first_run_epsilon": first_epsilon,
         "first_run_seconds": first_seconds,
         "first_run_accuracy": first.student_accuracy,
         "teacher_was_cached": dash.teacher.cached,
@@ -118,6 +123,41 @@ def _run_worker(args: list[str], env: dict) -> dict:
     if proc.returncode != 0 or not lines:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["worker failed"]}
     return json.loads(lines[-1])
+
+
+# ----------------------------------------------------------------- RESULTS.md
+def results_sections(results: dict, every_notebook: bool, cache_note: str) -> list:
+    """The RESULTS.md sections of a full-mode run: ``[(name, title, body)]``.
+
+    ``notebooks`` only when every notebook ran (a partial run would replace the whole table with a part of it),
+    ``dashboard-<dataset>`` when the dashboard was timed; nothing for a fast-mode run or a failed worker.
+    """
+    from results_file import table
+
+    if results["mode"] != "full":
+        return []
+    out = []
+    rows = results["notebooks"]
+    if every_notebook and rows and not any(r.get("error") for r in rows):
+        body = (f"Each notebook in full mode, top to bottom in reading order, in a fresh kernel; {cache_note}. "
+                f"Budgets: {NOTEBOOK_BUDGET_S:.0f} s and {MEMORY_BUDGET_MB:.0f} MB of peak memory per notebook.\n\n"
+                + table(("notebook", "wall s", "peak MB"),
+                        [(r["notebook"], f"{r['seconds']:.0f}", f"{r['peak_mb']:.0f}") for r in rows]))
+        out.append(("notebooks", "The notebooks in full mode (wall time, peak memory)", body))
+    d = results.get("dashboard")
+    if d and not d.get("error"):
+        first_step, first_images = d.get("rerun_first_step_after_s"), d.get("rerun_first_images_after_s")
+        body = (f"The quickstart's dashboard on {d['dataset']}, mode {d['noise_mode']}, {d['steps']} steps "
+                f"(`widgets.dashboard_steps()`), teacher {'cached' if d['teacher_was_cached'] else 'trained first'}; "
+                f"student accuracy on the held-out split. Budget: a re-run within {DASHBOARD_BUDGET_S:.0f} s.\n\n"
+                + table(("run", "wall s", "student", "first step after s", "first images after s", "peak MB"),
+                        [(f"first run, ε = {d.get('first_run_epsilon', 10):g}", f"{d['first_run_seconds']:.1f}", f"{d['first_run_accuracy']:.1%}",
+                          "—", "—", "—"),
+                         (f"re-run, ε = {d['rerun_epsilon']:g}", f"{d['rerun_seconds']:.1f}",
+                          f"{d['rerun_accuracy']:.1%}", "—" if first_step is None else f"{first_step:.1f}",
+                          "—" if first_images is None else f"{first_images:.1f}", f"{d['peak_mb']:.0f}")]))
+        out.append((f"dashboard-{d['dataset']}", f"The dashboard's preset run ({d['dataset']})", body))
+    return out
 
 
 # ----------------------------------------------------------------- main
@@ -198,6 +238,12 @@ def main(argv=None) -> int:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "notebooks.json").write_text(json.dumps(results, indent=2))
+    from results_file import command_line, write_section
+
+    cache_note = ("a fresh teacher cache, so the first notebook trains the teacher" if tmp is not None
+                  else "the teacher cache given by --cache-dir")
+    for name, title, body in results_sections(results, not args.prefixes, cache_note):
+        write_section(name, title, command_line("notebooks_benchmark.py", argv), body)
     if tmp is not None:
         tmp.cleanup()
     print(f"\n{'all within budget' if ok else 'SOME BUDGETS MISSED'}; details in {out / 'notebooks.json'}")
