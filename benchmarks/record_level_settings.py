@@ -23,12 +23,15 @@ private or held-out MNIST image is read.
   averaging), on 4,000 + 1,000 public digit drawings (:func:`dpsd_lite.public_data.drawn_digits`);
 * ``ensemble``: the teacher ensemble's, on the same drawings.
 
-    python benchmarks/record_level_settings.py dp-teacher --jobs 2   # about 45 min on 2 shared cores
+    python benchmarks/record_level_settings.py dp-teacher --jobs 2   # the public initialisation's round
+    python benchmarks/record_level_settings.py dp-teacher --grid recipe --jobs 2   # the first round, 45 min
     python benchmarks/record_level_settings.py dpsgd                 # about 20 min on 2 cores
     python benchmarks/record_level_settings.py ensemble              # about 10 min
     python benchmarks/record_level_settings.py dp-teacher --fast     # a smoke run
 
-Results are written to benchmarks/results/record-level-settings-<what>.json and to RESULTS.md.
+Results are written to benchmarks/results/record-level-settings-<what>.json and to RESULTS.md
+(``dp-teacher --grid recipe``, the first round: ``record-level-settings-dp-teacher``; ``--grid init``, the
+default: ``record-level-settings-dp-teacher-init``).
 """
 
 from __future__ import annotations
@@ -51,18 +54,29 @@ def dpsgd_grid(base):
             yield {**base, key: v}
 
 
-#: The DP teacher's grid: the base (the previous recipe plus weight averaging), then one change at a time.
-DP_TEACHER_BASE = {"pretrain_steps": 300, "epochs": 30, "batch_size": 256, "lr": 4e-3, "max_grad_norm": 0.5,
-                   "augmult": 0, "ema": 0.95}
-DP_TEACHER_CHANGES = (("ema", (None, 0.99)), ("augmult", (2,)), ("epochs", (60,)), ("batch_size", (512,)),
-                      ("lr", (2e-3, 8e-3)), ("max_grad_norm", (0.25, 1.0)), ("pretrain_steps", (1000,)))
+#: The DP teacher's grids, each a base and changes tried one at a time from it; a change may set several keys
+#: together (``"a+b"``: one value per key). ``recipe``: the first round (the recipe of the time plus weight
+#: averaging, around it the DP-SGD settings). ``init``: what a stronger public initialisation buys, from the
+#: recipe ``recipe`` chose (longer pretraining, augmented drawings, both, and both with larger batches).
+DP_TEACHER_GRIDS = {
+    "recipe": ({"pretrain_steps": 300, "epochs": 30, "batch_size": 256, "lr": 4e-3, "max_grad_norm": 0.5,
+                "augmult": 0, "ema": 0.95},
+               (("ema", (None, 0.99)), ("augmult", (2,)), ("epochs", (60,)), ("batch_size", (512,)),
+                ("lr", (2e-3, 8e-3)), ("max_grad_norm", (0.25, 1.0)), ("pretrain_steps", (1000,)))),
+    "init": ({"pretrain_steps": 1000, "pretrain_augment": False, "epochs": 30, "batch_size": 256, "lr": 4e-3,
+              "max_grad_norm": 0.5, "augmult": 0, "ema": 0.95},
+             (("pretrain_steps", (3000,)), ("pretrain_augment", (True,)),
+              ("pretrain_steps+pretrain_augment", ((3000, True),)),
+              ("pretrain_steps+pretrain_augment+batch_size", ((3000, True, 512),)))),
+}
 
 
-def dp_teacher_grid(base):
+def dp_teacher_grid(base, changes):
     yield dict(base)
-    for key, values in DP_TEACHER_CHANGES:
+    for key, values in changes:
+        keys = key.split("+")
         for v in values:
-            yield {**base, key: v}
+            yield {**base, **dict(zip(keys, v if len(keys) > 1 else (v,)))}
 
 
 def cost(setting, base) -> float:
@@ -94,10 +108,11 @@ def run_dp_teacher(data, setting, eps, seed):
     from dpsd_lite.dpsgd import split_recipe, train_dpsgd
     from dpsd_lite.public_data import public_pretrained_student
 
-    steps, setting = split_recipe(setting)
-    if (steps, seed) not in _INITS:
-        _INITS[steps, seed] = public_pretrained_student("mnist-5k", steps=steps, seed=seed, device="cpu")
-    r = train_dpsgd(data, epsilon=eps, delta=1e-5, seed=seed, device="cpu", init=_INITS[steps, seed], **setting)
+    pretrain, setting = split_recipe(setting)
+    key = (pretrain["steps"], pretrain["augment"], seed)
+    if key not in _INITS:
+        _INITS[key] = public_pretrained_student("mnist-5k", seed=seed, device="cpu", **pretrain)
+    r = train_dpsgd(data, epsilon=eps, delta=1e-5, seed=seed, device="cpu", init=_INITS[key], **setting)
     return r.heldout_accuracy
 
 
@@ -147,6 +162,11 @@ def _label(setting) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
 
 
+def stem(what: str, grid: str | None) -> str:
+    """The name of a run's JSON file in benchmarks/results/ and of its RESULTS.md section."""
+    return f"record-level-settings-{what}" + ("-init" if what == "dp-teacher" and grid == "init" else "")
+
+
 def write_results(what: str, payload: dict, argv=None) -> None:
     """This benchmark's section of benchmarks/RESULTS.md, from its JSON payload (``argv``: the command's arguments)."""
     from results_file import command_line, table, write_section
@@ -160,7 +180,8 @@ def write_results(what: str, payload: dict, argv=None) -> None:
     name = {"dpsgd": "DP-SGD", "ensemble": "teacher ensemble", "dp-teacher": "DP-SGD teacher's"}[what]
     if with_cost:
         body = (f"The DP-SGD teacher of the record-level route, chosen on public data only: its initialisation is "
-                f"trained on drawn digits (`public_pretrained_student`, `pretrain_steps` steps), then DP-SGD runs on "
+                f"trained on drawn digits (`public_pretrained_student`, `pretrain_steps` steps, each drawing randomly "
+                f"shifted and rotated with `pretrain_augment`), then DP-SGD runs on "
                 f"*public real handwriting* standing in for the private set, scikit-learn's digits in MNIST's format "
                 f"(`dpsd_lite.public_data.public_handwriting`, {payload['data']['private_size']:,} training + "
                 f"{payload['data']['heldout_size']:,} held-out images), and is scored on its held-out part. No "
@@ -188,7 +209,10 @@ def write_results(what: str, payload: dict, argv=None) -> None:
                 f"MNIST image read), record-level ε per column (δ = 1e-5), one setting changed at a time; the best "
                 f"mean is the default.\n\n"
                 + table(("setting", *(f"ε = {e:g}" for e in eps), "mean", ""), rows))
-    write_section(f"record-level-settings-{what}", f"How the {name} defaults were chosen (public data)",
+    title = f"How the {name} defaults were chosen (public data)"
+    if payload.get("grid") == "init":
+        title = "How the DP-SGD teacher's public initialisation was chosen (public data)"
+    write_section(stem(what, payload.get("grid")), title,
                   command_line("record_level_settings.py", argv), body)
 
 
@@ -199,6 +223,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     ap.add_argument("--jobs", type=int, default=1, help="settings run side by side (dp-teacher, dpsgd; default 1)")
+    ap.add_argument("--grid", choices=tuple(DP_TEACHER_GRIDS), default="init",
+                    help="dp-teacher: which round of settings (default init: the public initialisation; recipe: "
+                         "the first round, DP-SGD's settings)")
     ap.add_argument("--budget", type=float, default=2.0,
                     help="dp-teacher: the largest cost (epochs x copies, relative to the base) that can be chosen")
     ap.add_argument("--confirm", type=int, default=4,
@@ -218,8 +245,11 @@ def main(argv=None) -> int:
     epsilons = [float(e) for e in args.epsilons.split(",")]
     data = _data(args.what, args.fast)
     if args.what == "dp-teacher":
-        base = dict(DP_TEACHER_BASE, **({"epochs": 1, "pretrain_steps": 10, "batch_size": 512} if args.fast else {}))
-        grid = list(dp_teacher_grid(base))[: 3 if args.fast else None]
+        base, changes = DP_TEACHER_GRIDS[args.grid]
+        grid = list(dp_teacher_grid(base, changes))[: 3 if args.fast else None]
+        if args.fast:  # the same grid, shrunk: one epoch, a few pretraining steps
+            grid = [{**g, "epochs": 1, "batch_size": 512, "pretrain_steps": 10} for g in grid]
+            base = grid[0]
     elif args.what == "dpsgd":
         base = {"epochs": 2 if args.fast else 30, "batch_size": 256, "lr": 4e-3, "max_grad_norm": 1.0}
         grid = list(dpsgd_grid(base))
@@ -244,7 +274,7 @@ def main(argv=None) -> int:
                 rows.append(show(setting, {eps: run_ensemble(data, setting, eps, args.seed, cache, ensembles)
                                            for eps in epsilons}))
     else:
-        saved = os.path.join(HERE, "results", f"record-level-settings-{args.what}.json")
+        saved = os.path.join(HERE, "results", stem(args.what, args.grid) + ".json")
         previous = json.load(open(saved)) if args.reuse_first_round and os.path.exists(saved) else None
         if previous is not None and ([r["setting"] for r in previous["rows"]] != grid
                                      or previous["epsilons"] != epsilons or previous["seed"] != args.seed):
@@ -284,8 +314,9 @@ def main(argv=None) -> int:
     if not args.fast:
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         payload = {"rows": rows, "chosen": best["setting"], "epsilons": epsilons, "seed": args.seed,
-                   "budget": args.budget, "data": data.describe(), "confirm": confirm}
-        with open(os.path.join(HERE, "results", f"record-level-settings-{args.what}.json"), "w") as f:
+                   "budget": args.budget, "data": data.describe(), "confirm": confirm,
+                   "grid": args.grid if args.what == "dp-teacher" else None}
+        with open(os.path.join(HERE, "results", stem(args.what, args.grid) + ".json"), "w") as f:
             json.dump(payload, f, indent=2)
         write_results(args.what, payload, argv)
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .data import DataSplits, _stratified_split
+from .data import DataSplits, _stratified_split, augment_images
 from .generators import STROKE_FORMAT, StrokeGenerator
 from .models import Student, fit_classifier
 from .utils import resolve_device
@@ -84,7 +84,7 @@ def public_handwriting(heldout_fraction: float = 0.2) -> DataSplits:
 
 
 def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch_size: int = 256, lr: float = 4e-3,
-                              seed: int = 0, device="cpu", **student_kwargs):
+                              seed: int = 0, device="cpu", augment: bool = False, **student_kwargs):
     """A :class:`~dpsd_lite.models.Student` trained on public digit drawings only: a public initialisation.
 
     Every step draws a fresh batch of bent copybook digits in ``dataset``'s
@@ -92,7 +92,10 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
     the digit drawn. No private image, label or statistic is touched, so a
     record-level DP training run that starts from these weights (DP-SGD,
     :func:`dpsd_lite.dpsgd.train_dpsgd` with ``init=``) keeps its guarantee:
-    the initialisation is public.
+    the initialisation is public. ``augment``: each drawing is also randomly
+    shifted (up to 1/8 of the image) and rotated (up to 10 degrees) by
+    :func:`dpsd_lite.data.augment_images`, drawn from the same seeded generator:
+    more variety from the same public drawer.
     """
     if dataset not in STROKE_FORMAT:
         raise ValueError(f"no public drawings for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
@@ -109,6 +112,8 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
             z = torch.randn(batch_size, drawer.nz, generator=g)
             with torch.no_grad():
                 x = drawer.draw_skeletons(z.to(device), c.to(device))
+                if augment:
+                    x = augment_images(x, g)
             yield x, c
 
     fit_classifier(student, batches(), int(steps), lr, schedule="one-cycle", device=device)

@@ -18,7 +18,7 @@ import math
 from .accounting import check_epsilon
 from .config import TranscribeConfig, resolve
 from .data import load_dataset
-from .dpsgd import split_recipe, train_dpsgd
+from .dpsgd import describe_pretraining, split_recipe, train_dpsgd
 from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
 from .errors import DpsdError
 from .names import BASELINES, NOISE_MODES, SWEEP_MODES, generator_label, mode_name, mode_settings  # noqa: F401
@@ -119,13 +119,13 @@ def _dpsgd_rows(epsilons, config, data, teacher, on_result, public_init=False):
     """
     init = None
     if public_init:
-        steps, _ = split_recipe()  # the DP teacher's public initialisation, as the recipe says now
-        init = public_pretrained_student(config.dataset, steps=steps, seed=config.seed, device=config.device)
+        pretrain, _ = split_recipe()  # the DP teacher's public initialisation, as the recipe says now
+        init = public_pretrained_student(config.dataset, seed=config.seed, device=config.device, **pretrain)
     rows = []
     for eps in epsilons:
         res = train_dpsgd(data, epsilon=eps, delta=config.delta, seed=config.seed, device=config.device,
                           reproducible_noise=config.reproducible_noise, init=init,
-                          init_description="public digit drawings" if public_init else None)
+                          init_description=describe_pretraining(pretrain) if public_init else None)
         row = {
             "dataset": config.dataset, "generator": "—", "noise_mode": "dpsgd-public" if public_init else "dpsgd",
             "epsilon": eps,

@@ -22,7 +22,7 @@ from . import __version__
 from .accounting import check_delta, check_epsilon
 from .config import TEACHER_EPOCHS
 from .data import DataSplits, augment_images
-from .dpsgd import split_recipe, train_dpsgd
+from .dpsgd import describe_pretraining, split_recipe, train_dpsgd
 from .errors import DpsdError
 from .generators import STROKE_FORMAT
 from .models import Student, Teacher, fit_classifier, minibatches
@@ -161,11 +161,12 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
     device = resolve_device(device)
     if public_init is None:
         public_init = data.name in STROKE_FORMAT
-    steps, recipe = split_recipe()
+    pretrain, recipe = split_recipe()
     epochs = recipe["epochs"]
+    # the augmentation enters the key only when on, so teachers cached before it existed keep their names
     path = _cache_path(data, epochs, seed, cache_dir or default_cache_dir(), arch="Student-dpsgd",
-                       dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=steps,
-                       recipe=recipe)
+                       dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=pretrain["steps"],
+                       recipe=recipe, **({"pretrain_augment": True} if pretrain["augment"] else {}))
     if os.path.exists(path) and not retrain:
         try:
             blob = torch.load(path, map_location=device, weights_only=True)
@@ -177,8 +178,8 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
             warnings.warn(f"DP teacher cache {path} is unreadable ({exc.__class__.__name__}); training it again")
     init, what = None, None
     if public_init:
-        init = public_pretrained_student(data.name, steps=steps, seed=seed, device=device)
-        what = f"public: {steps} steps on freshly drawn digit skeletons (dpsd_lite.public_data), no private data"
+        init = public_pretrained_student(data.name, seed=seed, device=device, **pretrain)
+        what = describe_pretraining(pretrain)
     step_progress = None if progress is None else (lambda e, n, h: progress(e, n, h["loss"]))
     res = train_dpsgd(data, epsilon, delta, seed=seed, device=device, progress=step_progress, init=init,
                       init_description=what, **recipe)

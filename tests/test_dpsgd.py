@@ -258,6 +258,10 @@ def test_dp_teacher_uses_the_recipe_and_its_cache_key_names_it(digits, tmp_path,
     monkeypatch.setitem(dpsgd.DP_TEACHER, "ema", None)
     other = teacher.get_dp_teacher(digits, 5.0, seed=0, device="cpu", cache_dir=str(tmp_path))
     assert not other.cached and other.path != first.path and other.privacy["weights"] == "the last noisy iterate"
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_augment", not dpsgd.DP_TEACHER.get("pretrain_augment", False))
+    third = teacher.get_dp_teacher(digits, 5.0, seed=0, device="cpu", cache_dir=str(tmp_path))
+    assert not third.cached and third.path not in (first.path, other.path)
+    assert ("shifted and rotated" in third.privacy["initialisation"]) == dpsgd.DP_TEACHER["pretrain_augment"]
 
 
 def test_recipe_noise_is_secret_and_its_augmentations_follow_the_seed(digits):
@@ -289,14 +293,40 @@ def test_public_initialisation_learns_digits_from_drawings_alone_and_follows_its
         public_pretrained_student("fashion-mnist", steps=1)
 
 
+def test_augmented_public_initialisation_sees_shifted_drawings_and_follows_its_seed(monkeypatch):
+    """``augment``: the drawings are shifted and rotated (from the same seeded generator) before each step."""
+    from dpsd_lite import public_data
+
+    seen = []
+    original = public_data.augment_images
+
+    def spy(x, gen):
+        out = original(x, gen)
+        seen.append((x.clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(public_data, "augment_images", spy)
+    a = public_data.public_pretrained_student("digits", steps=3, batch_size=16, seed=2, augment=True)
+    assert len(seen) == 3 and all(not torch.equal(before, after) for before, after in seen)
+    b = public_data.public_pretrained_student("digits", steps=3, batch_size=16, seed=2, augment=True)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    plain = public_data.public_pretrained_student("digits", steps=3, batch_size=16, seed=2)
+    assert len(seen) == 6  # no augmentation asked: none done
+    assert not all(torch.equal(v, plain.state_dict()[k]) for k, v in a.state_dict().items())
+
+
 def test_split_recipe_reads_the_recipe_when_called_and_leaves_it_whole(monkeypatch):
     from dpsd_lite import dpsgd
 
     monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 7)
-    steps, rest = dpsgd.split_recipe()
-    assert steps == 7 and "pretrain_steps" not in rest and rest["epochs"] == dpsgd.DP_TEACHER["epochs"]
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_augment", True)
+    pretrain, rest = dpsgd.split_recipe()
+    assert pretrain == {"steps": 7, "augment": True} and rest["epochs"] == dpsgd.DP_TEACHER["epochs"]
+    assert not {"pretrain_steps", "pretrain_augment"} & set(rest)  # train_dpsgd gets only its own arguments
     assert dpsgd.DP_TEACHER["pretrain_steps"] == 7  # not popped from the shipped recipe
-    assert dpsgd.split_recipe({"pretrain_steps": 3, "epochs": 1}) == (3, {"epochs": 1})
+    assert dpsgd.split_recipe({"pretrain_steps": 3, "epochs": 1}) == ({"steps": 3, "augment": False}, {"epochs": 1})
+    assert "shifted and rotated" in dpsgd.describe_pretraining(pretrain)
+    assert "shifted" not in dpsgd.describe_pretraining({"steps": 3, "augment": False})
 
 
 def test_sweep_public_dpsgd_starts_from_the_recipe_pretraining_read_at_run_time(digits, digits_teacher, monkeypatch):
@@ -308,13 +338,14 @@ def test_sweep_public_dpsgd_starts_from_the_recipe_pretraining_read_at_run_time(
     class Stop(Exception):
         pass
 
-    def fake_pretrained(dataset, steps, **kwargs):
-        seen.append(steps)
+    def fake_pretrained(dataset, steps, augment, **kwargs):
+        seen.append((steps, augment))
         raise Stop
 
     monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 11)
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_augment", False)
     monkeypatch.setattr(sweep, "public_pretrained_student", fake_pretrained)
     with pytest.raises(Stop):
         sweep.run_sweep([4.0], ["dpsgd-public"], dataset="digits", data=digits, teacher=digits_teacher,
                         steps=4, batch_size=32, eval_every=4, device="cpu", teacher_epochs=3)
-    assert seen == [11]
+    assert seen == [(11, False)]

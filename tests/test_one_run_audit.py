@@ -255,7 +255,7 @@ def test_the_record_level_route_is_audited_with_the_dp_teachers_shipped_recipe(d
     study = privacy_study(digits, s, cache_dir=str(tmp_path), log=None)
     assert [r["mode"] for r in study.rows] == ["teacher", "dpsgd-public"]
     assert len(calls) == 1 and calls[0]["init"] is not None
-    _, recipe = dpsgd.split_recipe()
+    _, recipe = dpsgd.split_recipe()  # train_dpsgd's part of the shipped recipe
     assert {k: calls[0][k] for k in recipe} == recipe
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..data import DataSplits
-from ..dpsgd import split_recipe, train_dpsgd
+from ..dpsgd import describe_pretraining, split_recipe, train_dpsgd
 from ..ensemble import train_teacher_ensemble, transcribe_with_ensemble
 from ..generators import STROKE_FORMAT
 from ..public_data import public_pretrained_student
@@ -174,17 +174,17 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
 def _public_routes(s, data, train, base, device, add, log):
     """The record-level route: the DP teacher (DP-SGD from weights trained on public drawings, with the shipped
     recipe unless ``s.dp_teacher`` says otherwise), and a student transcribed from that DP model (free)."""
-    steps, recipe = split_recipe()
+    pretrain, recipe = split_recipe()
     recipe = recipe if s.dp_teacher is None else s.dp_teacher
     t0 = time.perf_counter()
-    init = public_pretrained_student(data.name, steps=steps, seed=s.seed, device=device)
+    init = public_pretrained_student(data.name, seed=s.seed, device=device, **pretrain)
     pretrain_seconds = time.perf_counter() - t0
-    log(f"public initialisation: {steps} steps on digit drawings ({pretrain_seconds:.0f} s)")
+    log(f"{describe_pretraining(pretrain)} ({pretrain_seconds:.0f} s)")
     for eps in s.epsilons:
         log(f"DP-SGD from the public initialisation (the DP teacher's recipe), eps={eps:g} per private record")
         t0 = time.perf_counter()
         d = train_dpsgd(train, eps, s.delta, seed=s.seed, device=device, init=init,
-                        init_description="public digit drawings", **recipe)
+                        init_description=describe_pretraining(pretrain), **recipe)
         add(f"dpsgd-public eps={eps:g}", "dpsgd-public", eps, claim(d.epsilon, d.delta, "record"), d.model,
             d.heldout_accuracy, pretrain_seconds + time.perf_counter() - t0)
         if s.dp_teacher_student:
