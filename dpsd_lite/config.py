@@ -61,6 +61,13 @@ LEARNED_DISCREPANCY_WEIGHT = 0.1
 #: bfloat16 units (AMX / AVX-512 BF16): more, cheaper iterations than its 200 float32 ones in about the same time.
 LEARNED_BFLOAT16_STEPS = 340
 PRECISIONS = ("auto", "float32", "bfloat16")
+#: Where the student starts (``student_init``). ``teacher`` only for a DP-SGD teacher in mode none: that teacher is
+#: itself record-level DP, so its weights are post-processing; an ordinary teacher's weights would hand the student
+#: its private data, and in a noisy mode they would bypass the per-answer noise. :func:`resolve` picks ``teacher``
+#: wherever it is allowed: a student transcribed from a random start lost several points of its DP teacher on the
+#: public stand-in, while one started from the teacher kept all of it (benchmarks/RESULTS.md, the record-level
+#: route's sections).
+STUDENT_INITS = ("random", "teacher")
 #: The learned generator's ink sharpness per dataset (tanh(sharpness·(a − threshold)/spread)): softer edges
 #: for clothing. Chosen on Fashion-MNIST's private split; 4 elsewhere.
 LEARNED_SHARPNESS = {"fashion-mnist": 1.5}
@@ -102,6 +109,10 @@ class TranscribeConfig:
     # record (δ = delta); the run inherits that guarantee as post-processing (None: the ordinary teacher)
     teacher_dp_epsilon: float | None = None
     teacher_epochs: int = TEACHER_EPOCHS
+    # where the student starts: random weights, or (mode none with a DP-SGD teacher only) the DP teacher's own
+    # weights, which share the student's architecture: post-processing of the record-level DP model, and the
+    # transcription refines a copy instead of learning it from nothing (STUDENT_INITS; None: resolve decides)
+    student_init: str | None = None
 
     # --- the budget --------------------------------------------------------------------------------------
     # iterations of the loop: each is student_steps fresh queries, replay, one generator step (None: the
@@ -200,6 +211,12 @@ class TranscribeConfig:
                 raise DpsdError(f"{name} must be non-negative, got {value}")
         if self.rr_answer not in RR_ANSWERS:
             raise DpsdError(f"unknown rr answer {self.rr_answer!r}; choose one of {', '.join(RR_ANSWERS)}")
+        if self.student_init is not None and self.student_init not in STUDENT_INITS:
+            raise DpsdError(f"unknown student_init {self.student_init!r}; choose one of {', '.join(STUDENT_INITS)}")
+        if self.student_init == "teacher" and (self.teacher_dp_epsilon is None or self.noise_mode != "none"):
+            raise DpsdError("student_init=teacher needs a DP-SGD teacher (teacher_dp_epsilon) and mode none: an "
+                            "ordinary teacher's weights would hand the student its private data, and in a noisy "
+                            "mode they would bypass the per-answer noise")
         return self
 
     def to_dict(self) -> dict:
@@ -226,7 +243,8 @@ def resolve(config: TranscribeConfig) -> TranscribeConfig:
     bfloat16 for the learned generator on a CPU with native bfloat16 units, which then takes
     :data:`LEARNED_BFLOAT16_STEPS` iterations); DFAD's discrepancy (mode none only, 0 in every private mode,
     whatever is set); what mode data cannot use (replay, class balancing: off); the learned generator's ink
-    sharpness per dataset.
+    sharpness per dataset; where the student starts (``student_init``: the DP teacher's weights in mode none with
+    a DP-SGD teacher, else random).
     """
     kind = config.generator
     if kind == "learned" and config.noise_mode == "none":
@@ -250,6 +268,9 @@ def resolve(config: TranscribeConfig) -> TranscribeConfig:
         fill["steps"] = LEARNED_BFLOAT16_STEPS
     if config.generator_sharpness is None:
         fill["generator_sharpness"] = LEARNED_SHARPNESS.get(config.dataset, 4.0)
+    if config.student_init is None:  # from the DP teacher wherever that is allowed (see STUDENT_INITS)
+        fill["student_init"] = ("teacher" if config.teacher_dp_epsilon is not None and config.noise_mode == "none"
+                                else "random")
     return config.replace(**fill) if fill else config
 
 

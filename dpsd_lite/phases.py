@@ -29,13 +29,14 @@ import torch.nn.functional as F
 
 from .config import require_resolved
 from .data import augment_images
+from .errors import DpsdError
 from .generators import StrokeGenerator, build_generator, draw_ink_scale
 from .mechanisms import Mechanism, Release, make_mechanism
 from .models import Student, fit_classifier, for_queries
 from .utils import channels_last, seed_everything
 
 __all__ = ["Players", "setup", "ReplayBuffer", "draw", "balances_classes", "class_weights", "note_release",
-           "warm_start", "pick_uncertain", "student_prior", "private_step", "replay_step", "generator_objective",
+           "warm_start", "start_from_dp_teacher", "pick_uncertain", "student_prior", "private_step", "replay_step", "generator_objective",
            "generator_step", "PrivateStepTrace", "GeneratorStepTrace", "trace_private_step",
            "trace_generator_step", "generator_images", "parameter_snapshot", "weight_change"]
 
@@ -121,6 +122,8 @@ def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> 
         noise_seed=config.seed if config.reproducible_noise else None)
     K = data.num_classes
     student = channels_last(Student(data.image_shape, K).to(device))
+    if config.student_init == "teacher":
+        start_from_dp_teacher(student, teacher)
     generator = build_generator(config, data.image_shape, K).to(device)
     anchor = None
     if config.anchor_weight and isinstance(generator, StrokeGenerator):
@@ -134,6 +137,19 @@ def setup(config, data, teacher, device, mechanism: Mechanism | None = None) -> 
     sched_s = torch.optim.lr_scheduler.OneCycleLR(opt_s, max_lr=config.lr_student, total_steps=updates)
     return Players(config, teacher_model, mech, student, generator, opt_s, sched_s, opt_g, rng, device, K,
                    buffer, anchor, torch.full((K,), 1.0 / K) if balances_classes(config, mech) else None)
+
+
+def start_from_dp_teacher(student: Student, teacher) -> None:
+    """Copy a DP-SGD teacher's weights into the student (``student_init`` teacher): post-processing of a model that
+    is record-level DP itself. Refused, with one line, for an ordinary teacher or another architecture."""
+    if getattr(teacher, "privacy", None) is None:
+        raise DpsdError("student_init=teacher starts the student from a DP-SGD teacher's weights; this teacher was "
+                        "not trained with DP-SGD (use --teacher-dp-epsilon, or student_init=random)")
+    mine, theirs = student.state_dict(), teacher.model.state_dict()
+    if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+        raise DpsdError("student_init=teacher needs a DP teacher of the student's architecture; this one differs "
+                        "(use student_init=random)")
+    student.load_state_dict(theirs)
 
 
 def balances_classes(config, mechanism: Mechanism) -> bool:

@@ -147,8 +147,9 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
     return report
 
 
-def with_dp_teacher(report: dict, teacher_privacy: dict) -> dict:
-    """The run's report with the record-level guarantee of a DP-SGD teacher added (``record_level``)."""
+def with_dp_teacher(report: dict, teacher_privacy: dict, student_init: str | None = None) -> dict:
+    """The run's report with the record-level guarantee of a DP-SGD teacher added (``record_level``), and where the
+    student started (``student_init`` teacher: from the DP teacher's weights, post-processing too)."""
     out = dict(report)
     out["record_level"] = {
         "epsilon": teacher_privacy["epsilon"], "delta": teacher_privacy["delta"],
@@ -157,6 +158,10 @@ def with_dp_teacher(report: dict, teacher_privacy: dict) -> dict:
         "initialisation": teacher_privacy.get("initialisation"),
         "unit_of_privacy": UNIT_RECORD_DP_TEACHER,
     }
+    if student_init is not None:  # a transcription's report (not the teacher's own)
+        out["record_level"]["student_initialisation"] = (
+            "the DP teacher's weights (post-processing of the record-level DP model)" if student_init == "teacher"
+            else "random")
     if teacher_privacy.get("warning"):
         out["warning"] = " ".join(filter(None, [out.get("warning"), "DP teacher: " + teacher_privacy["warning"]]))
     out["epsilon_per_record"], out["delta_per_record"] = teacher_privacy["epsilon"], teacher_privacy["delta"]
@@ -221,7 +226,8 @@ def _record_level_lines(report: dict) -> list:
         return []
     return [f"record level: epsilon = {rl['epsilon']:.3g}, delta = {rl['delta']:g} per private training record "
             f"({rl['mechanism']}; {rl['accountant']}; initialisation: {rl.get('initialisation') or 'random'})",
-            f"record-level unit: {rl['unit_of_privacy']}"]
+            f"record-level unit: {rl['unit_of_privacy']}"] + (
+        [f"the student started from: {rl['student_initialisation']}"] if rl.get("student_initialisation") else [])
 
 
 def settings_selection(dataset: str, generator: str = "learned") -> list[str]:

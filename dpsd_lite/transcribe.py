@@ -163,7 +163,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
                             config=config if warmed else config.replace(warm_start_steps=0),
                             answer_set_sizes=torch.cat(set_sizes) if set_sizes else None)
     if getattr(teacher, "privacy", None):  # a DP-SGD teacher: the record-level guarantee everything inherits
-        report = with_dp_teacher(report, teacher.privacy)
+        report = with_dp_teacher(report, teacher.privacy, config.student_init)
     return TranscriptionResult(config, p.student.eval(), p.generator.eval(), teacher, p.mechanism, state.history,
                                state.student_accuracy, state.queries, time.perf_counter() - t0, report, data,
                                snapshots)
