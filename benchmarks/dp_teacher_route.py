@@ -6,8 +6,9 @@ For each seed and each ε per private training record (δ = 1e-5), in fresh proc
    (``dpsd_lite.dpsgd.DP_TEACHER``, chosen on public data by ``record_level_settings.py dp-teacher``) and
    prints its held-out accuracy; its wall time is the CLI job's;
 2. ``dpsd-lite transcribe --mode none --teacher-dp-epsilon E --seed S`` transcribes a student from that
-   teacher with the default (learned) generator: post-processing of a record-level (E, δ)-DP model, so the
-   student carries the teacher's guarantee and no per-answer noise is added;
+   teacher with the default (learned) generator, starting from the teacher's own weights (``student_init``,
+   resolved to ``teacher`` there): post-processing of a record-level (E, δ)-DP model, so the student
+   carries the teacher's guarantee and no per-answer noise is added;
 3. on a domain without public drawings (Fashion-MNIST), also plain DP-SGD (``train_dpsgd``'s defaults:
    the student's architecture from random weights, no averaging, no augmentation) for comparison.
 
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
             f"deviation, then each seed. The teacher's recipe (`dpsd_lite.dpsgd.DP_TEACHER`): "
             f"`{json.dumps(DP_TEACHER)}`; its "
             f"initialisation: {init}. The student is transcribed by `dpsd-lite transcribe --mode none "
-            f"--teacher-dp-epsilon E` (learned generator): post-processing, the same record-level (ε, δ).\n\n"
+            f"--teacher-dp-epsilon E` (learned generator), starting from the DP teacher's weights (`student_init` "
+            f"teacher, the default there): post-processing, the same record-level (ε, δ).\n\n"
             + table(("model", "ε", "mean", "sd", "per seed"), body_rows)
             + (f"\n\nRows {', '.join(logged)} come from the log of a first invocation (accuracies to 0.1%), which "
                f"stopped before the last rows when a concurrent edit of the work tree broke an import; `--resume` "
