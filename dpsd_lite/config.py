@@ -64,9 +64,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 #: Where the student starts (``student_init``). ``teacher`` only for a DP-SGD teacher in mode none: that teacher is
 #: itself record-level DP, so its weights are post-processing; an ordinary teacher's weights would hand the student
 #: its private data, and in a noisy mode they would bypass the per-answer noise. :func:`resolve` picks ``teacher``
-#: wherever it is allowed: a student transcribed from a random start lost several points of its DP teacher on the
-#: public stand-in, while one started from the teacher kept all of it (benchmarks/RESULTS.md, the record-level
-#: route's sections).
+#: wherever it is allowed: on the public stand-in a student transcribed from random weights lost several points of
+#: its DP teacher and one started from the teacher's weights kept nearly all (benchmarks/RESULTS.md, "Design
+#: history"; the held-out figures: "The record-level route").
 STUDENT_INITS = ("random", "teacher")
 #: The learned generator's ink sharpness per dataset (tanh(sharpness·(a − threshold)/spread)): softer edges
 #: for clothing. Chosen on Fashion-MNIST's private split; 4 elsewhere.
