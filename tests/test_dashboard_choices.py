@@ -69,8 +69,11 @@ def test_three_levels_beside_the_slider_follow_the_controls(digits, digits_teach
 def test_the_record_level_route_transcribes_from_a_dp_teacher(digits, digits_teacher, monkeypatch):
     """Picking a DP-SGD teacher runs from it, and the run's row and report carry its ε per private record."""
     import dpsd_lite.widgets as widgets_mod
+    from dpsd_lite.models import Student
 
-    dp = TrainedTeacher(digits_teacher.model, heldout_accuracy=0.5, private_accuracy=0.5, epochs=1, seed=0,
+    # a DP-SGD teacher has the student's architecture (its student starts from its weights in mode none)
+    dp = TrainedTeacher(Student(digits.image_shape, digits.num_classes).eval(), heldout_accuracy=0.5,
+                        private_accuracy=0.5, epochs=1, seed=0,
                         cached=True, privacy={"epsilon": 1.0, "delta": 1e-5, "mechanism": "DP-SGD (Opacus)",
                                               "accountant": "Opacus RDP"})
     asked = []
