@@ -39,6 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from results_file import command_line, table, write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOK_BUDGET_S = 300.0
@@ -132,8 +134,6 @@ def results_sections(results: dict, every_notebook: bool, cache_note: str) -> li
     ``notebooks`` only when every notebook ran (a partial run would replace the whole table with a part of it),
     ``dashboard-<dataset>`` when the dashboard was timed; nothing for a fast-mode run or a failed worker.
     """
-    from results_file import table
-
     if results["mode"] != "full":
         return []
     out = []
@@ -151,8 +151,8 @@ def results_sections(results: dict, every_notebook: bool, cache_note: str) -> li
                 f"(`widgets.dashboard_steps()`), teacher {'cached' if d['teacher_was_cached'] else 'trained first'}; "
                 f"student accuracy on the held-out split. Budget: a re-run within {DASHBOARD_BUDGET_S:.0f} s.\n\n"
                 + table(("run", "wall s", "student", "first step after s", "first images after s", "peak MB"),
-                        [(f"first run, ε = {d.get('first_run_epsilon', 10):g}", f"{d['first_run_seconds']:.1f}", f"{d['first_run_accuracy']:.1%}",
-                          "—", "—", "—"),
+                        [(f"first run, ε = {d.get('first_run_epsilon', 10):g}", f"{d['first_run_seconds']:.1f}",
+                          f"{d['first_run_accuracy']:.1%}", "—", "—", "—"),
                          (f"re-run, ε = {d['rerun_epsilon']:g}", f"{d['rerun_seconds']:.1f}",
                           f"{d['rerun_accuracy']:.1%}", "—" if first_step is None else f"{first_step:.1f}",
                           "—" if first_images is None else f"{first_images:.1f}", f"{d['peak_mb']:.0f}")]))
@@ -238,8 +238,6 @@ def main(argv=None) -> int:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "notebooks.json").write_text(json.dumps(results, indent=2))
-    from results_file import command_line, write_section
-
     cache_note = ("a fresh teacher cache, so the first notebook trains the teacher" if tmp is not None
                   else "the teacher cache given by --cache-dir")
     for name, title, body in results_sections(results, not args.prefixes, cache_note):

@@ -213,7 +213,7 @@ class TranscribeConfig:
             raise DpsdError(f"unknown rr answer {self.rr_answer!r}; choose one of {', '.join(RR_ANSWERS)}")
         if self.student_init is not None and self.student_init not in STUDENT_INITS:
             raise DpsdError(f"unknown student_init {self.student_init!r}; choose one of {', '.join(STUDENT_INITS)}")
-        if self.student_init == "teacher" and (self.teacher_dp_epsilon is None or self.noise_mode != "none"):
+        if self.student_init == "teacher" and not may_start_from_teacher(self):
             raise DpsdError("student_init=teacher needs a DP-SGD teacher (teacher_dp_epsilon) and mode none: an "
                             "ordinary teacher's weights would hand the student its private data, and in a noisy "
                             "mode they would bypass the per-answer noise")
@@ -269,9 +269,13 @@ def resolve(config: TranscribeConfig) -> TranscribeConfig:
     if config.generator_sharpness is None:
         fill["generator_sharpness"] = LEARNED_SHARPNESS.get(config.dataset, 4.0)
     if config.student_init is None:  # from the DP teacher wherever that is allowed (see STUDENT_INITS)
-        fill["student_init"] = ("teacher" if config.teacher_dp_epsilon is not None and config.noise_mode == "none"
-                                else "random")
+        fill["student_init"] = "teacher" if may_start_from_teacher(config) else "random"
     return config.replace(**fill) if fill else config
+
+
+def may_start_from_teacher(config: TranscribeConfig) -> bool:
+    """Whether ``student_init`` teacher is post-processing: a DP-SGD teacher (``teacher_dp_epsilon``) in mode none."""
+    return config.teacher_dp_epsilon is not None and config.noise_mode == "none"
 
 
 def require_resolved(config: TranscribeConfig, who: str) -> TranscribeConfig:

@@ -36,8 +36,8 @@ from .models import Student, fit_classifier, for_queries
 from .utils import channels_last, seed_everything
 
 __all__ = ["Players", "setup", "ReplayBuffer", "draw", "balances_classes", "class_weights", "note_release",
-           "warm_start", "start_from_dp_teacher", "pick_uncertain", "student_prior", "private_step", "replay_step", "generator_objective",
-           "generator_step", "PrivateStepTrace", "GeneratorStepTrace", "trace_private_step",
+           "warm_start", "start_from_dp_teacher", "pick_uncertain", "student_prior", "private_step", "replay_step",
+           "generator_objective", "generator_step", "PrivateStepTrace", "GeneratorStepTrace", "trace_private_step",
            "trace_generator_step", "generator_images", "parameter_snapshot", "weight_change"]
 
 
