@@ -46,11 +46,16 @@ def _percent_after(text: str, prefix: str) -> float:
 
 
 def plain_dpsgd(dataset: str, data_root: str | None, epsilon: float, seed: int, fast: bool, threads: int) -> dict:
-    """Plain DP-SGD (``train_dpsgd``'s defaults) in a fresh process: held-out accuracy, spent ε, seconds."""
+    """Plain DP-SGD (``train_dpsgd``'s defaults, with the recipe's accountant so that both rows get the noise the
+    same accounting allows) in a fresh process: held-out accuracy, spent ε, seconds."""
+    from dpsd_lite.dpsgd import DP_TEACHER
+
+    accountant = DP_TEACHER.get("accountant", "rdp")
     code = (f"import json, torch; torch.set_num_threads({threads})\n"
             f"from dpsd_lite.data import load_dataset\nfrom dpsd_lite.dpsgd import train_dpsgd\n"
             f"d = load_dataset({dataset!r}, root={data_root!r})\n"
-            f"r = train_dpsgd(d, {epsilon!r}, seed={seed}, device='cpu'{', epochs=1' if fast else ''})\n"
+            f"r = train_dpsgd(d, {epsilon!r}, seed={seed}, device='cpu', accountant={accountant!r}"
+            f"{', epochs=1' if fast else ''})\n"
             f"print(json.dumps({{'accuracy': r.heldout_accuracy, 'epsilon': r.epsilon}}))")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], env=_env(None, threads), capture_output=True, text=True)
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true", help="smoke run: digits, one seed, 3 transcription steps; writes nothing")
     args = ap.parse_args(argv)
 
-    from dpsd_lite.dpsgd import DP_TEACHER
+    from dpsd_lite.dpsgd import _ACCOUNTANT_NAMES, DP_TEACHER
     from dpsd_lite.generators import STROKE_FORMAT
 
     dataset = "digits" if args.fast else args.dataset
@@ -170,13 +175,14 @@ def main(argv=None) -> int:
     with open(os.path.join(HERE, "results", f"dp-teacher-route-{dataset}.json"), "w") as f:
         json.dump({"recipe": DP_TEACHER, "rows": rows, "summary": summary}, f, indent=2)
     names = {"teacher": "DP-SGD teacher (recipe)", "student": "student transcribed from it (mode none)",
-             "plain": "plain DP-SGD (train_dpsgd defaults, random init)"}
+             "plain": "plain DP-SGD (train_dpsgd defaults, random init, the recipe's accountant)"}
     body_rows = [(names[c], f"{s['epsilon']:g}", f"{100 * s[c]['mean']:.1f}%", f"{100 * s[c]['sd']:.1f}",
                   " / ".join(f"{100 * a:.1f}" for a in s[c]["accs"])) for c in cols for s in summary]
     init = next((r["initialisation"] for r in rows if r.get("initialisation")), "random")
     logged = [f"seed {r['seed']} ε = {r['epsilon_target']:g}" for r in rows if r.get("from_log")]
     body = (f"Held-out accuracy on {dataset}'s held-out split (only measured: no setting was chosen on it), ε per "
-            f"private training record, δ = 1e-5, DP-SGD with Poisson sampling (Opacus), Opacus RDP accountant; "
+            f"private training record, δ = 1e-5, DP-SGD with Poisson sampling (Opacus), "
+            f"{_ACCOUNTANT_NAMES[DP_TEACHER.get('accountant', 'rdp')]}; "
             f"secret noise, so the seeds ({', '.join(map(str, seeds))}) are separate runs. Each row: mean, standard "
             f"deviation, then each seed. The teacher's recipe (`dpsd_lite.dpsgd.DP_TEACHER`): "
             f"`{json.dumps(DP_TEACHER)}`; its "

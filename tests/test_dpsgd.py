@@ -264,6 +264,27 @@ def test_dp_teacher_uses_the_recipe_and_its_cache_key_names_it(digits, tmp_path,
     assert ("shifted and rotated" in third.privacy["initialisation"]) == dpsgd.DP_TEACHER["pretrain_augment"]
 
 
+def test_dp_teacher_spends_what_opacus_prv_accountant_says(digits, tmp_path, monkeypatch):
+    """The recipe's accountant is PRV: the DP teacher's report names it, and its ε is the PRV accountant's upper
+    bound for the run's (σ, q, steps), below the target; RDP would have needed more noise for the same target."""
+    from opacus.accountants import PRVAccountant
+
+    from dpsd_lite import dpsgd, teacher
+    from dpsd_lite.accounting import composed_epsilon
+
+    assert dpsgd.DP_TEACHER["accountant"] == "prv"
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "pretrain_steps", 5)
+    monkeypatch.setitem(dpsgd.DP_TEACHER, "epochs", 2)
+    t = teacher.get_dp_teacher(digits, 2.0, seed=0, device="cpu", cache_dir=str(tmp_path))
+    rep = t.privacy
+    assert "PRV" in rep["accountant"] and 0.9 * 2.0 < rep["epsilon"] <= 2.0
+    acc = PRVAccountant()
+    acc.history = [(rep["noise_multiplier"], rep["sample_rate"], rep["steps"])]
+    assert acc.get_epsilon(1e-5) == pytest.approx(rep["epsilon"], rel=1e-6)
+    # the same noise is worth more ε under RDP's looser bound: PRV buys less noise per target
+    assert composed_epsilon(rep["noise_multiplier"], rep["sample_rate"], rep["steps"], 1e-5, "rdp") > rep["epsilon"]
+
+
 def test_recipe_noise_is_secret_and_its_augmentations_follow_the_seed(digits):
     """With augmentation multiplicity and averaging, the DP noise still comes from the secret source: two runs at
     one seed differ; with reproducible noise (a lesson) they repeat exactly, augmentations included."""
