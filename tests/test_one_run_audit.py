@@ -231,6 +231,8 @@ def test_privacy_study_puts_the_record_level_routes_side_by_side(digits, monkeyp
         assert row["unit"] == "record" and 0 < row["epsilon"] <= 5.0 and row["seconds"] > 0, row
     assert by_mode["rr"]["unit"] == "teacher answer"
     assert "dp-teacher student" in format_study(study)
+    # the audited student starts from its DP teacher's weights, as `dpsd-lite transcribe --teacher-dp-epsilon` does
+    assert by_mode["dp-teacher"]["student_init"] == "teacher"
 
 
 def test_the_record_level_route_is_audited_with_the_dp_teachers_shipped_recipe(digits, monkeypatch, tmp_path):

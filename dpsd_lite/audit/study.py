@@ -109,7 +109,7 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
         if s.num_shadows else None
     rows, attacks, canary_rows = [], [], []
 
-    def add(model_name, mode, eps_target, privacy_claim, model, accuracy_, seconds=None):
+    def add(model_name, mode, eps_target, privacy_claim, model, accuracy_, seconds=None, **extra):
         res = audit_model(model, members, model_name, privacy_claim, shadows, s.n_boot, s.seed, s.delta,
                           canaries=cs, confidence=s.confidence)
         attacks.extend(res)
@@ -117,7 +117,7 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
                "epsilon": privacy_claim["epsilon"] if privacy_claim["unit"] == "record" else eps_target,
                "delta": privacy_claim["delta"], "unit": "record" if privacy_claim["unit"] == "record" else
                ("teacher answer" if math.isfinite(eps_target) else "none"),
-               "record_claim": privacy_claim, "heldout_accuracy": accuracy_, "seconds": seconds}
+               "record_claim": privacy_claim, "heldout_accuracy": accuracy_, "seconds": seconds, **extra}
         row["eps_lower_bound"] = None  # only the one-run attack gives one
         for r in res:
             key = {"lira-offline": "lira", "loss": "loss", "one-run": "one_run"}[r.attack]
@@ -192,9 +192,11 @@ def _public_routes(s, data, train, base, device, add, log):
             tt = TrainedTeacher(d.model, d.heldout_accuracy, d.private_accuracy, d.epochs, s.seed, False,
                                 privacy=d.privacy_report())
             t0 = time.perf_counter()
-            res = transcribe(data=train, teacher=tt, noise_mode="none", **base)
+            # teacher_dp_epsilon: the student starts from the DP model's weights, as `dpsd-lite transcribe
+            # --teacher-dp-epsilon E` does (student_init), so the audited student is the one users get
+            res = transcribe(data=train, teacher=tt, noise_mode="none", teacher_dp_epsilon=eps, **base)
             add(f"dp-teacher student eps={eps:g}", "dp-teacher", eps, claimed_from_privacy(res.privacy),
-                res.student, res.student_accuracy, time.perf_counter() - t0)
+                res.student, res.student_accuracy, time.perf_counter() - t0, student_init=res.config.student_init)
 
 
 def format_study(study: Study) -> str:
