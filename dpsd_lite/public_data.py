@@ -12,13 +12,19 @@ was drawn as. No private image, label or statistic goes into it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from .data import DataSplits, _stratified_split, augment_images
 from .generators import STROKE_FORMAT, StrokeGenerator
 from .models import Student, fit_classifier
-from .utils import resolve_device
+from . import __version__
+from .utils import atomic_write, resolve_device
 
 __all__ = ["drawn_digits", "public_handwriting", "public_pretrained_student"]
 
@@ -84,7 +90,8 @@ def public_handwriting(heldout_fraction: float = 0.2) -> DataSplits:
 
 
 def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch_size: int = 256, lr: float = 4e-3,
-                              seed: int = 0, device="cpu", augment: bool = False, **student_kwargs):
+                              seed: int = 0, device="cpu", augment: bool = False, cache_dir: str | None = None,
+                              **student_kwargs):
     """A :class:`~dpsd_lite.models.Student` trained on public digit drawings only: a public initialisation.
 
     Every step draws a fresh batch of bent copybook digits in ``dataset``'s
@@ -96,11 +103,29 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
     shifted (up to 1/8 of the image) and rotated (up to 10 degrees) by
     :func:`dpsd_lite.data.augment_images`, drawn from the same seeded generator:
     more variety from the same public drawer.
+
+    ``cache_dir``: keep the trained start under ``<cache_dir>/public-starts`` and reuse it for the same
+    arguments and package version (both ε of a record-level route start from it). It holds no private data
+    and no DP noise, so keeping it releases nothing.
     """
     if dataset not in STROKE_FORMAT:
         raise ValueError(f"no public drawings for {dataset!r}: digits only ({', '.join(STROKE_FORMAT)})")
     device = resolve_device(device)
     shape = (1, 8, 8) if dataset == "digits" else (1, 28, 28)
+    path = None
+    if cache_dir is not None:
+        key = json.dumps({"dataset": dataset, "steps": int(steps), "batch_size": int(batch_size), "lr": float(lr),
+                          "seed": int(seed), "augment": bool(augment), "student": student_kwargs,
+                          "version": __version__}, sort_keys=True)
+        path = os.path.join(cache_dir, "public-starts",
+                            f"{dataset}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt")
+        if os.path.exists(path):
+            try:
+                student = Student(shape, 10, **student_kwargs).to(device)
+                student.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+                return student.eval()
+            except Exception as exc:  # corrupt or stale: train it again
+                warnings.warn(f"public start cache {path} is unreadable ({exc.__class__.__name__}); training it again")
     g = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
     drawer = StrokeGenerator(shape, 10, skeletons=1.0, **STROKE_FORMAT[dataset]).to(device).eval()
@@ -117,4 +142,9 @@ def public_pretrained_student(dataset: str = "mnist-5k", steps: int = 600, batch
             yield x, c
 
     fit_classifier(student, batches(), int(steps), lr, schedule="one-cycle", device=device)
+    if path is not None:
+        try:
+            atomic_write(path, lambda fh: torch.save(student.state_dict(), fh))
+        except OSError as exc:  # only a cache: the start is still good
+            warnings.warn(f"cannot keep the public start in {os.path.dirname(path)} ({exc})")
     return student  # fit_classifier leaves it in eval mode

@@ -178,7 +178,8 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
             warnings.warn(f"DP teacher cache {path} is unreadable ({exc.__class__.__name__}); training it again")
     init, what = None, None
     if public_init:
-        init = public_pretrained_student(data.name, seed=seed, device=device, **pretrain)
+        init = public_pretrained_student(data.name, seed=seed, device=device, cache_dir=cache_dir or default_cache_dir(),
+                                         **pretrain)
         what = describe_pretraining(pretrain)
     step_progress = None if progress is None else (lambda e, n, h: progress(e, n, h["loss"]))
     res = train_dpsgd(data, epsilon, delta, seed=seed, device=device, progress=step_progress, init=init,

@@ -314,6 +314,28 @@ def test_public_initialisation_learns_digits_from_drawings_alone_and_follows_its
         public_pretrained_student("fashion-mnist", steps=1)
 
 
+def test_public_start_is_kept_in_the_cache_and_a_corrupt_copy_is_trained_again(tmp_path, monkeypatch):
+    """With ``cache_dir`` the public start is trained once per arguments and reused (both ε of a route start from
+    it); other arguments get their own file; an unreadable file is reported and replaced."""
+    from dpsd_lite import public_data
+
+    calls = []
+    fit = public_data.fit_classifier
+    monkeypatch.setattr(public_data, "fit_classifier", lambda *a, **k: (calls.append(1), fit(*a, **k))[1])
+    a = public_data.public_pretrained_student("digits", steps=5, batch_size=16, seed=1, cache_dir=str(tmp_path))
+    b = public_data.public_pretrained_student("digits", steps=5, batch_size=16, seed=1, cache_dir=str(tmp_path))
+    assert len(calls) == 1 and not b.training
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    files = list((tmp_path / "public-starts").iterdir())
+    assert len(files) == 1 and not any(f.suffix == ".tmp" for f in files)
+    public_data.public_pretrained_student("digits", steps=5, batch_size=16, seed=2, cache_dir=str(tmp_path))
+    assert len(calls) == 2 and len(list((tmp_path / "public-starts").iterdir())) == 2
+    files[0].write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        c = public_data.public_pretrained_student("digits", steps=5, batch_size=16, seed=1, cache_dir=str(tmp_path))
+    assert len(calls) == 3 and all(torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
 def test_augmented_public_initialisation_sees_shifted_drawings_and_follows_its_seed(monkeypatch):
     """``augment``: the drawings are shifted and rotated (from the same seeded generator) before each step."""
     from dpsd_lite import public_data

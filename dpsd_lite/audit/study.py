@@ -23,6 +23,7 @@ from ..generators import STROKE_FORMAT
 from ..public_data import public_pretrained_student
 from ..teacher import TrainedTeacher, get_teacher
 from ..transcribe import transcribe
+from ..utils import default_cache_dir
 from .attacks import audit_model, claimed_from_privacy, train_shadow_models
 from .metrics import NO_PRIVACY_CLAIM, claim
 from .one_run import one_run_exposure, plant_one_run_canaries
@@ -167,17 +168,18 @@ def privacy_study(data: DataSplits, settings: StudySettings | None = None, cache
                     d.heldout_accuracy, time.perf_counter() - t0)
         public = s.dpsgd_public if s.dpsgd_public is not None else data.name in STROKE_FORMAT
         if public:
-            _public_routes(s, data, train, base, device, add, log)
+            _public_routes(s, data, train, base, device, add, log, cache_dir)
     return Study(rows, attacks, canary_rows, s, train.name)
 
 
-def _public_routes(s, data, train, base, device, add, log):
+def _public_routes(s, data, train, base, device, add, log, cache_dir=None):
     """The record-level route: the DP teacher (DP-SGD from weights trained on public drawings, with the shipped
     recipe unless ``s.dp_teacher`` says otherwise), and a student transcribed from that DP model (free)."""
     pretrain, recipe = split_recipe()
     recipe = recipe if s.dp_teacher is None else s.dp_teacher
     t0 = time.perf_counter()
-    init = public_pretrained_student(data.name, seed=s.seed, device=device, **pretrain)
+    init = public_pretrained_student(data.name, seed=s.seed, device=device, cache_dir=cache_dir or default_cache_dir(),
+                                     **pretrain)
     pretrain_seconds = time.perf_counter() - t0
     log(f"{describe_pretraining(pretrain)} ({pretrain_seconds:.0f} s)")
     for eps in s.epsilons:
