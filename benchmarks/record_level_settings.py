@@ -25,13 +25,18 @@ private or held-out MNIST image is read.
 
     python benchmarks/record_level_settings.py dp-teacher --jobs 2   # the public initialisation's round
     python benchmarks/record_level_settings.py dp-teacher --grid recipe --jobs 2   # the first round, 45 min
+    python benchmarks/record_level_settings.py dp-teacher --grid matched --jobs 2  # at the shipped noise
     python benchmarks/record_level_settings.py dpsgd                 # about 20 min on 2 cores
     python benchmarks/record_level_settings.py ensemble              # about 10 min
     python benchmarks/record_level_settings.py dp-teacher --fast     # a smoke run
 
 Results are written to benchmarks/results/record-level-settings-<what>.json and to RESULTS.md
 (``dp-teacher --grid recipe``, the first round: ``record-level-settings-dp-teacher``; ``--grid init``, the
-default: ``record-level-settings-dp-teacher-init``).
+default: ``record-level-settings-dp-teacher-init``; ``--grid matched``: ``record-level-settings-dp-teacher-matched``).
+
+``--grid matched`` runs the shipped recipe and changes around it at the noise it meets on mnist-5k: the stand-in
+has 1,438 records, not 5,000, so at the same ε, batch and epochs its σ is larger. Its default ε, 2 and 20, give
+the stand-in the σ (PRV accountant) the shipped recipe uses on mnist-5k at ε = 1 and 10 (4.8 and 0.91).
 """
 
 from __future__ import annotations
@@ -68,7 +73,13 @@ DP_TEACHER_GRIDS = {
              (("pretrain_steps", (3000,)), ("pretrain_augment", (True,)),
               ("pretrain_steps+pretrain_augment", ((3000, True),)),
               ("pretrain_steps+pretrain_augment+batch_size", ((3000, True, 512),)))),
+    "matched": ({"pretrain_steps": 3000, "pretrain_augment": True, "epochs": 30, "batch_size": 256, "lr": 4e-3,
+                 "max_grad_norm": 0.5, "augmult": 0, "ema": 0.95, "accountant": "prv"},
+                (("lr", (8e-3,)), ("epochs", (60,)), ("batch_size", (512,)), ("max_grad_norm", (1.0,)),
+                 ("ema", (None, 0.99)), ("pretrain_steps", (6000,)))),
 }
+#: each grid's default ε per record on the stand-in (``matched``: the stand-in's σ equals mnist-5k's at 1 and 10)
+GRID_EPSILONS = {"recipe": "1,10", "init": "1,10", "matched": "2,20"}
 
 
 def dp_teacher_grid(base, changes):
@@ -164,7 +175,8 @@ def _label(setting) -> str:
 
 def stem(what: str, grid: str | None) -> str:
     """The name of a run's JSON file in benchmarks/results/ and of its RESULTS.md section."""
-    return f"record-level-settings-{what}" + ("-init" if what == "dp-teacher" and grid == "init" else "")
+    return f"record-level-settings-{what}" + (f"-{grid}" if what == "dp-teacher" and grid in ("init", "matched")
+                                              else "")
 
 
 def write_results(what: str, payload: dict, argv=None) -> None:
@@ -178,6 +190,9 @@ def write_results(what: str, payload: dict, argv=None) -> None:
              "**chosen**" if r["setting"] == payload["chosen"] else "")
             for r in payload["rows"]]
     name = {"dpsgd": "DP-SGD", "ensemble": "teacher ensemble", "dp-teacher": "DP-SGD teacher's"}[what]
+    accountant = "Opacus " + ("PRV" if payload["rows"][0]["setting"].get("accountant") == "prv" else "RDP") + " accountant"
+    matched = ("; at these ε the stand-in's σ is the one the shipped recipe meets on mnist-5k at ε = 1 and 10"
+               if payload.get("grid") == "matched" else "")
     if with_cost:
         body = (f"The DP-SGD teacher of the record-level route, chosen on public data only: its initialisation is "
                 f"trained on drawn digits (`public_pretrained_student`, `pretrain_steps` steps, each drawing randomly "
@@ -185,8 +200,8 @@ def write_results(what: str, payload: dict, argv=None) -> None:
                 f"*public real handwriting* standing in for the private set, scikit-learn's digits in MNIST's format "
                 f"(`dpsd_lite.public_data.public_handwriting`, {payload['data']['private_size']:,} training + "
                 f"{payload['data']['heldout_size']:,} held-out images), and is scored on its held-out part. No "
-                f"private or held-out MNIST image is read. ε per column is per training record (δ = 1e-5; Opacus "
-                f"RDP accountant, Poisson sampling), seed {payload['seed']}, the DP noise secret (each cell one "
+                f"private or held-out MNIST image is read. ε per column is per training record (δ = 1e-5; "
+                f"{accountant}, Poisson sampling){matched}, seed {payload['seed']}, the DP noise secret (each cell one "
                 f"run). One setting changed at a time from the first row (`ema` is the decay of the moving average "
                 f"of the weights, post-processing; `augmult` the augmented copies per record whose mean gradient is "
                 f"clipped once); cost = epochs × copies relative to the first row; the best mean among settings of "
@@ -212,6 +227,8 @@ def write_results(what: str, payload: dict, argv=None) -> None:
     title = f"How the {name} defaults were chosen (public data)"
     if payload.get("grid") == "init":
         title = "How the DP-SGD teacher's public initialisation was chosen (public data)"
+    if payload.get("grid") == "matched":
+        title = "The DP-SGD teacher's recipe at the noise it meets on mnist-5k (public data)"
     write_section(stem(what, payload.get("grid")), title,
                   command_line("record_level_settings.py", argv), body)
 
@@ -219,7 +236,7 @@ def write_results(what: str, payload: dict, argv=None) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("dp-teacher", "dpsgd", "ensemble"))
-    ap.add_argument("--epsilons", default="1,10")
+    ap.add_argument("--epsilons", default=None, help="ε per record (default: the grid's, GRID_EPSILONS; 1,10)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     ap.add_argument("--jobs", type=int, default=1, help="settings run side by side (dp-teacher, dpsgd; default 1)")
@@ -242,7 +259,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    epsilons = [float(e) for e in args.epsilons.split(",")]
+    epsilons = [float(e) for e in (args.epsilons or GRID_EPSILONS.get(args.grid if args.what == "dp-teacher"
+                                                                      else "", "1,10")).split(",")]
     data = _data(args.what, args.fast)
     if args.what == "dp-teacher":
         base, changes = DP_TEACHER_GRIDS[args.grid]
