@@ -43,3 +43,18 @@ def test_the_section_names_the_grids_accountant(monkeypatch):
         rls.write_results("dp-teacher", payload)
         assert f"Opacus {accountant} accountant" in written["body"]
         assert ("σ is the one the shipped recipe meets" in written["body"]) == (grid == "matched")
+
+
+def test_a_check_of_the_recipe_keeps_it_unless_a_change_beats_its_spread():
+    """``matched_verdict``: the first row is the shipped recipe; a change is adopted only when its mean over three
+    seeds beats the recipe's by more than the recipe's own seeds spread over."""
+    def row(name, per_seed):
+        return {"setting": {"name": name}, "per_seed": per_seed, "mean": sum(per_seed) / 3}
+
+    base = row("shipped", [0.96, 0.95, 0.97])  # spread 2 points
+    kept, best, text = rls.matched_verdict([base, row("small", [0.97, 0.96, 0.975])])  # +0.8: noise
+    assert kept and best == {"name": "small"} and "the recipe is kept" in text
+    kept, best, text = rls.matched_verdict([base, row("large", [0.99, 0.985, 0.99])])  # +2.8: over the spread
+    assert not kept and best == {"name": "large"} and "becomes the recipe" in text
+    kept, best, text = rls.matched_verdict([base, row("worse", [0.9, 0.9, 0.9])])
+    assert kept and best == {"name": "shipped"} and "best mean" in text
