@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true", help="smoke run: digits, one seed, 3 transcription steps; writes nothing")
     args = ap.parse_args(argv)
 
-    from dpsd_lite.dpsgd import _ACCOUNTANT_NAMES, DP_TEACHER
+    from dpsd_lite.dpsgd import DP_TEACHER
     from dpsd_lite.generators import STROKE_FORMAT
 
     dataset = "digits" if args.fast else args.dataset
@@ -179,10 +179,13 @@ def main(argv=None) -> int:
     body_rows = [(names[c], f"{s['epsilon']:g}", f"{100 * s[c]['mean']:.1f}%", f"{100 * s[c]['sd']:.1f}",
                   " / ".join(f"{100 * a:.1f}" for a in s[c]["accs"])) for c in cols for s in summary]
     init = next((r["initialisation"] for r in rows if r.get("initialisation")), "random")
+    # the accountant the runs' reports name (rows taken from an old log may not carry it)
+    accountant = next((r["accountant"] for r in rows if r.get("accountant")),
+                      f"the recipe's accountant ({DP_TEACHER.get('accountant', 'rdp')})")
     logged = [f"seed {r['seed']} ε = {r['epsilon_target']:g}" for r in rows if r.get("from_log")]
     body = (f"Held-out accuracy on {dataset}'s held-out split (only measured: no setting was chosen on it), ε per "
             f"private training record, δ = 1e-5, DP-SGD with Poisson sampling (Opacus), "
-            f"{_ACCOUNTANT_NAMES[DP_TEACHER.get('accountant', 'rdp')]}; "
+            f"{accountant}; "
             f"secret noise, so the seeds ({', '.join(map(str, seeds))}) are separate runs. Each row: mean, standard "
             f"deviation, then each seed. The teacher's recipe (`dpsd_lite.dpsgd.DP_TEACHER`): "
             f"`{json.dumps(DP_TEACHER)}`; its "

@@ -20,10 +20,10 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from . import __version__
 from .data import DataSplits, _stratified_split, augment_images
 from .generators import STROKE_FORMAT, StrokeGenerator
 from .models import Student, fit_classifier
-from . import __version__
 from .utils import atomic_write, resolve_device
 
 __all__ = ["drawn_digits", "public_handwriting", "public_pretrained_student"]

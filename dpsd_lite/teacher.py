@@ -163,8 +163,9 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
         public_init = data.name in STROKE_FORMAT
     pretrain, recipe = split_recipe()
     epochs = recipe["epochs"]
+    cache_dir = cache_dir or default_cache_dir()
     # the augmentation enters the key only when on, so teachers cached before it existed keep their names
-    path = _cache_path(data, epochs, seed, cache_dir or default_cache_dir(), arch="Student-dpsgd",
+    path = _cache_path(data, epochs, seed, cache_dir, arch="Student-dpsgd",
                        dp_epsilon=epsilon, dp_delta=delta, public_init=bool(public_init), pretrain=pretrain["steps"],
                        recipe=recipe, **({"pretrain_augment": True} if pretrain["augment"] else {}))
     if os.path.exists(path) and not retrain:
@@ -178,8 +179,7 @@ def get_dp_teacher(data: DataSplits, epsilon: float, delta: float = 1e-5, seed: 
             warnings.warn(f"DP teacher cache {path} is unreadable ({exc.__class__.__name__}); training it again")
     init, what = None, None
     if public_init:
-        init = public_pretrained_student(data.name, seed=seed, device=device, cache_dir=cache_dir or default_cache_dir(),
-                                         **pretrain)
+        init = public_pretrained_student(data.name, seed=seed, device=device, cache_dir=cache_dir, **pretrain)
         what = describe_pretraining(pretrain)
     step_progress = None if progress is None else (lambda e, n, h: progress(e, n, h["loss"]))
     res = train_dpsgd(data, epsilon, delta, seed=seed, device=device, progress=step_progress, init=init,
