@@ -19,7 +19,7 @@ from .config import TranscribeConfig, resolve
 from .data import load_dataset
 from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
 from .errors import DpsdError, RunDirectoryError
-from .names import generator_label
+from .names import run_generator_label
 from .reid_filter import check_percentile, reid_filter
 from .report import format_report, privacy_summary, three_levels, with_dp_teacher
 from .runs import atomic_directory, load_run, save_run
@@ -265,6 +265,6 @@ def run_audit(args):
     results = audit_run(run, data=data, teacher=teacher, num_shadows=args.shadows, shadow_epochs=args.shadow_epochs,
                         n_boot=args.bootstrap, seed=args.seed, device=device)
     print(f"run: {run.path} ({run.config.dataset}, mode {run.config.noise_mode}, queries from the "
-          f"{generator_label(run.config.generator)})")
+          f"{run_generator_label(run.config)})")
     print(format_audit(results))
     return 0

@@ -149,6 +149,10 @@ class TranscribeConfig:
     generator_batch: int = 64  # images per generator step
     lr_generator: float | None = None  # None: the generator's default (GENERATOR_DEFAULTS)
     generator_sharpness: float | None = None  # learned: ink edges, tanh(sharpness·…) (None: per dataset)
+    # learned: share of every batch of queries drawn by the frozen generic-shapes prior instead (random ellipses
+    # and pen strokes, no shape of any task: generators.GenericShapes), a public prior named on every report and
+    # figure of the run; 0: off, DPSD's generator alone (the default)
+    generic_shapes: float = 0.0
     # mode none only: DFAD's teacher–student discrepancy, maximised by the generator (it reads the raw teacher,
     # which no private mode may: there it resolves to 0, whatever is set, and the saved config says so).
     # None: LEARNED_DISCREPANCY_WEIGHT for the learned generator in mode none, 0 otherwise
@@ -201,6 +205,15 @@ class TranscribeConfig:
                 raise DpsdError(f"{name} must be a {kind} integer, got {value!r}")
         if not 0 <= self.skeletons <= 1:
             raise DpsdError(f"skeletons is a share of the images, in [0, 1]; got {self.skeletons}")
+        if not 0 <= self.generic_shapes < 1:  # also refuses NaN
+            raise DpsdError(f"generic_shapes is the share of the queries the generic-shapes prior draws, in [0, 1); "
+                            f"got {self.generic_shapes}")
+        if self.generic_shapes and self.generator != "learned":
+            raise DpsdError(f"generic_shapes shares the learned generator's queries; generator {self.generator!r} "
+                            f"does not take it (use generator='learned', or generic_shapes=0)")
+        if self.generic_shapes and self.nz < 64:
+            raise DpsdError(f"generic_shapes draws its shapes from 64 entries of z; nz must be at least 64, got "
+                            f"{self.nz}")
         if self.precision not in PRECISIONS:
             raise DpsdError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.class_balance is not None and not 0 <= self.class_balance <= 1:

@@ -2,6 +2,9 @@
 
 * :class:`Generator`: a class-conditional convolutional G(z, c) from noise
   (DAFL/DFAD-style), trained in the loop with the student as discriminator.
+* :class:`GenericShapes`: a frozen public prior with no task in it, random
+  filled ellipses and pen strokes painted over each other ("dead leaves");
+  the learned generator can hand it a share of its queries (``generic_shapes``).
 * :class:`StrokeGenerator`: a generator that *draws* handwritten digits with
   pen strokes and copybook skeletons (:mod:`dpsd_lite.skeletons`): a public
   prior written by hand, for digit domains.
@@ -62,7 +65,8 @@ def build_generator(config, image_shape, num_classes):
     # channels-last: its 28×28 convolutions run about twice as fast on CPU (see upsample2)
     return channels_last(Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
                                    margin=PUBLIC_MARGIN.get(config.dataset, 0),
-                                   sharpness=config.generator_sharpness))
+                                   sharpness=config.generator_sharpness,
+                                   generic_shapes=getattr(config, "generic_shapes", 0.0)))
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
@@ -81,14 +85,23 @@ class Generator(nn.Module):
     Linear → BatchNorm → (upsample ×2, 3×3 conv, BatchNorm, LeakyReLU 0.2) ×2 →
     3×3 conv → tanh. ``z`` is B×nz standard normal, ``c`` B class indices;
     the class is fed in as a one-hot vector concatenated to z.
+
+    ``generic_shapes`` (in [0, 1), default 0: off) hands that share of every batch to the frozen
+    :class:`GenericShapes` prior, drawn from the same z: the last rows of each half of the batch, so the
+    two images of a same-class pair (rows i and i + B/2, see :func:`dpsd_lite.phases.draw`) come from the
+    same source. Those images carry no gradient; the network is still run on the whole batch, so its
+    BatchNorm statistics are those of the batch it was given.
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes=10, nz=64, width=32, ink=None, sharpness=4.0,
-                 margin=0):
+                 margin=0, generic_shapes=0.0):
         super().__init__()
         self.ink, self.sharpness, self.margin = ink, sharpness, int(margin)
+        self.generic_shapes = float(generic_shapes)
         self.architecture = {"image_shape": list(image_shape), "num_classes": num_classes, "nz": nz,
-                             "width": width, "ink": ink, "sharpness": sharpness, "margin": int(margin)}
+                             "width": width, "ink": ink, "sharpness": sharpness, "margin": int(margin),
+                             "generic_shapes": self.generic_shapes}
+        self.shapes = GenericShapes(image_shape, nz) if self.generic_shapes else None
         c, h, w = _check_shape(image_shape)
         self.nz, self.num_classes, self.image_shape = nz, num_classes, (c, h, w)
         self.init_hw = (h // 4, w // 4)
@@ -104,6 +117,15 @@ class Generator(nn.Module):
         self.out = nn.Conv2d(width // 2, c, 3, padding=1)
 
     def forward(self, z, c, ink_scale=None):
+        x = self._learned(z, c, ink_scale)
+        if self.shapes is None:
+            return x
+        use = shapes_rows(len(z), self.generic_shapes, z.device)[:, None, None, None]
+        with torch.no_grad():
+            y = self.shapes(z).to(x.dtype)
+        return torch.where(use, y, x)
+
+    def _learned(self, z, c, ink_scale=None):
         onehot = F.one_hot(c, self.num_classes).to(z.dtype)
         x = self.fc(torch.cat([z, onehot], 1)).view(-1, self.width, *self.init_hw)
         x = self.bn0(x)
@@ -390,6 +412,63 @@ class StrokeGenerator(nn.Module):
 
 
 GENERATORS = {"Generator": Generator, "StrokeGenerator": StrokeGenerator}
+
+
+def shapes_rows(n: int, share: float, device="cpu") -> torch.Tensor:
+    """Which of a batch's n rows the :class:`GenericShapes` prior draws (a bool vector): the last ``share`` of
+    each half, so rows i and i + n/2 (a same-class pair) always come from the same source."""
+    half = max(n // 2, 1)
+    return (torch.arange(n, device=device) % half).float() / half >= 1 - share
+
+
+class GenericShapes(nn.Module):
+    """A frozen public prior with no task in it: images of random filled ellipses and pen strokes painted over
+    each other, in random grey on black ("dead leaves", after the occlusion model of natural images).
+
+    Every choice is a function of z alone (the class is not used: nothing here knows what a class looks like):
+    SHAPES slots of eight uniforms each, Φ(z) of z's first SHAPES·8 entries, of which the first 2–8 are painted
+    (the count from the last entry of z, whose fractional part also serves as the last slot's pen width).
+    Per slot: ellipse or stroke; a centre at least 5 px inside the frame; ellipse radii 1.5–9 px, or a stroke
+    4–20 px long and 0.7–2.2 px wide; an angle; a grey of 0.3–1; soft edges (sigmoid of −2 × the distance in
+    pixels). It has no parameters and learns nothing. Its measurements are in benchmarks/RESULTS.md
+    (issue 41, "half-and-half queries").
+    """
+
+    SHAPES = 8
+
+    def __init__(self, image_shape=(1, 28, 28), nz=64):
+        super().__init__()
+        c, h, w = _check_shape(image_shape)
+        if nz < self.SHAPES * 8:
+            raise DpsdError(f"generic shapes draw {self.SHAPES} shapes of 8 numbers each from z; nz must be at least "
+                            f"{self.SHAPES * 8}, got {nz}")
+        self.image_shape = (c, h, w)
+        yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+        self.register_buffer("yy", yy, persistent=False)  # not saved: a checkpoint holds only what was learned
+        self.register_buffer("xx", xx, persistent=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.float()
+        n, (c, h, w), S = len(z), self.image_shape, self.SHAPES
+        u = torch.special.ndtr(z[:, :S * 8]).view(n, S, 8).clamp(1e-4, 1 - 1e-4)
+        last = torch.special.ndtr(z[:, -1]) * (S - 1)
+        active = 2 + last.floor()  # 2..8 shapes
+        u[:, S - 1, 7] = last.frac().clamp(1e-4, 1 - 1e-4)  # z's last entry also gave the count: its own width
+        img = torch.zeros(n, h, w, device=z.device)
+        for s in range(S):  # eight slots, each batched over the whole batch
+            kind, cx, cy, r1, r2, ang, grey, thick = [u[:, s, i, None, None] for i in range(8)]
+            dx, dy = self.xx - (5 + cx * (w - 10)), self.yy - (5 + cy * (h - 10))
+            ca, sa = torch.cos(ang * math.pi), torch.sin(ang * math.pi)
+            px, py = dx * ca + dy * sa, -dx * sa + dy * ca
+            a1, a2 = 1.5 + r1 * 7.5, 1.5 + r2 * 7.5  # ellipse radii
+            d_ellipse = (torch.sqrt((px / a1) ** 2 + (py / a2) ** 2) - 1) * torch.minimum(a1, a2)
+            half_length = 2 + r1 * 8
+            d_stroke = torch.sqrt((px - px.clamp(-half_length, half_length)) ** 2 + py ** 2) - (0.7 + thick * 1.5)
+            d = torch.where(kind < 0.5, d_ellipse, d_stroke)
+            m = torch.sigmoid(-2.0 * d) * (s < active)[:, None, None].float()
+            img = img * (1 - m) + m * (0.3 + 0.7 * grey)
+        return (img * 2 - 1)[:, None].expand(n, c, h, w).contiguous()
 
 
 def ink_threshold(flat: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,20 @@ GENERATOR_KINDS = ("learned", "strokes")
 GENERATOR_LABELS = {"learned": "learned generator (DPSD)", "strokes": "stroke renderer (public prior)"}
 
 
-def generator_label(generator: str) -> str:
-    """What a table or a plot title calls a generator (``learned`` → "learned generator (DPSD)")."""
-    return GENERATOR_LABELS.get(generator, generator)
+def generator_label(generator: str, generic_shapes: float = 0.0) -> str:
+    """What a table or a plot title calls a generator (``learned`` → "learned generator (DPSD)"), naming the
+    generic-shapes prior when it draws a share of the queries (``generic_shapes``, see
+    :class:`dpsd_lite.generators.GenericShapes`): "learned generator (DPSD) + generic shapes (public prior, 50%
+    of queries)"."""
+    label = GENERATOR_LABELS.get(generator, generator)
+    share = float(generic_shapes or 0.0)
+    return label + (f" + generic shapes (public prior, {share:.0%} of queries)" if share else "")
+
+
+def run_generator_label(run) -> str:
+    """:func:`generator_label` of a config, of anything with a ``.config`` (a result, a loaded run) or of a sweep
+    row (a dict with a ``generator`` and perhaps a ``generic_shapes`` column)."""
+    if isinstance(run, dict):
+        return generator_label(str(run.get("generator", "—")), run.get("generic_shapes", 0.0))
+    config = getattr(run, "config", run)
+    return generator_label(str(getattr(config, "generator", "—")), getattr(config, "generic_shapes", 0.0))

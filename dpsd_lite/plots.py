@@ -66,13 +66,15 @@ def generator_name(run) -> str:
     result, a loaded run, the loop's players), a sweep row (its ``generator`` column) or a generator kind.
     """
     if isinstance(run, str):
-        kind, frozen = run, False
+        kind, share, frozen = run, 0.0, False
     elif isinstance(run, dict):
-        kind, frozen = run.get("generator"), bool(run.get("freeze_generator", False))
+        kind, share, frozen = run.get("generator"), run.get("generic_shapes", 0.0), bool(run.get("freeze_generator",
+                                                                                                   False))
     else:
         config = _config_of(run)
-        kind, frozen = getattr(config, "generator", None), bool(getattr(config, "freeze_generator", False))
-    name = generator_label(str(kind)) if kind not in (None, "—") else "no generator"
+        kind, share = getattr(config, "generator", None), getattr(config, "generic_shapes", 0.0)
+        frozen = bool(getattr(config, "freeze_generator", False))
+    name = generator_label(str(kind), share) if kind not in (None, "—") else "no generator"
     return name + (", frozen at its initialisation" if frozen else "")
 
 

@@ -10,7 +10,7 @@ from .accounting import rr_keep_probability, whole_run_epsilon
 from .config import (CHOSEN_ON_PRIVATE_SPLIT, LEARNED_CHOSEN_ON_PRIVATE_SPLIT, LEARNED_SELECTION_DATASETS,
                      SELECTION_DATASETS)
 from .mechanisms import EnsembleVote, Mechanism
-from .names import generator_label
+from .names import run_generator_label
 from .phases import balances_classes
 
 UNIT_PER_QUERY = (
@@ -104,7 +104,7 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
         "teacher_queries": int(queries),
     }
     if config is not None:  # which generator asked the queries: DPSD's learned one, or the renderer (a lesson)
-        report["generator"] = generator_label(config.generator)
+        report["generator"] = run_generator_label(config)
     if not mechanism.private:
         report.update({"epsilon": math.inf, "delta": None, "unit_of_privacy": UNIT_NONE,
                        "accountant": "none"})

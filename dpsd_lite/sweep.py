@@ -21,7 +21,8 @@ from .data import load_dataset
 from .dpsgd import describe_pretraining, split_recipe, train_dpsgd
 from .ensemble import train_teacher_ensemble, transcribe_with_ensemble
 from .errors import DpsdError
-from .names import BASELINES, NOISE_MODES, SWEEP_MODES, generator_label, mode_name, mode_settings  # noqa: F401
+from .names import (BASELINES, NOISE_MODES, SWEEP_MODES, generator_label, mode_name, mode_settings,  # noqa: F401
+                    run_generator_label)
 from .public_data import public_pretrained_student
 from .teacher import teacher_for
 from .transcribe import transcribe
@@ -32,7 +33,7 @@ __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_swee
 # epsilon: what the row's mechanism calibrates (per teacher answer for the DPSD modes, per private record for the
 # record-level baselines); epsilon_whole_run: every answer composed (what one record can move through a
 # non-private teacher); epsilon_per_record: the record-level guarantee, empty where there is none
-SWEEP_COLUMNS = ("dataset", "generator", "noise_mode", "epsilon", "delta", "privacy_unit", "epsilon_whole_run",
+SWEEP_COLUMNS = ("dataset", "generator", "generic_shapes", "noise_mode", "epsilon", "delta", "privacy_unit", "epsilon_whole_run",
                  "epsilon_per_record", "noise", "student_accuracy", "teacher_accuracy", "ratio_to_teacher", "queries",
                  "steps", "seed", "seconds")
 
@@ -88,6 +89,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
             row = {
                 "dataset": config.dataset,
                 "generator": config.generator,
+                "generic_shapes": config.generic_shapes,  # share of queries from the public generic-shapes prior
                 "noise_mode": mode_name(result.config.noise_mode, result.config.rr_answer),
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
@@ -153,7 +155,7 @@ def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callba
                                        callbacks=callbacks)
         row = {
             "dataset": config.dataset, "generator": config.generator,
-            "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
+            "generic_shapes": config.generic_shapes, "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
             "delta": config.delta, "privacy_unit": "per private training record",
             "epsilon_whole_run": out.privacy["epsilon"], "epsilon_per_record": out.privacy["epsilon"],
             "noise": _noise_column(config, True), "student_accuracy": out.student_accuracy,
@@ -189,7 +191,7 @@ def format_table(rows) -> str:
     header = ("mode", "generator", "ε per answer", "ε whole run", "ε per record", "delta", "student acc",
               "teacher acc", "ratio", "queries", "seconds")
     body = [
-        (r["noise_mode"], generator_label(str(r.get("generator", "—"))),
+        (r["noise_mode"], run_generator_label(r),
          _eps(r["epsilon"]) if r.get("privacy_unit") != "per private training record" else "—",
          eps_cell(r.get("epsilon_whole_run"), "—"), eps_cell(r.get("epsilon_per_record")),
          "—" if r["delta"] is None else f"{r['delta']:g}",
@@ -273,7 +275,7 @@ def plot_sweep(rows, path=None):
             values = list(dict.fromkeys(r[key] for r in rows))
             return values[0] if len(values) == 1 else "various"
 
-        generators = [generator_label(r["generator"]) for r in rows if r.get("generator") not in (None, "—")]
+        generators = [run_generator_label(r) for r in rows if r.get("generator") not in (None, "—")]
         generator = (generators[0] if len(set(generators)) == 1 else "several generators") if generators else ""
         ax.set_title(f"{same('dataset')}, {generator}: student accuracy vs ε\n({same('steps')} steps, "
                      f"seed {same('seed')})" if generator else

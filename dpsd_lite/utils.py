@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .errors import DpsdError
-from .names import generator_label
+from .names import run_generator_label
 
 
 def default_cache_dir() -> str:
@@ -195,7 +195,7 @@ class ProgressBar:
         cfg = state.config
         mode = cfg.noise_mode if cfg.noise_mode == "none" else f"{cfg.noise_mode}, ε={cfg.epsilon:g}"
         frozen = ", frozen" if getattr(cfg, "freeze_generator", False) else ""
-        return f"{mode}, {generator_label(cfg.generator)}{frozen}"
+        return f"{mode}, {run_generator_label(cfg)}{frozen}"
 
     def _new_bar(self, **kwargs):
         import sys

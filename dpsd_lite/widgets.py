@@ -46,7 +46,7 @@ from .config import TranscribeConfig, resolve
 from .data import load_dataset
 from .generators import STROKE_FORMAT
 from .mechanisms import make_mechanism
-from .names import GENERATOR_LABELS, generator_label, mode_name, mode_settings
+from .names import GENERATOR_LABELS, generator_label, mode_name, mode_settings, run_generator_label
 from .report import format_report, privacy_report, privacy_summary
 from .sweep import eps_cell, run_sweep
 from .teacher import teacher_for
@@ -219,6 +219,11 @@ def dashboard_steps(config: TranscribeConfig | None = None) -> int:
     return max(10, int(round(steps * DASHBOARD_FRACTION / 10)) * 10)
 
 
+#: The generator menu's entry for the learned generator with the generic-shapes prior beside it, and the share of
+#: the queries that prior draws there (the share measured in benchmarks/RESULTS.md, issue 41).
+LEARNED_WITH_SHAPES, DASHBOARD_GENERIC_SHAPES = "learned+shapes", 0.5
+
+
 class Dashboard:
     """The interactive front of the package: pick ε and a noise mode, Run, watch, compare.
 
@@ -232,7 +237,8 @@ class Dashboard:
     teacher; the DP-SGD teacher's ε when ``teacher_dropdown`` picks the record-level route).
 
     Attributes for code and tests: ``epsilon_slider``, ``mode_dropdown``, ``generator_dropdown``
-    (DPSD's learned generator, or the stroke renderer on digit data), ``teacher_dropdown`` (the ordinary
+    (DPSD's learned generator; the same with the generic-shapes prior drawing a share of its queries,
+    a lesson named as such; or the stroke renderer on digit data), ``teacher_dropdown`` (the ordinary
     teacher, or a DP-SGD teacher at ε per private record), ``privacy_levels``,
     ``steps_slider``, ``run_button``, ``stop_button``, ``progress``,
     ``monitor`` (a :class:`LiveMonitor`), ``table`` (HTML of all runs),
@@ -270,9 +276,14 @@ class Dashboard:
                                         description="generator steps", continuous_update=False,
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
         generators = [(GENERATOR_LABELS["learned"], "learned")]
+        # a public prior beside DPSD's generator: named as such in the menu, the status line and every report
+        self._shapes_share = self.config.generic_shapes or DASHBOARD_GENERIC_SHAPES
+        generators.append((generator_label("learned", self._shapes_share) + " — a lesson, not DPSD alone",
+                           LEARNED_WITH_SHAPES))
         if self.config.dataset in STROKE_FORMAT:  # the renderer draws handwritten digits only
             generators.append((GENERATOR_LABELS["strokes"] + " — a lesson, not DPSD", "strokes"))
-        self.generator_dropdown = W.Dropdown(options=generators, value=self.config.generator, description="generator",
+        start = LEARNED_WITH_SHAPES if self.config.generic_shapes else self.config.generator
+        self.generator_dropdown = W.Dropdown(options=generators, value=start, description="generator",
                                              style={"description_width": "initial"}, layout=W.Layout(width="440px"))
         routes = [("ordinary teacher (no ε per private record)", 0.0)]
         routes += [(f"DP-SGD teacher, ε = {e:g} per private record (trained once, then cached)", e)
@@ -332,7 +343,8 @@ class Dashboard:
     def _on_generator(self, change) -> None:
         """A generator of its own budget: the steps slider moves to the new generator's default (unless set)."""
         if self.config.steps is None:
-            steps = resolve(self.config.replace(generator=change["new"], epsilon=float(self.epsilon_slider.value),
+            steps = resolve(self.config.replace(**self._generator_settings(change["new"]),
+                                                epsilon=float(self.epsilon_slider.value),
                                                 **mode_settings(self.mode_dropdown.value))).steps
             self.steps_slider.value = min(steps, self.steps_slider.max)
         self._show_levels()
@@ -357,10 +369,17 @@ class Dashboard:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def _generator_settings(self, choice: str) -> dict:
+        """The settings a choice of the generator menu stands for (``learned+shapes``: the learned generator with
+        the generic-shapes prior drawing its share of the queries)."""
+        if choice == LEARNED_WITH_SHAPES:
+            return {"generator": "learned", "generic_shapes": self._shapes_share}
+        return {"generator": choice, "generic_shapes": 0.0}
+
     def current_config(self):
         """The TranscribeConfig the controls describe now."""
         return self.config.replace(epsilon=float(self.epsilon_slider.value), **mode_settings(self.mode_dropdown.value),
-                                   generator=self.generator_dropdown.value,
+                                   **self._generator_settings(self.generator_dropdown.value),
                                    teacher_dp_epsilon=float(self.teacher_dropdown.value) or None,
                                    steps=int(self.steps_slider.value),
                                    eval_every=max(1, min(self.config.eval_every, int(self.steps_slider.value) // 4 or 1)))
@@ -459,7 +478,7 @@ class Dashboard:
         try:
             self._ensure_teacher()
             teacher = self._teacher_for(config)
-            self.status.value = (f"running: {config.noise_mode}, {generator_label(config.generator)}, "
+            self.status.value = (f"running: {config.noise_mode}, {run_generator_label(config)}, "
                                  f"{config.steps} steps…")
             run_sweep([config.epsilon], [mode_name(config.noise_mode, config.rr_answer)], config=config,
                       data=self.data, teacher=teacher, cache_dir=self.cache_dir, on_result=on_result,
@@ -482,9 +501,9 @@ class Dashboard:
         stopped = " (stopped early)" if row.get("stopped_early") else ""
         self.status.value = (f"done{stopped}: student {_pct(result.student_accuracy)} "
                              f"(teacher {_pct(result.teacher_accuracy)}) in {result.elapsed:.0f} s, "
-                             f"{html.escape(generator_label(result.config.generator))}")
+                             f"{html.escape(run_generator_label(result.config))}")
         self.progress.bar_style = "success"
-        _show_text(self.report_output, f"queries from: {generator_label(result.config.generator)}\n"
+        _show_text(self.report_output, f"queries from: {run_generator_label(result.config)}\n"
                    + privacy_summary(result.privacy) + "\n\n" + format_report(result.privacy) + "\n")
         self.table.value = self._table_html()
         # a run stopped after a few steps is not a point of the trade-off: it would pull its (mode, ε) mean down
@@ -499,7 +518,7 @@ class Dashboard:
             eps = "∞ (no privacy)" if r["epsilon"] is None or math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
             delta = "—" if r.get("delta") is None else f"{r['delta']:g}"
             steps = f"{r['steps']} (stopped)" if r.get("stopped_early") else r["steps"]
-            cells = (i, r["noise_mode"], generator_label(r.get("generator", "—")), eps,
+            cells = (i, r["noise_mode"], run_generator_label(r), eps,
                      eps_cell(r.get("epsilon_whole_run"), "—"), eps_cell(r.get("epsilon_per_record")), delta, steps,
                      _pct(r["student_accuracy"]), _pct(r["teacher_accuracy"]), f"{r['queries']:,}",
                      f"{r['seconds']:.1f}")
