@@ -430,7 +430,8 @@ class GenericShapes(nn.Module):
     (the count from the last entry of z, whose fractional part also serves as the last slot's pen width).
     Per slot: ellipse or stroke; a centre at least 5 px inside the frame; ellipse radii 1.5–9 px, or a stroke
     4–20 px long and 0.7–2.2 px wide; an angle; a grey of 0.3–1; soft edges (sigmoid of −2 × the distance in
-    pixels). It has no parameters and learns nothing. Its measurements are in benchmarks/RESULTS.md
+    pixels). Sizes are in pixels of a 28×28 frame; other sizes are drawn in the same frame, scaled. It has no
+    parameters and learns nothing. Its measurements are in benchmarks/RESULTS.md
     (issue 41, "half-and-half queries").
     """
 
@@ -443,8 +444,10 @@ class GenericShapes(nn.Module):
             raise DpsdError(f"generic shapes draw {self.SHAPES} shapes of 8 numbers each from z; nz must be at least "
                             f"{self.SHAPES * 8}, got {nz}")
         self.image_shape = (c, h, w)
-        yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
+        # pixel centres in the units of a 28×28 frame (its own pixels at 28×28), so every size in the docstring
+        # holds at any resolution: an 8×8 image is the same picture, point-sampled
+        frame = lambda n: (torch.arange(n, dtype=torch.float32) + 0.5) * (28.0 / n) - 0.5  # noqa: E731
+        yy, xx = torch.meshgrid(frame(h), frame(w), indexing="ij")
         self.register_buffer("yy", yy, persistent=False)  # not saved: a checkpoint holds only what was learned
         self.register_buffer("xx", xx, persistent=False)
 
@@ -458,7 +461,7 @@ class GenericShapes(nn.Module):
         img = torch.zeros(n, h, w, device=z.device)
         for s in range(S):  # eight slots, each batched over the whole batch
             kind, cx, cy, r1, r2, ang, grey, thick = [u[:, s, i, None, None] for i in range(8)]
-            dx, dy = self.xx - (5 + cx * (w - 10)), self.yy - (5 + cy * (h - 10))
+            dx, dy = self.xx - (5 + cx * 18), self.yy - (5 + cy * 18)  # a centre at least 5 px inside
             ca, sa = torch.cos(ang * math.pi), torch.sin(ang * math.pi)
             px, py = dx * ca + dy * sa, -dx * sa + dy * ca
             a1, a2 = 1.5 + r1 * 7.5, 1.5 + r2 * 7.5  # ellipse radii

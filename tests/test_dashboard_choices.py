@@ -35,7 +35,7 @@ def test_the_learned_generator_is_the_default_and_the_renderer_a_named_choice(di
     assert dash.generator_dropdown.value == "learned"
     assert dict(dash.generator_dropdown.options)  # labels name both: DPSD's, and the renderer as a lesson
     labels = [label for label, _ in dash.generator_dropdown.options]
-    assert "learned generator (DPSD)" in labels[0] and "not DPSD" in labels[1]
+    assert labels[0] == "learned generator (DPSD)" and "not DPSD" in labels[1] and "not DPSD" in labels[2]
     dash.run_button.click()
     dash.wait(timeout=300)
     dash.generator_dropdown.value = "strokes"
@@ -48,7 +48,7 @@ def test_the_learned_generator_is_the_default_and_the_renderer_a_named_choice(di
 
 def test_the_renderer_is_not_offered_where_it_cannot_draw():
     dash = Dashboard(dataset="fashion-mnist", device="cpu")  # nothing is loaded before the first Run
-    assert [v for _, v in dash.generator_dropdown.options] == ["learned"]
+    assert [v for _, v in dash.generator_dropdown.options] == ["learned", "learned+shapes"]
 
 
 def test_three_levels_beside_the_slider_follow_the_controls(digits, digits_teacher):
