@@ -14,6 +14,11 @@ seeds (each seed trains its own teacher; the noise is secret, so runs differ eve
     python benchmarks/generator_benchmark.py                                   # mnist-5k, both generators
     python benchmarks/generator_benchmark.py --dataset fashion-mnist --data-root ../shared/data
     python benchmarks/generator_benchmark.py --fast                            # digits, a smoke run
+    python benchmarks/generator_benchmark.py --generators learned,learned+shapes --modes rr --epsilons 1
+
+``learned+shapes`` is the learned generator with the generic-shapes prior drawing ``--shapes-share`` of its
+queries (``generic_shapes``, a public prior): measured beside DPSD's generator and named as such, its goals
+line says "with the generic-shapes prior".
 
 Held-out accuracy only measures; nothing is chosen on it. Writes benchmarks/results/ and its section of
 benchmarks/RESULTS.md.
@@ -32,6 +37,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+WHO = {"learned": "learned generator",  # how a goals line names what met or missed it
+       "learned+shapes": "learned generator with the generic-shapes prior"}
 GOALS = {  # (dataset, mode, ε) -> ratio the learned generator's 3-seed mean should reach
     ("mnist-5k", "rr", 10.0): 0.98, ("mnist-5k", "rr", 1.0): 0.80, ("mnist-5k", "none", None): 0.97,
     ("fashion-mnist", "rr", 10.0): 0.95, ("fashion-mnist", "rr", 1.0): 0.80, ("fashion-mnist", "none", None): 0.97,
@@ -49,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--frozen-modes", default="none,label,rr,data", help="modes run again with the generator frozen")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--shapes-share", type=float, default=0.5,
+                    help="learned+shapes: the share of queries the generic-shapes prior draws (default 0.5)")
     ap.add_argument("--fast", action="store_true", help="smoke run: digits, few steps, one seed")
     args = ap.parse_args(argv)
 
@@ -68,6 +77,12 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.fast else None]
     frozen_modes = [m for m in args.frozen_modes.split(",") if m]
     overrides = {"steps": 20, "teacher_epochs": 3} if args.fast else {}
+
+    def kind(gen):  # a --generators entry as settings: learned+shapes is the learned one with the public prior
+        return ({"generator": "learned", "generic_shapes": args.shapes_share} if gen == "learned+shapes"
+                else {"generator": gen})
+
+
     data = load_dataset(dataset, root=args.data_root)
     print(f"generator benchmark: {dataset}, generators {gens}, modes {modes}, eps {epsilons}, seeds {seeds}, "
           f"{args.threads} thread(s), torch {torch.__version__}", flush=True)
@@ -81,7 +96,7 @@ def main(argv=None) -> int:
                 for mode in modes:
                     for eps in ([None] if mode == "none" else epsilons):
                         for frozen in ([False, True] if mode in frozen_modes else [False]):
-                            cfg = dict(dataset=dataset, data_root=args.data_root, generator=gen,
+                            cfg = dict(dataset=dataset, data_root=args.data_root, **kind(gen),
                                        epsilon=eps or 10.0, seed=seed, device="cpu", freeze_generator=frozen,
                                        **mode_settings(mode), **overrides)
                             r = transcribe(data=data, teacher=teacher, **cfg)
@@ -92,7 +107,7 @@ def main(argv=None) -> int:
                                    "ratio": r.student_accuracy / teacher.heldout_accuracy,
                                    "agreement_first": agree[0], "agreement_last": agree[-1], "seconds": r.elapsed}
                             rows.append(row)
-                            print(f"  seed {seed} {gen:<8} {mode:<7} eps={eps if eps else 'inf':<5} "
+                            print(f"  seed {seed} {gen:<14} {mode:<7} eps={eps if eps else 'inf':<5} "
                                   f"{'frozen ' if frozen else 'trained'} ratio {row['ratio']:.3f} "
                                   f"(student {100 * r.student_accuracy:.1f}%, teacher "
                                   f"{100 * teacher.heldout_accuracy:.1f}%), released=requested "
@@ -100,7 +115,7 @@ def main(argv=None) -> int:
                                   flush=True)
         baselines = {}
         for gen in gens:
-            accs = [prior_only_student(dataset=dataset, data=data, generator=gen, seed=s, device="cpu",
+            accs = [prior_only_student(dataset=dataset, data=data, **kind(gen), seed=s, device="cpu",
                                        **overrides)[1] for s in seeds]
             baselines[gen] = statistics.mean(accs)
             print(f"  no-teacher baseline ({gen}): {100 * baselines[gen]:.1f}% (mean over seeds)", flush=True)
@@ -126,32 +141,35 @@ def main(argv=None) -> int:
     teacher_mean = statistics.mean({r["seed"]: r["teacher"] for r in rows}.values())
     print(f"\n{dataset}: teacher {100 * teacher_mean:.1f}% (mean over seeds); ratios = student / teacher, "
           f"held-out; {time.perf_counter() - t_all:.0f} s in all")
-    print(f"{'generator':<9} {'mode':<7} {'eps':>4} {'mean':>6} {'per seed':>20} {'frozen':>7} "
+    print(f"{'generator':<14} {'mode':<7} {'eps':>4} {'mean':>6} {'per seed':>20} {'frozen':>7} "
           f"{'rel=req':>11} {'s/run':>6}")
     for s in summary:
         frozen = "—" if s["frozen_mean"] is None else f"{s['frozen_mean']:.3f}"
-        print(f"{s['generator']:<9} {s['mode']:<7} {s['epsilon'] or 'inf':>4} {s['mean']:>6.3f} "
+        print(f"{s['generator']:<14} {s['mode']:<7} {s['epsilon'] or 'inf':>4} {s['mean']:>6.3f} "
               f"{' / '.join(f'{v:.3f}' for v in s['ratios']):>20} {frozen:>7} "
               f"{s['agreement'][0]:>5.2f}->{s['agreement'][1]:.2f} {s['seconds']:>6.0f}")
     verdicts = []
     for (ds, mode, eps), goal in GOALS.items():
-        if ds != dataset or "learned" not in gens:
+        if ds != dataset:
             continue
         for s in summary:  # rr's goals are judged for each thing rr may release (rr, rr-top2)
-            if s["generator"] == "learned" and mode_settings(s["mode"])["noise_mode"] == mode and s["epsilon"] == eps:
-                m = s["mean"]
-                verdicts.append((s["mode"], eps, goal, m, m >= goal))
-                print(f"goal, learned {s['mode']} eps={eps or 'inf'}: >= {goal:.2f} of the teacher: {m:.3f} -> "
+            if (s["generator"] in ("learned", "learned+shapes") and mode_settings(s["mode"])["noise_mode"] == mode
+                    and s["epsilon"] == eps):
+                m, who = s["mean"], WHO[s["generator"]]
+                verdicts.append((f"{who}, {s['mode']}", eps, goal, m, m >= goal))
+                print(f"goal, {who} {s['mode']} eps={eps or 'inf'}: >= {goal:.2f} of the teacher: {m:.3f} -> "
                       f"{'met' if m >= goal else 'NOT met'}")
-    beats = [(s["mode"], s["epsilon"], s["mean"] > s["frozen_mean"]) for s in summary
-             if s["generator"] == "learned" and s["frozen_mean"] is not None]
-    if beats:
-        print("learned generator beats its frozen initialisation: " +
-              ", ".join(f"{m} eps={e or 'inf'}: {'yes' if b else 'NO'}" for m, e, b in beats))
+    for gen in ("learned", "learned+shapes"):
+        beats = [(s["mode"], s["epsilon"], s["mean"] > s["frozen_mean"]) for s in summary
+                 if s["generator"] == gen and s["frozen_mean"] is not None]
+        if beats:
+            print(f"{WHO[gen]} beats its frozen initialisation: " +
+                  ", ".join(f"{m} eps={e or 'inf'}: {'yes' if b else 'NO'}" for m, e, b in beats))
 
     if not args.fast:
         # a run of only some modes gets its own file and section instead of replacing the full benchmark's
         name = f"generators-{dataset}" + ("" if args.modes == ap.get_default("modes") else f"-{'_'.join(modes)}")
+        name += "" if gens == ["learned"] or args.generators is None else "-" + "_".join(gens).replace("+", "-")
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
             json.dump({"rows": rows, "summary": summary, "baselines": baselines, "verdicts": verdicts}, f,
@@ -172,7 +190,8 @@ def main(argv=None) -> int:
                          for s in summary])
                 + "\n\nNo-teacher baselines (held-out accuracy): "
                 + ", ".join(f"{g} {100 * a:.1f}%" for g, a in baselines.items())
-                + ("\n\nGoals (learned generator, seed mean): "
+                + ("\n\nGoals (seed mean; learned + shapes: with the generic-shapes prior drawing "
+                   f"{args.shapes_share:.0%} of the queries, a public prior): "
                    + "; ".join(f"{m} ε={e or '∞'} ≥ {g:.2f}: {v:.3f} {'met' if ok else 'NOT met'}"
                                for m, e, g, v, ok in verdicts) if verdicts else ""))
         write_section(name, f"Generators side by side ({dataset}"
