@@ -36,6 +36,7 @@ import torch
 from .config import SYNTHESIS_TEMPERATURE
 from .errors import DpsdError, RunDirectoryError
 from .models import Student, Teacher, fit_classifier, minibatches
+from .names import run_generator_label
 from .plots import image_grid
 from .reid_filter import closest_pairs_figure
 from .runs import _read_json, _write_json, atomic_directory
@@ -202,6 +203,8 @@ def sample_synthetic(run, n: int, seed: int = 0, device="cpu", batch_size: int =
         # which generator drew the images: the iterations of the snapshots, in equal parts, or the final one
         "generator": "final" if steps == [None] else f"snapshots after iterations {steps} of {run.config.steps}",
         "snapshot_steps": [] if steps == [None] else steps,
+        # what draws the images, by name: DPSD's learned generator, with any public prior beside it
+        "drawn_by": run_generator_label(run.config) if getattr(run, "config", None) is not None else "unknown",
     }
     return SyntheticSet(torch.cat(images), torch.cat(labels).long(), classes.long(), list(class_names),
                         privacy, meta, torch.cat(probabilities))

@@ -112,6 +112,13 @@ def test_a_run_with_the_prior_names_it_in_its_report_and_figures(shapes_run):
         torch.randn(16, 64, generator=torch.Generator().manual_seed(0)))[shapes_rows(16, 0.5)])
 
 
+def test_synthetic_data_from_such_a_run_says_what_drew_it(shapes_run, tiny_run):
+    from dpsd_lite.synthetic import sample_synthetic
+
+    assert NAME in sample_synthetic(shapes_run, 20, seed=0).meta["drawn_by"]
+    assert sample_synthetic(tiny_run, 20, seed=0).meta["drawn_by"] == "learned generator (DPSD)"
+
+
 def test_a_saved_run_with_the_prior_loads_and_draws_what_it_drew(tmp_path, shapes_run):
     path = save_run(shapes_run, tmp_path / "run")
     run = load_run(path)
