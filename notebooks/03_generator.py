@@ -222,3 +222,10 @@ print(f"{last['generator']}: released labels in the last batch, per class:",
 #    Fashion-MNIST have to know, and would it still be "public"?
 # 5. The generator never sees a private image. Can its images still reveal
 #    something about the private data? Through which path?
+# 6. `generic_shapes=0.5` hands half of every batch of queries to a frozen
+#    prior of random ellipses and pen strokes that knows no task
+#    (`dpsd_lite.generators.GenericShapes`); at rr ε = 1 it is measured beside
+#    the learned generator alone in `benchmarks/RESULTS.md`. Run both here at
+#    ε = 1 (`config.replace(epsilon=1.0, generic_shapes=0.5)`). Is that prior
+#    public? How do the titles of your figures keep a reader from taking its
+#    result for DPSD's generator alone?
