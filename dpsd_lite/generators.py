@@ -431,8 +431,8 @@ class GenericShapes(nn.Module):
     Per slot: ellipse or stroke; a centre at least 5 px inside the frame; ellipse radii 1.5–9 px, or a stroke
     4–20 px long and 0.7–2.2 px wide; an angle; a grey of 0.3–1; soft edges (sigmoid of −2 × the distance in
     pixels). Sizes are in pixels of a 28×28 frame; other sizes are drawn in the same frame, scaled. It has no
-    parameters and learns nothing. Its measurements are in benchmarks/RESULTS.md
-    (issue 41, "half-and-half queries").
+    parameters and learns nothing. What it was measured to do, alone and beside the learned generator, is in
+    benchmarks/RESULTS.md ("Design history", and the ``generic_shapes=0.5`` arms of the private-split comparisons).
     """
 
     SHAPES = 8
