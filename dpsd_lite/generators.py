@@ -66,7 +66,7 @@ def build_generator(config, image_shape, num_classes):
     return channels_last(Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
                                    margin=PUBLIC_MARGIN.get(config.dataset, 0),
                                    sharpness=config.generator_sharpness,
-                                   generic_shapes=getattr(config, "generic_shapes", 0.0)))
+                                   generic_shapes=config.generic_shapes))
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
@@ -120,10 +120,10 @@ class Generator(nn.Module):
         x = self._learned(z, c, ink_scale)
         if self.shapes is None:
             return x
-        use = shapes_rows(len(z), self.generic_shapes, z.device)[:, None, None, None]
-        with torch.no_grad():
-            y = self.shapes(z).to(x.dtype)
-        return torch.where(use, y, x)
+        rows = shapes_rows(len(z), self.generic_shapes, z.device)
+        with torch.no_grad():  # only the rows the prior draws are rendered (each row depends on its own z alone)
+            y = self.shapes(z[rows]).to(x.dtype)
+        return x.index_put((rows,), y)  # out of place: the learned rows keep their gradient
 
     def _learned(self, z, c, ink_scale=None):
         onehot = F.one_hot(c, self.num_classes).to(z.dtype)

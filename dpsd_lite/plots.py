@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .accounting import classic_gaussian_noise_multiplier, gaussian_noise_multiplier
-from .names import generator_label, mode_name
+from .names import generator_label, mode_name, run_generator_label
 from .report import format_report
 from .sweep import plot_sweep
 
@@ -66,15 +66,14 @@ def generator_name(run) -> str:
     result, a loaded run, the loop's players), a sweep row (its ``generator`` column) or a generator kind.
     """
     if isinstance(run, str):
-        kind, share, frozen = run, 0.0, False
+        kind, name, frozen = run, generator_label(run), False
     elif isinstance(run, dict):
-        kind, share, frozen = run.get("generator"), run.get("generic_shapes", 0.0), bool(run.get("freeze_generator",
-                                                                                                   False))
+        kind, name, frozen = run.get("generator"), run_generator_label(run), bool(run.get("freeze_generator", False))
     else:
         config = _config_of(run)
-        kind, share = getattr(config, "generator", None), getattr(config, "generic_shapes", 0.0)
+        kind, name = getattr(config, "generator", None), run_generator_label(config)
         frozen = bool(getattr(config, "freeze_generator", False))
-    name = generator_label(str(kind), share) if kind not in (None, "—") else "no generator"
+    name = name if kind not in (None, "—") else "no generator"
     return name + (", frozen at its initialisation" if frozen else "")
 
 

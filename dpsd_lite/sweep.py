@@ -33,8 +33,8 @@ __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_swee
 # epsilon: what the row's mechanism calibrates (per teacher answer for the DPSD modes, per private record for the
 # record-level baselines); epsilon_whole_run: every answer composed (what one record can move through a
 # non-private teacher); epsilon_per_record: the record-level guarantee, empty where there is none
-SWEEP_COLUMNS = ("dataset", "generator", "generic_shapes", "noise_mode", "epsilon", "delta", "privacy_unit", "epsilon_whole_run",
-                 "epsilon_per_record", "noise", "student_accuracy", "teacher_accuracy", "ratio_to_teacher", "queries",
+SWEEP_COLUMNS = ("dataset", "generator", "generic_shapes", "noise_mode", "epsilon", "delta", "privacy_unit",
+                 "epsilon_whole_run", "epsilon_per_record", "noise", "student_accuracy", "teacher_accuracy", "ratio_to_teacher", "queries",
                  "steps", "seed", "seconds")
 
 
