@@ -17,8 +17,9 @@ seeds (each seed trains its own teacher; the noise is secret, so runs differ eve
     python benchmarks/generator_benchmark.py --generators learned,learned+shapes --modes rr --epsilons 1
 
 ``learned+shapes`` is the learned generator with the generic-shapes prior drawing ``--shapes-share`` of its
-queries (``generic_shapes``, a public prior): measured beside DPSD's generator and named as such, its goals
-line says "with the generic-shapes prior".
+queries (``generic_shapes``, a public prior), or a share falling from it to ``--shapes-end`` over the run
+(``generic_shapes_end``): measured beside DPSD's generator and named as such, its goals line says "with the
+generic-shapes prior".
 
 Held-out accuracy only measures; nothing is chosen on it. Writes benchmarks/results/ and its section of
 benchmarks/RESULTS.md.
@@ -58,6 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--shapes-share", type=float, default=0.5,
                     help="learned+shapes: the share of queries the generic-shapes prior draws (default 0.5)")
+    ap.add_argument("--shapes-end", type=float, default=None,
+                    help="learned+shapes: the prior's share at the end of the run, reached linearly from "
+                         "--shapes-share (generic_shapes_end; default: --shapes-share throughout)")
     ap.add_argument("--fast", action="store_true", help="smoke run: digits, few steps, one seed")
     args = ap.parse_args(argv)
 
@@ -66,7 +70,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from dpsd_lite.data import load_dataset
     from dpsd_lite.generators import STROKE_FORMAT
-    from dpsd_lite.names import mode_settings
+    from dpsd_lite.names import generator_label, mode_settings
     from dpsd_lite.teacher import get_teacher
     from dpsd_lite.transcribe import prior_only_student, transcribe
 
@@ -79,8 +83,10 @@ def main(argv=None) -> int:
     overrides = {"steps": 20, "teacher_epochs": 3} if args.fast else {}
 
     def kind(gen):  # a --generators entry as settings: learned+shapes is the learned one with the public prior
-        return ({"generator": "learned", "generic_shapes": args.shapes_share} if gen == "learned+shapes"
-                else {"generator": gen})
+        return ({"generator": "learned", "generic_shapes": args.shapes_share, "generic_shapes_end": args.shapes_end}
+                if gen == "learned+shapes" else {"generator": gen})
+
+    shapes_named = generator_label("learned", args.shapes_share, args.shapes_end).partition(" + ")[2] or "no prior"
 
 
     data = load_dataset(dataset, root=args.data_root)
@@ -153,13 +159,13 @@ def main(argv=None) -> int:
         if ds != dataset:
             continue
         for s in summary:  # rr's goals are judged for each thing rr may release (rr, rr-top2)
-            if (s["generator"] in ("learned", "learned+shapes") and mode_settings(s["mode"])["noise_mode"] == mode
+            if (s["generator"] in WHO and mode_settings(s["mode"])["noise_mode"] == mode
                     and s["epsilon"] == eps):
                 m, who = s["mean"], WHO[s["generator"]]
                 verdicts.append((f"{who}, {s['mode']}", eps, goal, m, m >= goal))
                 print(f"goal, {who} {s['mode']} eps={eps or 'inf'}: >= {goal:.2f} of the teacher: {m:.3f} -> "
                       f"{'met' if m >= goal else 'NOT met'}")
-    for gen in ("learned", "learned+shapes"):
+    for gen in WHO:
         beats = [(s["mode"], s["epsilon"], s["mean"] > s["frozen_mean"]) for s in summary
                  if s["generator"] == gen and s["frozen_mean"] is not None]
         if beats:
@@ -170,6 +176,8 @@ def main(argv=None) -> int:
         # a run of only some modes gets its own file and section instead of replacing the full benchmark's
         name = f"generators-{dataset}" + ("" if args.modes == ap.get_default("modes") else f"-{'_'.join(modes)}")
         name += "" if gens == ["learned"] or args.generators is None else "-" + "_".join(gens).replace("+", "-")
+        if "learned+shapes" in gens and (args.shapes_share != 0.5 or args.shapes_end is not None):
+            name += f"-{args.shapes_share:g}" + ("" if args.shapes_end is None else f"-to-{args.shapes_end:g}")
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:
             json.dump({"rows": rows, "summary": summary, "baselines": baselines, "verdicts": verdicts}, f,
@@ -190,8 +198,7 @@ def main(argv=None) -> int:
                          for s in summary])
                 + "\n\nNo-teacher baselines (held-out accuracy): "
                 + ", ".join(f"{g} {100 * a:.1f}%" for g, a in baselines.items())
-                + ("\n\nGoals (seed mean; learned + shapes: with the generic-shapes prior drawing "
-                   f"{args.shapes_share:.0%} of the queries, a public prior): "
+                + ("\n\nGoals (seed mean; learned+shapes: the learned generator with " + shapes_named + "): "
                    + "; ".join(f"{m} ε={e or '∞'} ≥ {g:.2f}: {v:.3f} {'met' if ok else 'NOT met'}"
                                for m, e, g, v, ok in verdicts) if verdicts else ""))
         write_section(name, f"Generators side by side ({dataset}"

@@ -153,6 +153,9 @@ class TranscribeConfig:
     # and pen strokes, no shape of any task: generators.GenericShapes), a public prior named on every report and
     # figure of the run; 0: off, DPSD's generator alone (the default)
     generic_shapes: float = 0.0
+    # learned: the share at the end of the run, reached linearly from generic_shapes over its iterations (a
+    # curriculum: the public prior draws more while the learned generator is young); None: generic_shapes throughout
+    generic_shapes_end: float | None = None
     # mode none only: DFAD's teacher–student discrepancy, maximised by the generator (it reads the raw teacher,
     # which no private mode may: there it resolves to 0, whatever is set, and the saved config says so).
     # None: LEARNED_DISCREPANCY_WEIGHT for the learned generator in mode none, 0 otherwise
@@ -208,10 +211,14 @@ class TranscribeConfig:
         if not 0 <= self.generic_shapes < 1:  # also refuses NaN
             raise DpsdError(f"generic_shapes is the share of the queries the generic-shapes prior draws, in [0, 1); "
                             f"got {self.generic_shapes}")
-        if self.generic_shapes and self.generator != "learned":
+        if self.generic_shapes_end is not None and not 0 <= self.generic_shapes_end < 1:
+            raise DpsdError(f"generic_shapes_end is the generic-shapes prior's share of the queries at the end of "
+                            f"the run, in [0, 1) (or None: generic_shapes throughout); got {self.generic_shapes_end}")
+        shapes = self.generic_shapes or self.generic_shapes_end
+        if shapes and self.generator != "learned":
             raise DpsdError(f"generic_shapes shares the learned generator's queries; generator {self.generator!r} "
                             f"does not take it (use generator='learned', or generic_shapes=0)")
-        if self.generic_shapes and self.nz < 64:
+        if shapes and self.nz < 64:
             raise DpsdError(f"generic_shapes draws its shapes from 64 entries of z; nz must be at least 64, got "
                             f"{self.nz}")
         if self.precision not in PRECISIONS:

@@ -66,7 +66,8 @@ def build_generator(config, image_shape, num_classes):
     return channels_last(Generator(image_shape, num_classes, nz=config.nz, ink=PUBLIC_INK.get(config.dataset),
                                    margin=PUBLIC_MARGIN.get(config.dataset, 0),
                                    sharpness=config.generator_sharpness,
-                                   generic_shapes=config.generic_shapes))
+                                   generic_shapes=config.generic_shapes,
+                                   generic_shapes_end=config.generic_shapes_end))
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
@@ -90,18 +91,25 @@ class Generator(nn.Module):
     :class:`GenericShapes` prior, drawn from the same z: the last rows of each half of the batch, so the
     two images of a same-class pair (rows i and i + B/2, see :func:`dpsd_lite.phases.draw`) come from the
     same source. Those images carry no gradient; the network is still run on the whole batch, so its
-    BatchNorm statistics are those of the batch it was given.
+    BatchNorm statistics are those of the batch it was given. With ``generic_shapes_end`` the share moves
+    linearly from ``generic_shapes`` to it as the run's progress (a buffer, ``shapes_progress``, that the loop
+    sets with :meth:`set_progress` and that every checkpoint and snapshot keeps) goes from 0 to 1.
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes=10, nz=64, width=32, ink=None, sharpness=4.0,
-                 margin=0, generic_shapes=0.0):
+                 margin=0, generic_shapes=0.0, generic_shapes_end=None):
         super().__init__()
         self.ink, self.sharpness, self.margin = ink, sharpness, int(margin)
         self.generic_shapes = float(generic_shapes)
+        self.generic_shapes_end = None if generic_shapes_end is None else float(generic_shapes_end)
         self.architecture = {"image_shape": list(image_shape), "num_classes": num_classes, "nz": nz,
                              "width": width, "ink": ink, "sharpness": sharpness, "margin": int(margin),
-                             "generic_shapes": self.generic_shapes}
-        self.shapes = GenericShapes(image_shape, nz) if self.generic_shapes else None
+                             "generic_shapes": self.generic_shapes,
+                             **({} if self.generic_shapes_end is None else
+                                {"generic_shapes_end": self.generic_shapes_end})}
+        self.shapes = GenericShapes(image_shape, nz) if self.generic_shapes or self.generic_shapes_end else None
+        if self.generic_shapes_end is not None:  # where the run is in its schedule: saved with the weights
+            self.register_buffer("shapes_progress", torch.zeros(()))
         c, h, w = _check_shape(image_shape)
         self.nz, self.num_classes, self.image_shape = nz, num_classes, (c, h, w)
         self.init_hw = (h // 4, w // 4)
@@ -120,10 +128,22 @@ class Generator(nn.Module):
         x = self._learned(z, c, ink_scale)
         if self.shapes is None:
             return x
-        rows = shapes_rows(len(z), self.generic_shapes, z.device)
+        rows = shapes_rows(len(z), self.shapes_share(), z.device)
         with torch.no_grad():  # only the rows the prior draws are rendered (each row depends on its own z alone)
             y = self.shapes(z[rows]).to(x.dtype)
         return x.index_put((rows,), y)  # out of place: the learned rows keep their gradient
+
+    def shapes_share(self) -> float:
+        """The share of a batch the generic-shapes prior draws now (``generic_shapes``, or on its way to
+        ``generic_shapes_end`` as far as the run's progress has gone)."""
+        if self.generic_shapes_end is None:
+            return self.generic_shapes
+        return self.generic_shapes + (self.generic_shapes_end - self.generic_shapes) * float(self.shapes_progress)
+
+    def set_progress(self, fraction: float) -> None:
+        """Tell a generator with a share schedule how far through the run it is (0 … 1; nothing without one)."""
+        if self.generic_shapes_end is not None:
+            self.shapes_progress.fill_(min(max(float(fraction), 0.0), 1.0))
 
     def _learned(self, z, c, ink_scale=None):
         onehot = F.one_hot(c, self.num_classes).to(z.dtype)
@@ -386,6 +406,9 @@ class StrokeGenerator(nn.Module):
         if self.supersample > 1:
             img = F.avg_pool2d(img, self.supersample)
         return img * 2 - 1
+
+    def set_progress(self, fraction: float) -> None:  # the common interface: no share schedule to move here
+        pass
 
     def forward(self, z, c, ink_scale=None):  # ink_scale: accepted for the common interface, unused
         if not self.skeletons:

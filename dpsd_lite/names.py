@@ -37,20 +37,27 @@ GENERATOR_KINDS = ("learned", "strokes")
 GENERATOR_LABELS = {"learned": "learned generator (DPSD)", "strokes": "stroke renderer (public prior)"}
 
 
-def generator_label(generator: str, generic_shapes: float = 0.0) -> str:
+def generator_label(generator: str, generic_shapes: float = 0.0, generic_shapes_end: float | None = None) -> str:
     """What a table or a plot title calls a generator (``learned`` → "learned generator (DPSD)"), naming the
     generic-shapes prior when it draws a share of the queries (``generic_shapes``, see
     :class:`dpsd_lite.generators.GenericShapes`): "learned generator (DPSD) + generic shapes (public prior, 50%
-    of queries)"."""
+    of queries)", or with a schedule (``generic_shapes_end``) "… (public prior, 90% → 10% of queries over the
+    run)"."""
     label = GENERATOR_LABELS.get(generator, generator)
-    share = float(generic_shapes or 0.0)
-    return label + (f" + generic shapes (public prior, {share:.0%} of queries)" if share else "")
+    start = float(generic_shapes or 0.0)
+    unset = generic_shapes_end in (None, "") or generic_shapes_end != generic_shapes_end  # None, a blank cell, NaN
+    end = start if unset else float(generic_shapes_end)
+    if end != start:
+        return label + f" + generic shapes (public prior, {start:.0%} → {end:.0%} of queries over the run)"
+    return label + (f" + generic shapes (public prior, {start:.0%} of queries)" if start else "")
 
 
 def run_generator_label(run) -> str:
     """:func:`generator_label` of a config, of anything with a ``.config`` (a result, a loaded run) or of a sweep
-    row (a dict with a ``generator`` and perhaps a ``generic_shapes`` column)."""
+    row (a dict with a ``generator`` and perhaps ``generic_shapes`` and ``generic_shapes_end`` columns)."""
     if isinstance(run, dict):
-        return generator_label(str(run.get("generator", "—")), run.get("generic_shapes", 0.0))
+        return generator_label(str(run.get("generator", "—")), run.get("generic_shapes", 0.0),
+                               run.get("generic_shapes_end"))
     config = getattr(run, "config", run)
-    return generator_label(str(getattr(config, "generator", "—")), getattr(config, "generic_shapes", 0.0))
+    return generator_label(str(getattr(config, "generator", "—")), getattr(config, "generic_shapes", 0.0),
+                           getattr(config, "generic_shapes_end", None))

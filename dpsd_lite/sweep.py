@@ -33,9 +33,10 @@ __all__ = ["SWEEP_COLUMNS", "run_sweep", "format_table", "write_csv", "plot_swee
 # epsilon: what the row's mechanism calibrates (per teacher answer for the DPSD modes, per private record for the
 # record-level baselines); epsilon_whole_run: every answer composed (what one record can move through a
 # non-private teacher); epsilon_per_record: the record-level guarantee, empty where there is none
-SWEEP_COLUMNS = ("dataset", "generator", "generic_shapes", "noise_mode", "epsilon", "delta", "privacy_unit",
-                 "epsilon_whole_run", "epsilon_per_record", "noise", "student_accuracy", "teacher_accuracy", "ratio_to_teacher", "queries",
-                 "steps", "seed", "seconds")
+# generic_shapes (generic_shapes_end): the public generic-shapes prior's share of the queries (at the run's end)
+SWEEP_COLUMNS = ("dataset", "generator", "generic_shapes", "generic_shapes_end", "noise_mode", "epsilon", "delta",
+                 "privacy_unit", "epsilon_whole_run", "epsilon_per_record", "noise", "student_accuracy",
+                 "teacher_accuracy", "ratio_to_teacher", "queries", "steps", "seed", "seconds")
 
 
 def _noise_column(config, private: bool) -> str:
@@ -90,6 +91,7 @@ def run_sweep(epsilons, modes, config=None, data=None, teacher=None, cache_dir=N
                 "dataset": config.dataset,
                 "generator": config.generator,
                 "generic_shapes": config.generic_shapes,  # share of queries from the public generic-shapes prior
+                "generic_shapes_end": config.generic_shapes_end,
                 "noise_mode": mode_name(result.config.noise_mode, result.config.rr_answer),
                 "epsilon": summary["epsilon"],  # inf for mode none
                 "delta": result.privacy.get("delta"),  # what the mechanism claims (rr: 0, none: None)
@@ -155,7 +157,8 @@ def _ensemble_rows(epsilons, config, data, teacher, on_result, cache_dir, callba
                                        callbacks=callbacks)
         row = {
             "dataset": config.dataset, "generator": config.generator,
-            "generic_shapes": config.generic_shapes, "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
+            "generic_shapes": config.generic_shapes, "generic_shapes_end": config.generic_shapes_end,
+            "noise_mode": "ensemble", "epsilon": out.privacy["epsilon"],
             "delta": config.delta, "privacy_unit": "per private training record",
             "epsilon_whole_run": out.privacy["epsilon"], "epsilon_per_record": out.privacy["epsilon"],
             "noise": _noise_column(config, True), "student_accuracy": out.student_accuracy,

@@ -146,6 +146,7 @@ def transcribe(config: TranscribeConfig | None = None, data: DataSplits | None =
             for _ in range(p.replay_steps):
                 replay_step(p)
             state.generator_loss = math.nan if config.freeze_generator else generator_step(p)[0]
+            p.generator.set_progress(step / config.steps)  # a share schedule's next iteration (generic_shapes_end)
             state.student_loss, state.elapsed = float(loss_s), time.perf_counter() - t0
             state.last_images, state.last_classes = x[:64].cpu(), c[:64].cpu()
             state.last_labels = release.hard_labels[:64].cpu()
@@ -195,6 +196,11 @@ def prior_only_student(config: TranscribeConfig | None = None, data: DataSplits 
     student = Student(data.image_shape, K).to(device)
     generator = build_generator(config, data.image_shape, K).to(device)
     updates = config.steps * (config.student_steps + config.replay_steps)
-    batches = (generator.sample(config.batch_size, generator=gen, device=device) for _ in range(updates))
-    fit_classifier(student, batches, updates, config.lr_student, schedule="cosine", device=device)
+
+    def batches():  # a share schedule (generic_shapes_end) runs over these updates as it would over the loop's
+        for i in range(updates):
+            generator.set_progress(i / updates)
+            yield generator.sample(config.batch_size, generator=gen, device=device)
+
+    fit_classifier(student, batches(), updates, config.lr_student, schedule="cosine", device=device)
     return student, accuracy(student, data.x_heldout, data.y_heldout, device=device)

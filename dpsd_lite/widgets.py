@@ -277,12 +277,15 @@ class Dashboard:
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
         generators = [(GENERATOR_LABELS["learned"], "learned")]
         # a public prior beside DPSD's generator: named as such in the menu, the status line and every report
-        self._shapes_share = self.config.generic_shapes or DASHBOARD_GENERIC_SHAPES
-        generators.append((generator_label("learned", self._shapes_share) + " — a lesson, not DPSD alone",
+        built_with = self.config.generic_shapes or self.config.generic_shapes_end  # a config that asks for it
+        self._shapes = ({"generic_shapes": self.config.generic_shapes,
+                         "generic_shapes_end": self.config.generic_shapes_end} if built_with else
+                        {"generic_shapes": DASHBOARD_GENERIC_SHAPES, "generic_shapes_end": None})
+        generators.append((generator_label("learned", *self._shapes.values()) + " — a lesson, not DPSD alone",
                            LEARNED_WITH_SHAPES))
         if self.config.dataset in STROKE_FORMAT:  # the renderer draws handwritten digits only
             generators.append((GENERATOR_LABELS["strokes"] + " — a lesson, not DPSD", "strokes"))
-        start = LEARNED_WITH_SHAPES if self.config.generic_shapes else self.config.generator
+        start = LEARNED_WITH_SHAPES if built_with else self.config.generator
         self.generator_dropdown = W.Dropdown(options=generators, value=start, description="generator",
                                              style={"description_width": "initial"}, layout=W.Layout(width="440px"))
         routes = [("ordinary teacher (no ε per private record)", 0.0)]
@@ -373,8 +376,8 @@ class Dashboard:
         """The settings a choice of the generator menu stands for (``learned+shapes``: the learned generator with
         the generic-shapes prior drawing its share of the queries)."""
         if choice == LEARNED_WITH_SHAPES:
-            return {"generator": "learned", "generic_shapes": self._shapes_share}
-        return {"generator": choice, "generic_shapes": 0.0}
+            return {"generator": "learned", **self._shapes}
+        return {"generator": choice, "generic_shapes": 0.0, "generic_shapes_end": None}
 
     def current_config(self):
         """The TranscribeConfig the controls describe now."""

@@ -54,6 +54,7 @@ def assert_user_error(code, err, match=""):
     (["transcribe", "--set", "generic_shapes=1", "--dataset", "digits"], "generic_shapes is the share"),
     (["transcribe", "--set", "generic_shapes=0.5", "--generator", "strokes", "--dataset", "digits"],
      "does not take it"),
+    (["transcribe", "--set", "generic_shapes_end=1", "--dataset", "digits"], "generic_shapes_end is the"),
     (["transcribe", "--device", "tpu", "--dataset", "digits"], "unknown device"),
     (["sweep", "--modes", "rr,laplace"], "unknown noise mode 'laplace'"),
     (["sweep", "--epsilons", "1,0"], "epsilon must be a positive"),
