@@ -228,4 +228,6 @@ print(f"{last['generator']}: released labels in the last batch, per class:",
 #    the learned generator alone in `benchmarks/RESULTS.md`. Run both here at
 #    ε = 1 (`config.replace(epsilon=1.0, generic_shapes=0.5)`). Is that prior
 #    public? How do the titles of your figures keep a reader from taking its
-#    result for DPSD's generator alone?
+#    result for DPSD's generator alone? Then let the share fall from 90% to
+#    10% over the run (`generic_shapes=0.9, generic_shapes_end=0.1`): why
+#    might a young generator gain most from the prior and a trained one least?

@@ -142,14 +142,16 @@ def test_the_dashboard_offers_the_prior_as_a_named_lesson_and_runs_it(digits, di
                      seed=0, eval_every=5, refresh_seconds=0.0)
     options = dict((value, label) for label, value in dash.generator_dropdown.options)
     assert dash.generator_dropdown.value == "learned"
-    assert NAME in options[LEARNED_WITH_SHAPES] and "a lesson" in options[LEARNED_WITH_SHAPES]
+    schedule = "generic shapes (public prior, 90% → 10% of queries over the run)"  # DASHBOARD_SHAPES
+    assert schedule in options[LEARNED_WITH_SHAPES] and "a lesson" in options[LEARNED_WITH_SHAPES]
     assert dash.current_config().generic_shapes == 0.0
     dash.generator_dropdown.value = LEARNED_WITH_SHAPES
-    assert dash.current_config().generic_shapes == 0.5 and dash.current_config().generator == "learned"
+    config = dash.current_config()
+    assert (config.generic_shapes, config.generic_shapes_end, config.generator) == (0.9, 0.1, "learned")
     dash.run(wait=True)
-    assert dash.last_result.config.generic_shapes == 0.5
-    assert dash.runs[-1]["generic_shapes"] == 0.5 and NAME in dash.table.value
-    assert NAME in dash.report_output.outputs[0]["text"]
+    assert dash.last_result.config.generic_shapes_end == 0.1
+    assert dash.runs[-1]["generic_shapes"] == 0.9 and schedule in dash.table.value
+    assert schedule in dash.report_output.outputs[0]["text"]
     dash.generator_dropdown.value = "learned"
     assert dash.current_config().generic_shapes == 0.0
 
