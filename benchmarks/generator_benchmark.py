@@ -176,7 +176,8 @@ def main(argv=None) -> int:
         # a run of only some modes gets its own file and section instead of replacing the full benchmark's
         name = f"generators-{dataset}" + ("" if args.modes == ap.get_default("modes") else f"-{'_'.join(modes)}")
         name += "" if gens == ["learned"] or args.generators is None else "-" + "_".join(gens).replace("+", "-")
-        if "learned+shapes" in gens and (args.shapes_share != 0.5 or args.shapes_end is not None):
+        if "learned+shapes" in gens and (args.shapes_share != ap.get_default("shapes_share")
+                                        or args.shapes_end is not None):
             name += f"-{args.shapes_share:g}" + ("" if args.shapes_end is None else f"-to-{args.shapes_end:g}")
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         with open(os.path.join(HERE, "results", f"{name}.json"), "w") as f:

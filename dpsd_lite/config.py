@@ -178,6 +178,11 @@ class TranscribeConfig:
     # auto: bfloat16 for the learned generator on a CPU with native bfloat16 units, float32 otherwise
     precision: str = "auto"
 
+    @property
+    def uses_generic_shapes(self) -> bool:
+        """Whether the generic-shapes prior draws any of the queries (a share now, or one the schedule reaches)."""
+        return bool(self.generic_shapes or self.generic_shapes_end)
+
     def replace(self, **changes) -> "TranscribeConfig":
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
@@ -214,11 +219,10 @@ class TranscribeConfig:
         if self.generic_shapes_end is not None and not 0 <= self.generic_shapes_end < 1:
             raise DpsdError(f"generic_shapes_end is the generic-shapes prior's share of the queries at the end of "
                             f"the run, in [0, 1) (or None: generic_shapes throughout); got {self.generic_shapes_end}")
-        shapes = self.generic_shapes or self.generic_shapes_end
-        if shapes and self.generator != "learned":
+        if self.uses_generic_shapes and self.generator != "learned":
             raise DpsdError(f"generic_shapes shares the learned generator's queries; generator {self.generator!r} "
                             f"does not take it (use generator='learned', or generic_shapes=0)")
-        if shapes and self.nz < 64:
+        if self.uses_generic_shapes and self.nz < 64:
             raise DpsdError(f"generic_shapes draws its shapes from 64 entries of z; nz must be at least 64, got "
                             f"{self.nz}")
         if self.precision not in PRECISIONS:

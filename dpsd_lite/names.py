@@ -45,8 +45,7 @@ def generator_label(generator: str, generic_shapes: float = 0.0, generic_shapes_
     run)"."""
     label = GENERATOR_LABELS.get(generator, generator)
     start = float(generic_shapes or 0.0)
-    unset = generic_shapes_end in (None, "") or generic_shapes_end != generic_shapes_end  # None, a blank cell, NaN
-    end = start if unset else float(generic_shapes_end)
+    end = start if generic_shapes_end is None else float(generic_shapes_end)
     if end != start:
         return label + f" + generic shapes (public prior, {start:.0%} → {end:.0%} of queries over the run)"
     return label + (f" + generic shapes (public prior, {start:.0%} of queries)" if start else "")

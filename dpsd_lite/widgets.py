@@ -279,15 +279,14 @@ class Dashboard:
                                         style={"description_width": "initial"}, layout=W.Layout(width="360px"))
         generators = [(GENERATOR_LABELS["learned"], "learned")]
         # a public prior beside DPSD's generator: named as such in the menu, the status line and every report
-        built_with = self.config.generic_shapes or self.config.generic_shapes_end  # a config that asks for it
         self._shapes = ({"generic_shapes": self.config.generic_shapes,
-                         "generic_shapes_end": self.config.generic_shapes_end} if built_with else
-                        dict(DASHBOARD_SHAPES))
-        generators.append((generator_label("learned", *self._shapes.values()) + " — a lesson, not DPSD alone",
+                         "generic_shapes_end": self.config.generic_shapes_end} if self.config.uses_generic_shapes
+                        else dict(DASHBOARD_SHAPES))
+        generators.append((generator_label("learned", **self._shapes) + " — a lesson, not DPSD alone",
                            LEARNED_WITH_SHAPES))
         if self.config.dataset in STROKE_FORMAT:  # the renderer draws handwritten digits only
             generators.append((GENERATOR_LABELS["strokes"] + " — a lesson, not DPSD", "strokes"))
-        start = LEARNED_WITH_SHAPES if built_with else self.config.generator
+        start = LEARNED_WITH_SHAPES if self.config.uses_generic_shapes else self.config.generator
         self.generator_dropdown = W.Dropdown(options=generators, value=start, description="generator",
                                              style={"description_width": "initial"}, layout=W.Layout(width="440px"))
         routes = [("ordinary teacher (no ε per private record)", 0.0)]
