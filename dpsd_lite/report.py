@@ -7,8 +7,8 @@ import math
 import torch
 
 from .accounting import rr_keep_probability, whole_run_epsilon
-from .config import (CHOSEN_ON_PRIVATE_SPLIT, LEARNED_CHOSEN_ON_PRIVATE_SPLIT, LEARNED_SELECTION_DATASETS,
-                     SELECTION_DATASETS)
+from .config import (CHOSEN_ON_PRIVATE_SPLIT, GENERIC_SHAPES_SCHEDULE, LEARNED_CHOSEN_ON_PRIVATE_SPLIT,
+                     LEARNED_SELECTION_DATASETS, SELECTION_DATASETS)
 from .mechanisms import EnsembleVote, Mechanism
 from .names import run_generator_label
 from .phases import balances_classes
@@ -126,7 +126,8 @@ def privacy_report(mechanism: Mechanism, queries: int, config=None, answer_set_s
                                               for k, n in k_used.items()) / total
     outside = [TEACHER_ACCURACY_NOTE]
     if config is not None:
-        outside += settings_selection(config.dataset, config.generator)
+        outside += settings_selection(config.dataset, config.generator,
+                                      (config.generic_shapes, config.generic_shapes_end))
     report["not_covered_by_epsilon"] = outside
     if config is not None and mechanism.uses_prior:
         prior = "the student's own prediction"
@@ -230,8 +231,9 @@ def _record_level_lines(report: dict) -> list:
         [f"the student started from: {rl['student_initialisation']}"] if rl.get("student_initialisation") else [])
 
 
-def settings_selection(dataset: str, generator: str = "learned") -> list[str]:
-    """What the report says about how the defaults were chosen, for a run on ``dataset`` with ``generator``.
+def settings_selection(dataset: str, generator: str = "learned", generic_shapes: tuple = (0.0, None)) -> list[str]:
+    """What the report says about how the defaults were chosen, for a run on ``dataset`` with ``generator`` and
+    the generic-shapes share ``(generic_shapes, generic_shapes_end)``.
 
     Choosing settings by comparing runs on private data is itself a release
     that no ε covers (Papernot & Steinke 2022). The defaults listed in
@@ -251,6 +253,12 @@ def settings_selection(dataset: str, generator: str = "learned") -> list[str]:
                      f"by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
                      f"teachers' training images); that choice is itself a release about those images that this "
                      f"epsilon does not cover")
+    start, end = GENERIC_SHAPES_SCHEDULE["generic_shapes"], GENERIC_SHAPES_SCHEDULE["generic_shapes_end"]
+    if tuple(generic_shapes) == (start, end) and dataset in LEARNED_SELECTION_DATASETS:
+        notes.append(f"the generic-shapes schedule (the prior's share falling from {start:.0%} to {end:.0%} of the "
+                     "queries) was chosen by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
+                     "teachers' training images); that choice is itself a release about those images that this "
+                     "epsilon does not cover")
     return notes
 
 

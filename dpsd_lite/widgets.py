@@ -42,7 +42,7 @@ import torch
 
 from . import plots
 from .accounting import whole_run_epsilon
-from .config import TranscribeConfig, resolve
+from .config import GENERIC_SHAPES_SCHEDULE, TranscribeConfig, resolve
 from .data import load_dataset
 from .generators import STROKE_FORMAT
 from .mechanisms import make_mechanism
@@ -219,11 +219,9 @@ def dashboard_steps(config: TranscribeConfig | None = None) -> int:
     return max(10, int(round(steps * DASHBOARD_FRACTION / 10)) * 10)
 
 
-#: The generator menu's entry for the learned generator with the generic-shapes prior beside it, and the share of
-#: the queries that prior draws there: falling from 90% to 10% over the run, which the private-split comparisons
-#: of benchmarks/RESULTS.md (issue 41) found level with a flat 50% on digits and ahead of it on clothing.
+#: The generator menu's entry for the learned generator with the generic-shapes prior beside it, drawing its
+#: share of the queries on config.GENERIC_SHAPES_SCHEDULE (unless the dashboard was built with a share of its own).
 LEARNED_WITH_SHAPES = "learned+shapes"
-DASHBOARD_SHAPES = {"generic_shapes": 0.9, "generic_shapes_end": 0.1}
 
 
 class Dashboard:
@@ -281,7 +279,7 @@ class Dashboard:
         # a public prior beside DPSD's generator: named as such in the menu, the status line and every report
         self._shapes = ({"generic_shapes": self.config.generic_shapes,
                          "generic_shapes_end": self.config.generic_shapes_end} if self.config.uses_generic_shapes
-                        else dict(DASHBOARD_SHAPES))
+                        else dict(GENERIC_SHAPES_SCHEDULE))
         generators.append((generator_label("learned", **self._shapes) + " — a lesson, not DPSD alone",
                            LEARNED_WITH_SHAPES))
         if self.config.dataset in STROKE_FORMAT:  # the renderer draws handwritten digits only

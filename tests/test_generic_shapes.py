@@ -142,7 +142,7 @@ def test_the_dashboard_offers_the_prior_as_a_named_lesson_and_runs_it(digits, di
                      seed=0, eval_every=5, refresh_seconds=0.0)
     options = dict((value, label) for label, value in dash.generator_dropdown.options)
     assert dash.generator_dropdown.value == "learned"
-    schedule = "generic shapes (public prior, 90% → 10% of queries over the run)"  # DASHBOARD_SHAPES
+    schedule = "generic shapes (public prior, 90% → 10% of queries over the run)"  # config.GENERIC_SHAPES_SCHEDULE
     assert schedule in options[LEARNED_WITH_SHAPES] and "a lesson" in options[LEARNED_WITH_SHAPES]
     assert dash.current_config().generic_shapes == 0.0
     dash.generator_dropdown.value = LEARNED_WITH_SHAPES

@@ -14,6 +14,7 @@ from dpsd_lite.config import TranscribeConfig, resolve
 from dpsd_lite.errors import DpsdError
 from dpsd_lite.generators import Generator, GenericShapes, build_generator, shapes_rows
 from dpsd_lite.names import generator_label, run_generator_label
+from dpsd_lite.report import settings_selection
 from dpsd_lite.runs import load_run, save_run
 from dpsd_lite.sweep import SWEEP_COLUMNS, format_table, run_sweep
 from dpsd_lite.transcribe import prior_only_student, transcribe
@@ -149,3 +150,12 @@ def test_a_dashboard_built_with_a_schedule_offers_it_and_leaving_it_clears_it(di
     dash.generator_dropdown.value = "learned"  # DPSD's generator alone: no share, no schedule
     assert dash.current_config().generic_shapes == 0.0 and dash.current_config().generic_shapes_end is None
     dash.current_config().validate()
+
+
+def test_reports_disclose_that_the_offered_schedule_was_chosen_on_private_splits():
+    chosen = "the generic-shapes schedule (the prior's share falling from 90% to 10% of the queries) was chosen"
+    for dataset in ("mnist-5k", "fashion-mnist"):
+        assert any(n.startswith(chosen) for n in settings_selection(dataset, "learned", (0.9, 0.1)))
+    assert not any(n.startswith(chosen) for n in settings_selection("mnist-5k", "learned", (0.5, None)))
+    assert not any(n.startswith(chosen) for n in settings_selection("mnist-5k", "learned", (0.9, 0.2)))
+    assert not any(n.startswith(chosen) for n in settings_selection("digits", "learned", (0.9, 0.1)))  # public data
