@@ -248,17 +248,17 @@ def settings_selection(dataset: str, generator: str = "learned", generic_shapes:
         notes.append(f"the defaults for {', '.join(CHOSEN_ON_PRIVATE_SPLIT)} were chosen by comparing transcriptions "
                      f"on mnist-5k's private split (the teacher's training images, part of MNIST's training set); "
                      f"that choice is itself a release about those images that this epsilon does not cover")
-    if generator == "learned" and dataset in LEARNED_SELECTION_DATASETS:
-        notes.append(f"the learned generator's defaults ({', '.join(LEARNED_CHOSEN_ON_PRIVATE_SPLIT)}) were chosen "
-                     f"by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
-                     f"teachers' training images); that choice is itself a release about those images that this "
-                     f"epsilon does not cover")
-    start, end = GENERIC_SHAPES_SCHEDULE["generic_shapes"], GENERIC_SHAPES_SCHEDULE["generic_shapes_end"]
-    if tuple(generic_shapes) == (start, end) and dataset in LEARNED_SELECTION_DATASETS:
-        notes.append(f"the generic-shapes schedule (the prior's share falling from {start:.0%} to {end:.0%} of the "
-                     "queries) was chosen by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
-                     "teachers' training images); that choice is itself a release about those images that this "
-                     "epsilon does not cover")
+    if dataset in LEARNED_SELECTION_DATASETS:
+        on_both = ("chosen by comparing transcriptions on the private splits of mnist-5k and of Fashion-MNIST (the "
+                   "teachers' training images); that choice is itself a release about those images that this epsilon "
+                   "does not cover")
+        if generator == "learned":
+            notes.append(f"the learned generator's defaults ({', '.join(LEARNED_CHOSEN_ON_PRIVATE_SPLIT)}) were "
+                         f"{on_both}")
+        start, end = GENERIC_SHAPES_SCHEDULE["generic_shapes"], GENERIC_SHAPES_SCHEDULE["generic_shapes_end"]
+        if tuple(generic_shapes) == (start, end):
+            notes.append(f"the generic-shapes schedule (the prior's share falling from {start:.0%} to {end:.0%} of "
+                         f"the queries) was {on_both}")
     return notes
 
 
