@@ -6,6 +6,7 @@ the student's accuracy on the **private split** over the teacher's there; nothin
 printed or stored here, so nothing is chosen on it:
 
     python benchmarks/private_split_comparison.py --epsilon 1 --seeds 0-9 --arms base diversity_weight=0.3
+    python benchmarks/private_split_comparison.py --epsilon 1 --seeds 0-9 --jobs 2   # two seeds at a time
     python benchmarks/private_split_comparison.py --dataset fashion-mnist --data-root ../shared/data \\
         --epsilon 10 --seeds 0-2 --arms base top_k=5
     python benchmarks/private_split_comparison.py --fast          # digits, a smoke run of the same path
@@ -20,6 +21,10 @@ A run at ε = 1 is chaotic: a change as small as the order of floating-point sum
 (benchmarks/RESULTS.md, "Design history"). Runs of two arms on the same seed are therefore not paired; the
 script reports each arm's mean, its standard deviation over seeds and the standard error of the mean, and each
 arm's difference from the first with the standard error of that difference (unpaired).
+
+``--jobs N`` runs N seeds at once, each in a process of its own with ``--threads`` threads (on 2 cores: ``--jobs 2``
+at the default 1 thread). A seed's figures depend on its thread count, not on how many seeds run beside it, so
+they are the same as one at a time.
 """
 
 from __future__ import annotations
@@ -62,6 +67,33 @@ def summarise(ratios: list) -> dict:
     return {"mean": mean, "sd": sd, "se": sd / math.sqrt(len(ratios))}
 
 
+def run_seed(seed: int, job: dict) -> list:
+    """One seed: its own teacher (trained afresh in a temporary cache), then every arm; returns one row per arm.
+    A top-level function, so that ``--jobs`` can run it in a process of its own."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from dpsd_lite.data import load_dataset
+    from dpsd_lite.teacher import get_teacher
+    from dpsd_lite.transcribe import transcribe
+    from dpsd_lite.utils import accuracy
+
+    data = load_dataset(job["dataset"], root=job["data_root"])
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        teacher = get_teacher(data, seed=seed, device="cpu", cache_dir=cache, **({"epochs": 3} if job["fast"] else {}))
+        on_private = accuracy(teacher.model, data.x_private, data.y_private)
+        for name, overrides in job["arms"].items():
+            run = dict(overrides, **({"steps": 10} if job["fast"] else {}))
+            r = transcribe(data=data, teacher=teacher, dataset=job["dataset"], generator=job["generator"],
+                           noise_mode=job["mode"], epsilon=job["epsilon"], seed=seed, device="cpu",
+                           reproducible_noise=True, **run)
+            ratio = accuracy(r.student, data.x_private, data.y_private) / on_private
+            rows.append({"arm": name, "seed": seed, "ratio": ratio, "seconds": r.elapsed})
+            print(f"  seed {seed:>3} {name:<40} {ratio:.4f}  {r.elapsed:.0f} s", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist-5k")
@@ -69,45 +101,39 @@ def main(argv=None) -> int:
     ap.add_argument("--generator", default="learned")
     ap.add_argument("--mode", default="rr", help="noise mode of every run")
     ap.add_argument("--epsilon", type=float, default=1.0)
-    ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-2"), help="e.g. 0-9 or 0,1,2")
+    ap.add_argument("--seeds", type=parse_seeds, default=None,
+                    help="e.g. 0-9 or 0,1,2 (default 0-2; with --fast, the first two given, or 0)")
     ap.add_argument("--arms", nargs="+", type=parse_arm, default=[parse_arm("base")],
                     help="base, or KEY=VALUE+KEY=VALUE config overrides")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1; the figures "
                                                             "depend on it, as on the machine)")
-    ap.add_argument("--fast", action="store_true", help="smoke run: digits, 10 steps, one seed")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run at once, one process each (default 1); "
+                                                         "each uses --threads, so the figures are the same")
+    ap.add_argument("--fast", action="store_true", help="smoke run: digits, 10 steps, one seed (or two given)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     arms = dict(args.arms)  # bad keys or values failed in parse_args, before any run
     if len(arms) != len(args.arms):
         ap.error("each arm once")
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from dpsd_lite.data import load_dataset
-    from dpsd_lite.teacher import get_teacher
-    from dpsd_lite.transcribe import transcribe
-    from dpsd_lite.utils import accuracy
+    if args.jobs < 1 or args.threads < 1:
+        ap.error("--jobs and --threads must be at least 1")
 
     dataset = "digits" if args.fast else args.dataset
-    seeds = args.seeds[:1] if args.fast else args.seeds
-    data = load_dataset(dataset, root=args.data_root)
+    seeds = (args.seeds or [0])[:2] if args.fast else (args.seeds or parse_seeds("0-2"))
     print(f"private-split comparison: {dataset}, generator {args.generator}, mode {args.mode}, eps {args.epsilon:g}, "
-          f"seeds {seeds}, {args.threads} thread(s); scored on the private split, noise derived from the seed",
-          flush=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        for seed in seeds:
-            teacher = get_teacher(data, seed=seed, device="cpu", cache_dir=cache, **({"epochs": 3} if args.fast else {}))
-            on_private = accuracy(teacher.model, data.x_private, data.y_private)
-            for name, overrides in arms.items():
-                run = dict(overrides, **({"steps": 10} if args.fast else {}))
-                r = transcribe(data=data, teacher=teacher, dataset=dataset, generator=args.generator,
-                               noise_mode=args.mode, epsilon=args.epsilon, seed=seed, device="cpu",
-                               reproducible_noise=True, **run)
-                ratio = accuracy(r.student, data.x_private, data.y_private) / on_private
-                rows.append({"arm": name, "seed": seed, "ratio": ratio, "seconds": r.elapsed})
-                print(f"  seed {seed:>3} {name:<40} {ratio:.4f}  {r.elapsed:.0f} s", flush=True)
+          f"seeds {seeds}, {args.threads} thread(s) per run, {args.jobs} run(s) at a time; scored on the private "
+          f"split, noise derived from the seed", flush=True)
+    job = {"dataset": dataset, "data_root": args.data_root, "generator": args.generator, "mode": args.mode,
+           "epsilon": args.epsilon, "arms": arms, "threads": args.threads, "fast": args.fast}
+    if args.jobs == 1:
+        rows = [row for seed in seeds for row in run_seed(seed, job)]
+    else:  # one process per seed: each trains its own teacher and runs every arm, as the sequential loop does
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(run_seed, seeds, [job] * len(seeds)))
+        rows = [row for seed_rows in done for row in seed_rows]
     first = summarise([r["ratio"] for r in rows if r["arm"] == next(iter(arms))])
     summary = []
     for name in arms:

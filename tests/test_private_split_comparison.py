@@ -52,7 +52,25 @@ def test_a_smoke_run_is_reproducible_and_compares_against_the_first_arm(tmp_path
     assert "private split" in capsys.readouterr().out
 
 
+def test_seeds_run_side_by_side_give_the_figures_they_give_one_at_a_time(tmp_path):
+    rows = {}
+    for jobs in ("1", "2"):
+        path = tmp_path / f"jobs{jobs}.json"
+        assert psc.main(["--fast", "--seeds", "0,1", "--jobs", jobs, "--json", str(path)]) == 0
+        rows[jobs] = json.loads(path.read_text())["rows"]
+    assert [(r["seed"], r["arm"]) for r in rows["2"]] == [(0, "base"), (1, "base")]  # in seed order
+    assert [r["ratio"] for r in rows["2"]] == [r["ratio"] for r in rows["1"]]
+    assert rows["1"][0]["ratio"] != rows["1"][1]["ratio"]  # two seeds, two teachers: not one run twice
+
+
 def test_an_unknown_setting_is_a_usage_error_before_any_run(capsys):
     with pytest.raises(SystemExit) as e:
         psc.main(["--fast", "--arms", "base", "no_such_setting=1"])
     assert e.value.code == 2 and "no_such_setting" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--jobs", "--threads"])
+def test_fewer_than_one_job_or_thread_is_a_usage_error(flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        psc.main(["--fast", flag, "0"])
+    assert e.value.code == 2 and "at least 1" in capsys.readouterr().err
