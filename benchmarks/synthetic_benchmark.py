@@ -110,7 +110,9 @@ def main(argv=None):
                 f"(no privacy): held-out accuracy on {args.dataset}, {args.mode} mode, {seed_text}"
                 + ("" if len(seeds) == 1 else " (each seed with its own teacher, run and real-data student; the DP "
                    "noise is secret, so a rerun of a seed differs)")
-                + ". The re-identification filter reads private data and is not a DP mechanism.\n\n"
+                + f". Every downstream classifier (on synthetic or on real images, either architecture) trains for "
+                  f"{args.downstream_steps:,} steps (batches of 128 images). The re-identification filter reads "
+                  f"private data and is not a DP mechanism.\n\n"
                 + "The synthetic images are drawn in equal parts from the generator at a quarter, half and three "
                   "quarters of the run (what `synthesize` does by default); *final generator* is the same from "
                   "the generator as the run ended.\n\n"
