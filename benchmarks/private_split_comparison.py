@@ -125,15 +125,12 @@ def main(argv=None) -> int:
           f"split, noise derived from the seed", flush=True)
     job = {"dataset": dataset, "data_root": args.data_root, "generator": args.generator, "mode": args.mode,
            "epsilon": args.epsilon, "arms": arms, "threads": args.threads, "fast": args.fast}
-    if args.jobs == 1:
-        rows = [row for seed in seeds for row in run_seed(seed, job)]
-    else:  # one process per seed: each trains its own teacher and runs every arm, as the sequential loop does
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
 
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(run_seed, seeds, [job] * len(seeds)))
-        rows = [row for seed_rows in done for row in seed_rows]
+    from results_file import side_by_side
+
+    # one process per seed with --jobs: each trains its own teacher and runs every arm, as one at a time does
+    rows = [row for seed_rows in side_by_side(partial(run_seed, job=job), seeds, args.jobs) for row in seed_rows]
     first = summarise([r["ratio"] for r in rows if r["arm"] == next(iter(arms))])
     summary = []
     for name in arms:

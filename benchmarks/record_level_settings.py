@@ -142,16 +142,6 @@ def _one_row(job):
     return accs
 
 
-def _run_rows(jobs, workers):
-    """``_one_row`` for every job, ``workers`` processes side by side (each its own torch thread)."""
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            return list(pool.map(_one_row, jobs))
-    return [_one_row(j) for j in jobs]
-
-
 def _data(what, fast):
     from dpsd_lite.public_data import drawn_digits, public_handwriting
 
@@ -284,6 +274,7 @@ def main(argv=None) -> int:
     import tempfile
 
     import torch
+    from results_file import side_by_side
 
     torch.set_num_threads(args.threads)
     epsilons = [float(e) for e in (args.epsilons or GRID_EPSILONS.get(args.grid if args.what == "dp-teacher"
@@ -328,8 +319,8 @@ def main(argv=None) -> int:
             print(f"first round taken from {os.path.relpath(saved, HERE)} (its own run, seed {args.seed})")
             rows = [show(r["setting"], {float(k): v for k, v in r["accuracy"].items()}) for r in previous["rows"]]
         else:
-            results = _run_rows([(args.what, setting, epsilons, args.seed, args.threads, args.fast)
-                                 for setting in grid], args.jobs)
+            results = side_by_side(_one_row, [(args.what, setting, epsilons, args.seed, args.threads, args.fast)
+                                              for setting in grid], args.jobs)
             rows = [show(setting, accs) for setting, accs in zip(grid, results)]
     eligible = [r for r in rows if r.get("cost", 0) <= args.budget]
     best = max(eligible, key=lambda r: r["mean"])
@@ -340,8 +331,8 @@ def main(argv=None) -> int:
         ranked = sorted((r for r in rows[1:] if r.get("cost", 0) <= args.budget), key=lambda r: -r["mean"])
         finalists = [rows[0]] + ranked[: args.confirm]
         more = [args.seed + 1, args.seed + 2]
-        results = _run_rows([(args.what, r["setting"], epsilons, sd, args.threads, args.fast)
-                             for r in finalists for sd in more], args.jobs)
+        results = side_by_side(_one_row, [(args.what, r["setting"], epsilons, sd, args.threads, args.fast)
+                                          for r in finalists for sd in more], args.jobs)
         print("second round: the base and the best settings at seeds "
               f"{args.seed}, {', '.join(map(str, more))} (mean over seeds and epsilons)")
         for i, r in enumerate(finalists):

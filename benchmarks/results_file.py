@@ -57,6 +57,20 @@ def run_cli(args: list, env: dict) -> tuple:
     return proc.stdout, seconds, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
+def side_by_side(fn, items: list, workers: int) -> list:
+    """``[fn(item) for item in items]``, in that order; with ``workers`` > 1, that many processes side by side.
+
+    Each worker process is spawned fresh (not forked from a process that has already started torch's thread
+    pool), so ``fn`` (a top-level function) sets its own torch thread count and loads what it needs."""
+    if workers <= 1:
+        return [fn(item) for item in items]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, items))
+
+
 def run_timed(main) -> None:
     """Run a script's ``main()``, print its total wall time, and exit with its return code."""
     t0 = time.perf_counter()
