@@ -19,6 +19,7 @@ The filter reads private data and is not DP; the run's ε covers the unfiltered 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -47,6 +48,8 @@ GOAL = 0.90
 # (benchmarks/RESULTS.md, "Design history": how long the downstream classifier trains). Sections written
 # before that say 600 in their text or lack a step count; those without one ran at 600.
 DOWNSTREAM_STEPS = 2400
+# the batch size every downstream classifier trains with: downstream_comparison's own, which this script keeps
+DOWNSTREAM_BATCH = inspect.signature(downstream_comparison).parameters["batch_size"].default
 
 
 def main(argv=None):
@@ -119,8 +122,8 @@ def main(argv=None):
                 + ("" if len(seeds) == 1 else " (each seed with its own teacher, run and real-data student; the DP "
                    "noise is secret, so a rerun of a seed differs)")
                 + f". Every downstream classifier (on synthetic or on real images, either architecture) trains for "
-                  f"{args.downstream_steps:,} steps (batches of 128 images). The re-identification filter reads "
-                  f"private data and is not a DP mechanism.\n\n"
+                  f"{args.downstream_steps:,} steps (batches of {DOWNSTREAM_BATCH} images). The re-identification "
+                  f"filter reads private data and is not a DP mechanism.\n\n"
                 + "The synthetic images are drawn in equal parts from the generator at a quarter, half and three "
                   "quarters of the run (what `synthesize` does by default); *final generator* is the same from "
                   "the generator as the run ended.\n\n"
